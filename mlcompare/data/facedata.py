@@ -1,0 +1,49 @@
+"""The contract every data source meets: images and identity labels, in memory."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class FaceData:
+    """Images of identities.
+
+    Attributes:
+        images: uint8 tensor ``[N, 3, H, W]`` (RGB; grey sources are repeated to 3 channels).
+        labels: int64 tensor ``[N]``, identity index in ``0 .. len(identities) - 1``.
+        identities: a name for each identity index.
+        noisy: bool tensor ``[N]``, True where a source gave the image a wrong identity on
+            purpose (synthetic label noise); None when the source has no such notion.
+        source: the spec the data came from, for reports.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    identities: list[str]
+    source: str
+    noisy: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 [N, 3, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(f"labels must be [N] = [{self.images.shape[0]}], got {tuple(self.labels.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_identities(self) -> int:
+        return len(self.identities)
+
+    def subset(self, index: torch.Tensor, relabel: bool = True) -> "FaceData":
+        """The images at ``index``; with ``relabel`` the identities left are renumbered 0..C-1."""
+        labels = self.labels[index]
+        identities = self.identities
+        if relabel:
+            kept, labels = torch.unique(labels, return_inverse=True)
+            identities = [self.identities[i] for i in kept.tolist()]
+        noisy = None if self.noisy is None else self.noisy[index]
+        return FaceData(self.images[index], labels, identities, self.source, noisy)
