@@ -1,0 +1,153 @@
+"""One training loop for every loss, readable top to bottom.
+
+Every method of a comparison gets the same backbone initialisation (per seed), the same
+P x K batches (a function of seed and step), the same optimiser and warm-up + cosine schedule,
+and the same number of steps. Only the loss (and its miner) differs.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from mlcompare.backbones import to_input
+from mlcompare.config import TrainConfig
+from mlcompare.data.facedata import FaceData
+from mlcompare.data.sampler import PKSampler
+from mlcompare.losses import Loss
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf: the method is marked failed and the comparison goes on."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    images_per_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def lr_factor(step: int, *, warmup: int, total: int) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, seed: int,
+          device: torch.device, checkpoint: Path | None = None, resume: bool = False,
+          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``model`` with ``loss`` on ``data`` for ``cfg.steps`` steps.
+
+    ``checkpoint`` (model, loss, optimiser, step, RNG state, history) is written atomically every
+    ``cfg.checkpoint_every`` steps and at the end; with ``resume`` an existing one is continued.
+    ``on_step(steps_done, loss)`` is called after each logged step (the progress bar).
+    A NaN or inf loss is detected on the next logged step (checking every step would force a
+    host-device synchronisation on GPUs).
+    Raises :class:`TrainingDiverged` on a NaN or inf loss.
+    """
+    sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
+    model.to(device)
+    loss.to(device)
+    params = list(model.parameters()) + list(loss.parameters())
+    optimizer = make_optimizer(params, cfg)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup=cfg.warmup_steps, total=cfg.steps))
+    start, history, seconds = 0, [], 0.0
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        loss.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        _set_rng_state(state["rng"])
+        start, history, seconds = state["step"], state["history"], state["seconds"]
+
+    def save(step: int) -> None:
+        if checkpoint is not None:
+            save_atomic({"model": model.state_dict(), "loss": loss.state_dict(), "optimizer": optimizer.state_dict(),
+                         "schedule": schedule.state_dict(), "rng": _rng_state(), "step": step,
+                         "history": history, "seconds": seconds}, checkpoint)
+
+    flip_gen = torch.Generator()
+    model.train()
+    loss.train()
+    tic = time.perf_counter()
+    for step in range(start, cfg.steps):
+        index = sampler.batch(step)
+        images = data.images[index]
+        if cfg.flip:
+            flip = torch.rand(len(index), generator=flip_gen.manual_seed(seed * 1_000_003 + step)) < 0.5
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        x = to_input(images.to(device, non_blocking=True))
+        y = data.labels[index].to(device, non_blocking=True)
+        loss.set_progress(step, cfg.steps)
+        value = loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        last = step + 1 == cfg.steps
+        if step % cfg.log_every == 0 or last:
+            current = float(value.detach())  # the only host-device sync, on logged steps
+            if not math.isfinite(current):
+                raise TrainingDiverged(f"loss became {current} at step {step}; lower the learning rate or the loss's scale")
+            row = {"step": step, "loss": current, "lr": schedule.get_last_lr()[0]}
+            row.update({k: float(v) for k, v in loss.stats.items()})
+            history.append(row)
+            if on_step is not None:
+                on_step(step + 1, current)
+        if checkpoint is not None and ((step + 1) % cfg.checkpoint_every == 0 or last):
+            seconds_now = seconds + time.perf_counter() - tic
+            seconds, tic = seconds_now, time.perf_counter()
+            save(step + 1)
+    seconds += time.perf_counter() - tic
+    done = cfg.steps - start
+    return TrainResult(cfg.steps, seconds, done * sampler.batch_size / seconds if seconds > 0 and done else 0.0, history)
+
+
+@torch.no_grad()
+def embed(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Embeddings ``[N, D]`` (float32, CPU, not normalised) of uint8 images, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [model(to_input(images[i:i + batch_size].to(device))).float().cpu() for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
