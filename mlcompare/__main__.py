@@ -1,0 +1,5 @@
+import sys
+
+from mlcompare.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""``mlcompare`` command line: list, run, report, data preview|export."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from mlcompare.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlcompare", description="Metric learning or margin-based classification? "
+                                     "Train both on the same backbone, data and budget, and compare.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the named comparisons, one line each")
+
+    run = sub.add_parser("run", help="train and evaluate every method of a comparison, then write the report")
+    run.add_argument("comparison", help="a named comparison (see `mlcompare list`) or a FILE.toml")
+    run.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
+    run.add_argument("--data", help="training data instead of the comparison's: synthfaces[:KEY=VALUE,...], imagefolder:PATH, digits")
+    run.add_argument("--test-data", help="a separate test set (disjoint identities) instead of holding out training identities")
+    run.add_argument("--device", default="auto", help="auto (GPU when torch sees one), cpu or cuda (default auto)")
+    run.add_argument("--seeds", type=int, help="training seeds per method (overrides the comparison's)")
+    run.add_argument("--steps", type=int, help="training steps per method (overrides the comparison's)")
+    run.add_argument("--force", action="store_true", help="replace an existing run directory (only once the new run is complete)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    rep = sub.add_parser("report", help="re-render the report of a run directory from its saved results (no training)")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--out", type=Path, help="write the report here instead of into RUN_DIR (e.g. reports/NAME)")
+
+    data = sub.add_parser("data", help="look at a data source: a contact sheet, or export as an image folder")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    for name, text in (("preview", "write a contact sheet PNG (rows: identities, columns: images)"),
+                       ("export", "write the data as an image folder (one sub-folder per identity)")):
+        p = data_sub.add_parser(name, help=text)
+        p.add_argument("spec", help="synthfaces[:KEY=VALUE,...], imagefolder:PATH or digits")
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+        p.add_argument("--seed", type=int, default=0)
+        if name == "preview":
+            p.add_argument("--identities", type=int, default=8)
+            p.add_argument("--images", type=int, default=8)
+        else:
+            p.add_argument("--force", action="store_true", help="replace an existing folder")
+    return parser
+
+
+def _list() -> None:
+    from mlcompare import config
+
+    for name in config.named():
+        print(f"{name:24s} {config.load(name).description}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from mlcompare import config, runner
+
+    cfg = runner.apply_overrides(config.load(args.comparison), data=args.data, test_data=args.test_data,
+                                 seeds=args.seeds, steps=args.steps)
+    out = args.out or Path("runs") / cfg.name
+    done = runner.run(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
+    print(f"report: {done / 'report.md'} and {done / 'report.html'}")
+
+
+def _data(args: argparse.Namespace) -> None:
+    from mlcompare import data
+    from mlcompare.data import preview
+
+    loaded = data.load(args.spec, size=args.size, seed=args.seed)
+    if args.data_command == "preview":
+        path = preview.contact_sheet(loaded, args.out, identities=args.identities, images=args.images)
+    else:
+        path = preview.export_imagefolder(loaded, args.out, force=args.force)
+    print(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    try:
+        if args.command == "list":
+            _list()
+        elif args.command == "run":
+            _run(args)
+        elif args.command == "report":
+            from mlcompare import report
+
+            print(report.render(args.run_dir, args.out) / "report.md")
+        elif args.command == "data":
+            _data(args)
+    except (UserError, ValueError, FileExistsError, FileNotFoundError) as err:
+        if os.environ.get("MLCOMPARE_DEBUG"):
+            raise
+        print(f"mlcompare: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mlcompare: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,258 @@
+"""Render a run directory's results as ``report.md`` (+ PNG figures) and a self-contained ``report.html``.
+
+Rendering reads only what the run saved (config.json, results.csv, history.csv, curves/), so
+``mlcompare report RUN_DIR`` re-renders without training.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are rendered headless, the same on every machine
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mlcompare.errors import UserError  # noqa: E402
+from mlcompare.rundir import read_history, read_results, write_text_atomic  # noqa: E402
+
+# (column, header, digits) of the summary table; eer is lower-is-better.
+COLUMNS = [("accuracy", "Verif. acc.", 3), ("auc", "AUC", 3), ("eer", "EER", 3), ("tar_far_1e-2", "TAR@FAR=1e-2", 3),
+           ("tar_far_1e-3", "TAR@FAR=1e-3", 3), ("rank_1", "Rank-1", 3), ("rank_5", "Rank-5", 3),
+           ("map_at_r", "MAP@R", 3), ("images_per_s", "img/s", 0), ("train_seconds", "train s", 0)]
+FAMILY_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning", "baseline": "baseline"}
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per method: mean and std over seeds of every metric (successful runs only)."""
+    ok = results[results.status == "ok"]
+    rows = []
+    for method, group in results.groupby("method", sort=False):
+        good = ok[ok.method == method]
+        row = {"method": method, "family": group.family.iloc[0], "loss": group.loss.iloc[0],
+               "params": str(group.params.iloc[0]) if "params" in group and pd.notna(group.params.iloc[0]) else "",
+               "seeds_ok": len(good), "seeds": len(group),
+               "status": "ok" if len(good) == len(group) else ("failed" if good.empty else "partly failed"),
+               "message": "; ".join(m for m in group.message.fillna("").astype(str) if m)}
+        for col, _, _ in COLUMNS:
+            values = pd.to_numeric(good[col], errors="coerce") if col in good else pd.Series(dtype=float)
+            row[col] = values.mean() if len(values) else math.nan
+            row[col + "_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(mean: float, std: float, digits: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "n/a"
+    text = f"{mean:.{digits}f}"
+    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+        text += f" ± {std:.{digits}f}"
+    return text
+
+
+def summary_sentence(table: pd.DataFrame) -> str:
+    """The comparison's answer in one sentence, with numbers."""
+    ok = table[table.status != "failed"]
+    best = {fam: ok[ok.family == fam].sort_values("accuracy", ascending=False).head(1) for fam in ("classification", "pair")}
+    raw = ok[ok.family == "baseline"]
+    parts = []
+    if not best["classification"].empty and not best["pair"].empty:
+        c, p = best["classification"].iloc[0], best["pair"].iloc[0]
+        winner, loser = (c, p) if c.accuracy >= p.accuracy else (p, c)
+        parts.append(f"On held-out identities, the best {FAMILY_NAMES[winner.family]} method ({winner.method}) reaches "
+                     f"{winner.accuracy:.3f} verification accuracy and {winner.rank_1:.3f} rank-1, against "
+                     f"{loser.accuracy:.3f} and {loser.rank_1:.3f} for the best {FAMILY_NAMES[loser.family]} "
+                     f"method ({loser.method})")
+    else:
+        fam = "classification" if not best["classification"].empty else "pair"
+        if not best[fam].empty:
+            b = best[fam].iloc[0]
+            parts.append(f"The best method ({b.method}) reaches {b.accuracy:.3f} verification accuracy and {b.rank_1:.3f} rank-1")
+    if not raw.empty:
+        parts.append(f"raw pixels get {raw.accuracy.iloc[0]:.3f} and {raw.rank_1.iloc[0]:.3f}")
+    failed = table[table.status == "failed"].method.tolist()
+    text = "; ".join(parts) + "."
+    if failed:
+        text += f" Failed: {', '.join(failed)} (see the table)."
+    return text
+
+
+def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path) -> list[tuple[str, str, Path]]:
+    """ROC, CMC, loss curves and a bar chart; returns (title, caption, path)."""
+    figures = []
+    curves = {}
+    for row in results[results.status == "ok"].itertuples():
+        path = run / "curves" / f"{_slug(row.method)}-s{row.seed}.npz"
+        if path.exists() and row.method not in curves:  # the first seed's curves stand for the method
+            curves[row.method] = (row.family, np.load(path))
+    styles = {"classification": "-", "pair": "--", "baseline": ":"}
+    if curves:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for method, (family, c) in curves.items():
+            ax.plot(c["fpr"], c["tpr"], styles.get(family, "-"), label=method)
+        ax.set_xscale("log")
+        ax.set_xlim(1e-3, 1)
+        ax.set_xlabel("false accept rate")
+        ax.set_ylabel("true accept rate")
+        ax.set_title("Verification ROC (held-out identities)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        figures.append(("ROC", "Verification ROC of every method (solid: classification, dashed: metric learning, dotted: raw pixels).", _save(fig, out / "roc.png")))
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for method, (family, c) in curves.items():
+            cmc = c["cmc"][:20]
+            ax.plot(np.arange(1, len(cmc) + 1), cmc, styles.get(family, "-"), marker=".", label=method)
+        ax.set_xlabel("rank")
+        ax.set_ylabel("identification rate")
+        ax.set_title("CMC (closed-set 1:N, one gallery image per identity)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        figures.append(("CMC", "Cumulative match characteristic: the share of probes whose identity is within the top k.", _save(fig, out / "cmc.png")))
+    if not history.empty:
+        methods = list(dict.fromkeys(history.method))
+        cols = min(3, len(methods))
+        rows = math.ceil(len(methods) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+        for ax, method in zip(axes.flat, methods):
+            for seed, h in history[history.method == method].groupby("seed"):
+                ax.plot(h.step, h.loss, label=f"seed {seed}")
+            ax.set_title(method, fontsize=10)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(methods):]:
+            ax.axis("off")
+        fig.suptitle("Training loss (each loss on its own scale)")
+        figures.append(("Loss curves", "Training loss per step for each method and seed.", _save(fig, out / "loss.png")))
+    table = summarise(results)
+    ok = table[table.status != "failed"]
+    if not ok.empty:
+        fig, ax = plt.subplots(figsize=(7, 0.5 * len(ok) + 1.5))
+        y = np.arange(len(ok))
+        colors = {"classification": "tab:blue", "pair": "tab:orange", "baseline": "tab:gray"}
+        ax.barh(y + 0.2, ok.accuracy, height=0.4, xerr=ok.accuracy_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], label="verification accuracy")
+        ax.barh(y - 0.2, ok.rank_1, height=0.4, xerr=ok.rank_1_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], alpha=0.5, label="rank-1")
+        ax.set_yticks(y, ok.method)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("score (bars: mean over seeds; whiskers: std)")
+        ax.set_title("Verification accuracy (solid) and rank-1 (light)")
+        ax.grid(alpha=0.3, axis="x")
+        figures.insert(0, ("Scores", "Verification accuracy and rank-1 per method (blue: classification, orange: metric learning, grey: raw pixels).", _save(fig, out / "scores.png")))
+    return figures
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
+def render(run: Path, out: Path | None = None) -> Path:
+    """Write report.md, report.html and figures/ for the run in ``run`` (into ``out``, default ``run``)."""
+    run = Path(run)
+    if not (run / "results.csv").exists():
+        raise UserError(f"'{run}' holds no results.csv: not a run directory (run `mlcompare run NAME --out {run}` first)")
+    out = Path(out) if out else run
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    results, history = read_results(run), read_history(run)
+    table = summarise(results)
+    figures = _figures(run, results, history, out / "figures")
+    if out != run:
+        shutil.copyfile(run / "results.csv", out / "results.csv")
+    write_text_atomic(out / "report.md", _markdown(config, table, figures, out))
+    write_text_atomic(out / "report.html", _html(config, table, figures))
+    return out
+
+
+def _setup_lines(config: dict) -> list[str]:
+    d, b, t = config.get("data", {}), config.get("backbone", {}), config.get("train", {})
+    return [
+        f"Data: `{d.get('train')}`" + (f", tested on `{d.get('test')}`" if d.get("test") else
+                                       f", identities split {1 - d.get('test_fraction', 0):.0%} train / {d.get('test_fraction', 0):.0%} test (disjoint)")
+        + f"; {config.get('train_identities')} training identities ({config.get('train_images')} images), "
+          f"{config.get('test_identities')} test identities ({config.get('test_images')} images), {d.get('size')} px.",
+        f"Protocol: 1:1 verification on {config.get('verification_pairs')} balanced pairs in 10 folds (accuracy: threshold "
+        f"chosen on 9 folds, measured on the 10th); 1:N identification with one gallery image per test identity; MAP@R leave-one-out.",
+        f"Fair by construction: every method trains the same backbone (ResNet, widths {b.get('widths')}, blocks {b.get('blocks')}, "
+        f"{b.get('embedding_dim')}-d embedding) from the same initial weights per seed, on the same P x K batches "
+        f"(P={t.get('p')}, K={t.get('k')}), with {t.get('optimizer')} lr {t.get('lr')} (warm-up {t.get('warmup_steps')} steps + cosine) "
+        f"for {t.get('steps')} steps, {config.get('seeds')} seed(s), on {config.get('device')}.",
+    ]
+
+
+def _markdown(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]], out: Path) -> str:
+    lines = [f"# mlcompare report: {config.get('name', '')}", "", config.get("description", ""), "",
+             f"**{summary_sentence(table)}**", "", "## Setup", ""]
+    lines += [f"- {line}" for line in _setup_lines(config)]
+    lines += ["", "## Results (mean ± std over seeds)", "",
+              "| Method | Family | Loss (params) | " + " | ".join(h for _, h, _ in COLUMNS) + " | Status |",
+              "|" + "---|" * (len(COLUMNS) + 4)]
+    for r in table.to_dict("records"):
+        cells = [_fmt(r[c], r[c + "_std"], d) for c, _, d in COLUMNS]
+        status = r["status"] + (f": {r['message']}" if r["message"] else "")
+        lines.append(f"| {r['method']} | {FAMILY_NAMES.get(r['family'], r['family'])} | {r['loss']} {r['params']} | "
+                     + " | ".join(cells) + f" | {status} |")
+    lines += ["", "## Figures", ""]
+    for title, caption, path in figures:
+        lines += [f"### {title}", "", caption, "", f"![{title}]({path.relative_to(out).as_posix()})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _html(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]]) -> str:
+    head = "".join(f"<th onclick='sortTable({i})'>{html.escape(h)}</th>" for i, h in
+                   enumerate(["Method", "Family", "Loss (params)"] + [h for _, h, _ in COLUMNS] + ["Status"]))
+    body = []
+    for d in table.to_dict("records"):
+        cells = [f"<td>{html.escape(str(x))}</td>" for x in (d["method"], FAMILY_NAMES.get(d["family"], d["family"]), f"{d['loss']} {d['params']}")]
+        for c, _, digits in COLUMNS:
+            value = d[c]
+            sort_key = "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value}"
+            cells.append(f"<td data-v='{sort_key}'>{html.escape(_fmt(value, d[c + '_std'], digits))}</td>")
+        cells.append(f"<td>{html.escape(d['status'] + (': ' + d['message'] if d['message'] else ''))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    imgs = "".join(
+        f"<h3>{html.escape(t)}</h3><p>{html.escape(c)}</p><img alt='{html.escape(t)}' src='data:image/png;base64,"
+        f"{base64.b64encode(p.read_bytes()).decode()}'>" for t, c, p in figures)
+    setup = "".join(f"<li>{html.escape(line)}</li>" for line in _setup_lines(config))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mlcompare report: {html.escape(config.get('name', ''))}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th {{ background: #f0f0f0; cursor: pointer; }} td:nth-child(-n+3) {{ text-align: left; }}
+img {{ max-width: 100%; }} .summary {{ font-size: 1.1em; font-weight: bold; }}
+</style></head><body>
+<h1>mlcompare report: {html.escape(config.get('name', ''))}</h1>
+<p>{html.escape(config.get('description', ''))}</p>
+<p class="summary">{html.escape(summary_sentence(table))}</p>
+<h2>Setup</h2><ul>{setup}</ul>
+<h2>Results (mean ± std over seeds; click a header to sort)</h2>
+<table id="results"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
+<h2>Figures</h2>{imgs}
+<script>
+function sortTable(col) {{
+  const tbody = document.querySelector('#results tbody');
+  const rows = Array.from(tbody.rows);
+  const dir = tbody.dataset.col == col && tbody.dataset.dir == 'desc' ? 'asc' : 'desc';
+  const key = r => {{ const c = r.cells[col]; return c.dataset.v !== undefined ? (c.dataset.v === '' ? -Infinity : parseFloat(c.dataset.v)) : c.textContent; }};
+  rows.sort((a, b) => {{ const x = key(a), y = key(b); const o = x < y ? -1 : x > y ? 1 : 0; return dir == 'asc' ? o : -o; }});
+  rows.forEach(r => tbody.appendChild(r));
+  tbody.dataset.col = col; tbody.dataset.dir = dir;
+}}
+</script></body></html>
+"""

@@ -1,0 +1,85 @@
+"""The run directory: created once, written atomically, never overwritten without ``--force``.
+
+Layout::
+
+    RUN_DIR/config.json        resolved config (after command-line overrides)
+    RUN_DIR/results.csv        one row per method x seed: metrics, time, images/s, status
+    RUN_DIR/history.csv        one row per logged step: method, seed, step, loss, lr, loss stats
+    RUN_DIR/curves/M-sS.npz    ROC and CMC of each method x seed, for re-rendering the report
+    RUN_DIR/checkpoints/M-sS.pt
+    RUN_DIR/report.md, report.html, figures/*.png
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcompare.errors import UserError
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
+    write_text_atomic(path, frame.to_csv(index=False))
+
+
+def write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """Where a comparison writes. With ``force``, work goes to a sibling staging folder that
+    replaces the old run only when the new one is complete (:meth:`commit`), so an interrupted
+    forced run loses nothing."""
+
+    def __init__(self, final: Path, *, force: bool, resume: bool) -> None:
+        self.final = final
+        if force and resume:
+            raise UserError("--force and --resume contradict each other: --resume continues a run, --force replaces it")
+        exists = final.exists() and any(final.iterdir()) if final.is_dir() else final.exists()
+        if exists and not (force or resume):
+            raise UserError(f"run directory '{final}' already exists; use --resume to continue it or --force to replace it")
+        if resume and not (final / "config.json").exists():
+            raise UserError(f"--resume: '{final}' holds no run (no config.json); start it without --resume")
+        self.path = final.with_name(final.name + ".partial") if (force and exists) else final
+        if self.path != final and self.path.exists():
+            shutil.rmtree(self.path)  # a previous interrupted --force staging area: ours to discard
+        for sub in ("curves", "checkpoints", "figures"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    def commit(self) -> Path:
+        """Swap the staging folder in place of the old run (only after a ``--force`` run)."""
+        if self.path != self.final:
+            old = self.final.with_name(self.final.name + ".old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(self.final, old)
+            os.replace(self.path, self.final)
+            shutil.rmtree(old)
+            self.path = self.final
+        return self.final
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        write_text_atomic(self.path / "config.json", json.dumps(config, indent=2, default=str))
+
+
+def read_results(run: Path) -> pd.DataFrame:
+    path = run / "results.csv"
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def read_history(run: Path) -> pd.DataFrame:
+    path = run / "history.csv"
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()

@@ -1,0 +1,185 @@
+"""Run a comparison: load data once, fix the test protocol, train and score every method x seed."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import miners
+from mlcompare import data as datasets
+from mlcompare import losses
+from mlcompare.backbones import ResNetFace
+from mlcompare.config import ComparisonConfig, MethodConfig
+from mlcompare.data.facedata import FaceData
+from mlcompare.data.protocol import identification_split, split_identities, verification_pairs
+from mlcompare.errors import UserError
+from mlcompare.rundir import RunDir, read_history, read_results, write_csv_atomic, write_npz_atomic
+from mlcompare.scoring import TestProtocol, score
+from mlcompare.trainer import TrainingDiverged, embed, train
+
+RAW_PIXELS = "raw pixels"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when torch sees a GPU, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu (or auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda[:N], got '{name}'")
+    return torch.device(name)
+
+
+def prepare_data(config: ComparisonConfig) -> tuple[FaceData, FaceData, TestProtocol]:
+    """Train set, test set (disjoint identities) and the fixed protocol on the test set."""
+    d = config.data
+    full = datasets.load(d.train, size=d.size, seed=d.split_seed)
+    if d.test:
+        train_set, test_set = full, datasets.load(d.test, size=d.size, seed=d.split_seed + 1)
+    else:
+        train_set, test_set = split_identities(full, test_fraction=d.test_fraction, seed=d.split_seed)
+    pairs = verification_pairs(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
+    gallery, probes = identification_split(test_set.labels, seed=d.split_seed)
+    return train_set, test_set, TestProtocol(test_set.labels, pairs, gallery, probes)
+
+
+def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int) -> losses.Loss:
+    params = dict(method.params)
+    if method.miner:
+        params["miner"] = miners.get(method.miner, **method.miner_params)
+    return losses.get(method.loss, num_classes=num_classes, embedding_dim=embedding_dim, **params)
+
+
+def raw_pixel_embeddings(images: torch.Tensor) -> torch.Tensor:
+    """The untrained baseline: each image's pixels, mean-centred (cosine on them is then NCC)."""
+    flat = images.float().flatten(1)
+    return flat - flat.mean(dim=1, keepdim=True)
+
+
+def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
+        progress: bool = True) -> Path:
+    """Train and score every method of ``config`` for each seed; write the run directory and report."""
+    from mlcompare import report
+
+    dev = resolve_device(device)
+    rundir = RunDir(out, force=force, resume=resume)
+    train_set, test_set, protocol = prepare_data(config)
+    resolved = config.to_dict() | {"device": str(dev), "train_identities": train_set.num_identities,
+                                   "train_images": len(train_set), "test_identities": test_set.num_identities,
+                                   "test_images": len(test_set), "verification_pairs": len(protocol.pairs.same),
+                                   "torch": torch.__version__}
+    rundir.save_config(resolved)
+    results = read_results(rundir.path) if resume else pd.DataFrame()
+    history = read_history(rundir.path) if resume else pd.DataFrame()
+
+    def done(method: str, seed: int) -> bool:
+        return not results.empty and bool(((results.method == method) & (results.seed == seed) & (results.status == "ok")).any())
+
+    def record(row: dict[str, Any], curves: dict | None, rows: list[dict[str, Any]] | None) -> None:
+        nonlocal results, history
+        if not results.empty:
+            results = results[~((results.method == row["method"]) & (results.seed == row["seed"]))]
+        results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
+        write_csv_atomic(rundir.path / "results.csv", results)
+        if curves is not None:
+            write_npz_atomic(rundir.path / "curves" / f"{_slug(row['method'])}-s{row['seed']}.npz", **curves)
+        if rows:
+            if not history.empty:
+                history = history[~((history.method == row["method"]) & (history.seed == row["seed"]))]
+            history = pd.concat([history, pd.DataFrame(rows)], ignore_index=True)
+            write_csv_atomic(rundir.path / "history.csv", history)
+
+    if not done(RAW_PIXELS, 0):
+        metrics, curves = score(raw_pixel_embeddings(test_set.images), protocol)
+        record({"method": RAW_PIXELS, "seed": 0, "loss": "none", "family": "baseline", "status": "ok",
+                **metrics, "train_seconds": 0.0, "images_per_s": 0.0, "steps": 0, "message": ""}, curves, None)
+
+    for seed in range(config.seeds):
+        for method in config.methods:
+            if done(method.name, seed):
+                continue
+            row, curves, rows = _train_and_score(config, method, seed, train_set, test_set, protocol, dev,
+                                                 rundir.path / "checkpoints" / f"{_slug(method.name)}-s{seed}.pt",
+                                                 resume, progress)
+            record(row, curves, rows)
+    report.render(rundir.path)
+    return rundir.commit()
+
+
+def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, train_set: FaceData,
+                     test_set: FaceData, protocol: TestProtocol, device: torch.device, checkpoint: Path,
+                     resume: bool, progress: bool) -> tuple[dict[str, Any], dict | None, list[dict[str, Any]]]:
+    b = config.backbone
+    # Same seed -> same backbone initialisation for every method; the loss's weights come after.
+    torch.manual_seed(seed)
+    model = ResNetFace(image_size=config.data.size, widths=tuple(b.widths), blocks=tuple(b.blocks),
+                       embedding_dim=b.embedding_dim, dropout=b.dropout)
+    loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=b.embedding_dim)
+    row: dict[str, Any] = {"method": method.name, "seed": seed, "loss": method.loss, "family": loss.family,
+                           "params": _params_text(method)}
+    batch = config.train.p * config.train.k
+    bar = tqdm(total=config.train.steps * batch, unit="img", unit_scale=True, desc=f"{method.name} s{seed}",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=True)
+    shown = {"steps": 0}
+
+    def on_step(steps_done: int, value: float) -> None:
+        bar.update((steps_done - shown["steps"]) * batch)
+        shown["steps"] = steps_done
+        bar.set_postfix(step=f"{steps_done}/{config.train.steps}", loss=f"{value:.3f}")
+
+    tic = time.perf_counter()
+    try:
+        result = train(model, loss, train_set, config.train, seed=seed, device=device, checkpoint=checkpoint,
+                       resume=resume, on_step=on_step)
+        embeddings = embed(model, test_set.images, device=device)
+        if not torch.isfinite(embeddings).all():
+            raise TrainingDiverged("the model produces NaN or inf embeddings")
+        metrics, curves = score(embeddings, protocol)
+    except TrainingDiverged as err:
+        bar.close()
+        print(f"{method.name} (seed {seed}) failed: {err}; the other methods go on", file=sys.stderr)
+        return row | {"status": "failed", "message": str(err), "train_seconds": time.perf_counter() - tic}, None, []
+    bar.close()
+    rows = [{"method": method.name, "seed": seed} | h for h in result.history]
+    return row | {"status": "ok", **metrics, "train_seconds": result.seconds, "images_per_s": result.images_per_s,
+                  "steps": result.steps, "message": ""}, curves, rows
+
+
+def _params_text(method: MethodConfig) -> str:
+    parts = [f"{k}={v}" for k, v in method.params.items()]
+    if method.miner:
+        inner = ",".join(f"{k}={v}" for k, v in method.miner_params.items())
+        parts.append(f"miner={method.miner}" + (f"({inner})" if inner else ""))
+    return " ".join(parts)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
+def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
+                    seeds: int | None = None, steps: int | None = None) -> ComparisonConfig:
+    """Command-line options replace the comparison's own values."""
+    if data:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=data))
+    if test_data:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, test=test_data))
+    if seeds is not None:
+        if seeds < 1:
+            raise UserError(f"--seeds must be >= 1, got {seeds}")
+        config = dataclasses.replace(config, seeds=seeds)
+    if steps is not None:
+        if steps < 1:
+            raise UserError(f"--steps must be >= 1, got {steps}")
+        train = config.train
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            train, steps=steps, warmup_steps=min(train.warmup_steps, max(1, steps // 10))))
+    return config

@@ -1,0 +1,44 @@
+"""Scores of one model on the fixed test protocol, through the ``evaluations`` package only."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import evaluations
+from mlcompare.data.protocol import VerificationPairs
+
+# The columns of results.csv that hold metrics, in report order (higher is better except eer).
+METRICS = ("accuracy", "accuracy_std", "auc", "eer", "tar_far_1e-2", "tar_far_1e-3", "rank_1", "rank_5",
+           "map_at_r", "precision_at_1")
+
+
+@dataclass(frozen=True)
+class TestProtocol:
+    """Everything a model is scored on: test labels, verification pairs, gallery and probes."""
+
+    labels: torch.Tensor
+    pairs: VerificationPairs
+    gallery: torch.Tensor
+    probes: torch.Tensor
+
+
+def score(embeddings: torch.Tensor, protocol: TestProtocol) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics (a flat dict, the results.csv columns) and curves (ROC, CMC) for the plots."""
+    emb = embeddings.float()
+    pairs = protocol.pairs
+    scores = evaluations.pair_scores(emb[pairs.a], emb[pairs.b])
+    ver = evaluations.verification(scores, pairs.same.numpy(), folds=pairs.folds, far=(1e-2, 1e-3))
+    ident = evaluations.identification(emb[protocol.gallery], protocol.labels[protocol.gallery],
+                                       emb[protocol.probes], protocol.labels[protocol.probes], ranks=(1, 5))
+    ret = evaluations.retrieval(emb, protocol.labels)
+    metrics = {
+        "accuracy": ver["accuracy"], "accuracy_std": ver["accuracy_std"], "auc": ver["auc"], "eer": ver["eer"],
+        "tar_far_1e-2": ver["tar_at_far"][1e-2], "tar_far_1e-3": ver["tar_at_far"][1e-3],
+        "rank_1": ident["rank_1"], "rank_5": ident["rank_5"],
+        "map_at_r": ret["map_at_r"], "precision_at_1": ret["precision_at_1"],
+    }
+    curves = {"fpr": np.asarray(ver["fpr"]), "tpr": np.asarray(ver["tpr"]), "cmc": np.asarray(ident["cmc"])}
+    return metrics, curves
