@@ -8,8 +8,27 @@ import inspect
 
 from mlcompare.losses.base import Loss
 
+# classification (margin-softmax) losses
+from mlcompare.losses.arcface import ArcFace
+from mlcompare.losses.combined import Combined
+from mlcompare.losses.cosface import CosFace
+from mlcompare.losses.softmax import Softmax
+
+# pair losses
+from mlcompare.losses.contrastive import ContrastiveLoss
+from mlcompare.losses.triplet import TripletLoss
+
 # name -> class; kept in one place, filled by explicit imports (nothing registers itself).
-REGISTRY: dict[str, type[Loss]] = {}
+REGISTRY: dict[str, type[Loss]] = {
+    # classification (margin-softmax) losses
+    "softmax": Softmax,
+    "cosface": CosFace,
+    "arcface": ArcFace,
+    "combined": Combined,
+    # pair losses
+    "contrastive": ContrastiveLoss,
+    "triplet": TripletLoss,
+}
 
 
 def get(name: str, *, num_classes: int, embedding_dim: int, **params) -> Loss:
