@@ -1,0 +1,89 @@
+"""Contrastive loss (Hadsell, Chopra & LeCun 2006; DeepID2, Sun et al. 2014)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import miners
+from miners.distances import distance_matrix
+from mlcompare.losses.base import Loss
+from mlcompare.losses.triplet import MinerLike, build_miner, check_reduction, reduce_losses
+
+
+class ContrastiveLoss(Loss):
+    """Pull positive pairs within ``pos_margin``, push negative pairs beyond ``neg_margin``.
+
+    .. math::
+        \\ell_+ = [d(a, p) - m_+]_+^{k}, \\qquad \\ell_- = [m_- - d(a, n)]_+^{k}, \\qquad
+        L = \\operatorname{red}(\\ell_+) + \\operatorname{red}(\\ell_-)
+
+    with ``k = 1`` (pytorch-metric-learning's ``ContrastiveLoss``) or ``k = 2`` (``squared=True``,
+    Hadsell's form without its constant 1/2). ``d`` is Euclidean on L2-normalised embeddings
+    (``normalize=True``; range ``[0, 2]``).
+
+    Args:
+        num_classes, embedding_dim: given to every loss by the registry; unused here.
+        pos_margin: ``m_+`` (default 0: positives are pulled together).
+        neg_margin: ``m_-`` (default 1.0, pytorch-metric-learning's default).
+        squared: square the hinges (Hadsell / DeepID2 form).
+        normalize: L2-normalise embeddings first.
+        reduction: ``"nonzero"`` (default, matches pytorch-metric-learning): positive and
+            negative terms are each averaged over their non-zero entries, then summed;
+            ``"all"``: each averaged over all mined pairs, then summed.
+        miner: callable returning ``(a1, p, a2, n)`` (or ``(a, p, n)``, split into its pairs),
+            a ``miners`` registry name, or None for every pair in the batch (``PairMiner()``).
+        miner_params: keyword parameters of a miner given by name.
+
+    ``stats``: ``active_fraction`` (non-zero pairs / mined pairs) and ``n_mined`` (pairs).
+    """
+
+    family = "pair"
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        embedding_dim: int,
+        pos_margin: float = 0.0,
+        neg_margin: float = 1.0,
+        squared: bool = False,
+        normalize: bool = True,
+        reduction: str = "nonzero",
+        miner: MinerLike | str | None = None,
+        miner_params: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if not pos_margin >= 0:
+            raise ValueError(f"pos_margin must be >= 0, got {pos_margin}")
+        if not neg_margin > pos_margin:
+            raise ValueError(f"neg_margin must be > pos_margin ({pos_margin}), got {neg_margin}")
+        self.pos_margin = float(pos_margin)
+        self.neg_margin = float(neg_margin)
+        self.squared = bool(squared)
+        self.normalize = bool(normalize)
+        self.reduction = check_reduction(reduction)
+        self.miner = build_miner(miner, miner_params, miners.PairMiner(normalize=normalize))
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        mined = self.miner(embeddings, labels)
+        if len(mined) == 3:
+            mined = (mined[0], mined[1], mined[0], mined[2])
+        if len(mined) != 4:
+            raise ValueError(f"miner must return (a1, p, a2, n) or (a, p, n), got a {len(mined)}-tuple")
+        a1, p, a2, n = mined
+        n_mined = a1.numel() + a2.numel()
+        if n_mined == 0:
+            self.stats = {"active_fraction": embeddings.new_zeros(()), "n_mined": embeddings.new_zeros(())}
+            return embeddings.sum() * 0.0
+        dist = distance_matrix(embeddings, normalize=self.normalize)
+        pos_losses = F.relu(dist[a1, p] - self.pos_margin)
+        neg_losses = F.relu(self.neg_margin - dist[a2, n])
+        if self.squared:
+            pos_losses, neg_losses = pos_losses.pow(2), neg_losses.pow(2)
+        pos_loss, pos_active = reduce_losses(pos_losses, self.reduction)
+        neg_loss, neg_active = reduce_losses(neg_losses, self.reduction)
+        self.stats = {
+            "active_fraction": ((pos_active + neg_active).float() / n_mined).detach(),
+            "n_mined": torch.tensor(float(n_mined)),
+        }
+        return pos_loss + neg_loss
