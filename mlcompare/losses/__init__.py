@@ -10,9 +10,18 @@ from mlcompare.losses.base import Loss
 
 # classification (margin-softmax) losses
 from mlcompare.losses.arcface import ArcFace
+from mlcompare.losses.center import Center
+from mlcompare.losses.circle import Circle
 from mlcompare.losses.combined import Combined
 from mlcompare.losses.cosface import CosFace
+from mlcompare.losses.l2softmax import L2Softmax
+from mlcompare.losses.lsoftmax import LSoftmax
+from mlcompare.losses.magface import MagFace
+from mlcompare.losses.normface import NormFace
+from mlcompare.losses.ring import Ring
 from mlcompare.losses.softmax import Softmax
+from mlcompare.losses.sphereface import SphereFace
+from mlcompare.losses.subcenter_arcface import SubCenterArcFace
 
 # pair losses
 from mlcompare.losses.contrastive import ContrastiveLoss
@@ -25,6 +34,15 @@ REGISTRY: dict[str, type[Loss]] = {
     "cosface": CosFace,
     "arcface": ArcFace,
     "combined": Combined,
+    "l2softmax": L2Softmax,
+    "normface": NormFace,
+    "lsoftmax": LSoftmax,
+    "sphereface": SphereFace,
+    "subcenter_arcface": SubCenterArcFace,
+    "magface": MagFace,
+    "circle": Circle,
+    "center": Center,
+    "ring": Ring,
     # pair losses
     "contrastive": ContrastiveLoss,
     "triplet": TripletLoss,

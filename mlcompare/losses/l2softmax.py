@@ -1,0 +1,46 @@
+"""L2-constrained softmax (crystal loss): features on a sphere of radius alpha, weights free."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlcompare.losses.base import Loss
+from mlcompare.losses.normalized import _upcast, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.losses.scale import Scale, make_scale
+
+
+class L2Softmax(Loss):
+    """``L = CE(alpha * (x / |x|) W^T + b, y)``; ``W`` and ``b`` are NOT normalised.
+
+    Ranjan et al., "L2-constrained Softmax Loss for Discriminative Face Verification", 2017
+    (arXiv:1703.09507). ``alpha`` > 0 is a number (the paper fixes it; its lower bound is
+    ``log(p (C - 2) / (1 - p))`` for target probability p), a learnable ``Scale`` table or any
+    ``Scale``. ``weight [C, D]`` Xavier normal; ``bias [C]`` with ``bias=True`` (default off).
+    """
+
+    family = "classification"
+
+    def __init__(self, *, num_classes: int, embedding_dim: int, alpha: float | Scale | dict = 16.0,
+                 bias: bool = False) -> None:
+        super().__init__()
+        check_sizes(num_classes, embedding_dim)
+        self.num_classes = num_classes
+        self.embedding_dim = embedding_dim
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.xavier_normal_(self.weight)
+        self.bias = nn.Parameter(torch.zeros(num_classes)) if bias else None
+        self.alpha = make_scale(alpha)
+
+    def set_progress(self, step: int, total_steps: int) -> None:
+        self.alpha.set_progress(step, total_steps)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_batch(embeddings, labels, self.embedding_dim)
+        alpha = self.alpha()
+        x = alpha * F.normalize(_upcast(embeddings), dim=1)
+        bias = None if self.bias is None else _upcast(self.bias)
+        logits = F.linear(x, _upcast(self.weight).to(x.dtype), bias)
+        self.stats = angle_stats(cosine_logits(embeddings.detach(), self.weight.detach()), labels)
+        self.stats["s"] = alpha.detach()
+        return F.cross_entropy(logits, labels)

@@ -1,0 +1,64 @@
+"""MagFace: an ArcFace margin that grows with the feature norm, plus a norm regulariser."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from mlcompare.losses.margins import additive_angular
+from mlcompare.losses.normalized import (MarginHead, _upcast, angle_stats, check_batch, replace_target,
+                                         target_of)
+from mlcompare.losses.scale import Scale
+
+
+class MagFace(MarginHead):
+    """``L = CE(s [cos(theta_y + m(a)); cos theta_j], y) + lambda_g * mean g(a)``, ``a = |x|``.
+
+    Meng et al., "MagFace: A Universal Representation for Face Recognition and Quality
+    Assessment", CVPR 2021 (arXiv:2103.06627). ``a`` is clamped to ``[l_a, u_a]`` (as the
+    official code); ``m(a) = (u_m - l_m) / (u_a - l_a) * (a - l_a) + l_m`` (radians), linear in
+    ``a``; ``g(a) = 1 / a + a / u_a^2``. The margin follows ArcFace (fall-back past pi,
+    ``easy_margin``). Defaults are the paper's: s=64, l_a=10, u_a=110, l_m=0.45, u_m=0.8,
+    lambda_g=35. Gradients flow into ``a`` through both ``m(a)`` and ``g(a)``.
+    Stats add ``feature_norm_mean``, ``feature_norm_std`` (unclamped ``|x|``), ``margin_mean``,
+    ``loss_g``.
+    """
+
+    def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 64.0, l_a: float = 10.0,
+                 u_a: float = 110.0, l_m: float = 0.45, u_m: float = 0.8, lambda_g: float = 35.0,
+                 easy_margin: bool = False) -> None:
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+        if not 0 < l_a < u_a:
+            raise ValueError(f"l_a, u_a (feature-norm bounds) must satisfy 0 < l_a < u_a, got l_a={l_a!r}, u_a={u_a!r}")
+        if not 0 <= l_m <= u_m < math.pi / 2:
+            raise ValueError(f"l_m, u_m (margins, radians) must satisfy 0 <= l_m <= u_m < pi/2, got l_m={l_m!r}, u_m={u_m!r}")
+        if not lambda_g >= 0:
+            raise ValueError(f"lambda_g (regulariser weight) must be >= 0, got {lambda_g!r}")
+        self.l_a, self.u_a, self.l_m, self.u_m = float(l_a), float(u_a), float(l_m), float(u_m)
+        self.lambda_g = float(lambda_g)
+        self.easy_margin = bool(easy_margin)
+
+    def margin_of_norm(self, a: torch.Tensor) -> torch.Tensor:
+        """``m(a)``, radians, for clamped norms ``a``."""
+        return (self.u_m - self.l_m) / (self.u_a - self.l_a) * (a - self.l_a) + self.l_m
+
+    def regulariser(self, a: torch.Tensor) -> torch.Tensor:
+        """``g(a) = 1 / a + a / u_a^2``, minimal at ``a = u_a``."""
+        return 1.0 / a + a / self.u_a ** 2
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_batch(embeddings, labels, self.embedding_dim)
+        norms = _upcast(embeddings).norm(dim=1)
+        a = norms.clamp(self.l_a, self.u_a)
+        m = self.margin_of_norm(a)
+        cos = self.class_cosines(embeddings)
+        target = additive_angular(target_of(cos, labels), m, easy_margin=self.easy_margin)
+        logits = self.scale_value(embeddings) * replace_target(cos, labels, target)
+        loss_g = self.regulariser(a).mean()
+        self.stats = angle_stats(cos, labels)
+        if self.scale is not None:
+            self.stats["s"] = self.scale().detach()
+        self.stats.update(feature_norm_mean=norms.detach().mean(), feature_norm_std=norms.detach().std(unbiased=False),
+                          margin_mean=m.detach().mean(), loss_g=loss_g.detach())
+        return F.cross_entropy(logits, labels) + self.lambda_g * loss_g

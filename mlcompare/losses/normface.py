@@ -1,0 +1,24 @@
+"""NormFace (NormSoftmax): cosine logits with a scale, no margin."""
+from __future__ import annotations
+
+import torch
+
+from mlcompare.losses.normalized import MarginHead
+from mlcompare.losses.scale import Scale
+
+
+class NormFace(MarginHead):
+    """``L = CE(s cos theta, y)``: features and class weights L2-normalised, scale ``s``.
+
+    Wang et al., "NormFace: L2 Hypersphere Embedding for Face Verification", ACM MM 2017
+    (arXiv:1704.06369). ``s`` fixed (a number; default 16, near the paper's lower bound for a few
+    hundred classes), learnable (``{kind = "learnable", init = 16.0}``, as the paper's scale
+    layer) or any ``Scale``. pytorch-metric-learning's NormalizedSoftmaxLoss is this with
+    ``temperature = 1 / s``.
+    """
+
+    def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 16.0) -> None:
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+
+    def margin(self, cos_target: torch.Tensor) -> torch.Tensor:
+        return cos_target
