@@ -54,7 +54,10 @@ class RunDir:
         if resume and not (final / "config.json").exists():
             raise UserError(f"--resume: '{final}' holds no run (no config.json); start it without --resume")
         self.path = final.with_name(final.name + ".partial") if (force and exists) else final
-        if self.path != final and self.path.exists():
+
+    def create(self) -> None:
+        """Make the folders; called once the inputs are known to be good, so a bad input leaves nothing."""
+        if self.path != self.final and self.path.exists():
             shutil.rmtree(self.path)  # a previous interrupted --force staging area: ours to discard
         for sub in ("curves", "checkpoints", "figures"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)

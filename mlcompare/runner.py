@@ -72,6 +72,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     dev = resolve_device(device)
     rundir = RunDir(out, force=force, resume=resume)
     train_set, test_set, protocol = prepare_data(config)
+    rundir.create()
     resolved = config.to_dict() | {"device": str(dev), "train_identities": train_set.num_identities,
                                    "train_images": len(train_set), "test_identities": test_set.num_identities,
                                    "test_images": len(test_set), "verification_pairs": len(protocol.pairs.same),
@@ -100,7 +101,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     if not done(RAW_PIXELS, 0):
         metrics, curves = score(raw_pixel_embeddings(test_set.images), protocol)
         record({"method": RAW_PIXELS, "seed": 0, "loss": "none", "family": "baseline", "status": "ok",
-                **metrics, "train_seconds": 0.0, "images_per_s": 0.0, "steps": 0, "message": ""}, curves, None)
+                **metrics, "train_seconds": float("nan"), "images_per_s": float("nan"), "steps": 0, "message": ""}, curves, None)
 
     for seed in range(config.seeds):
         for method in config.methods:
