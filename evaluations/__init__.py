@@ -1,0 +1,19 @@
+"""Face-recognition and metric-learning evaluation on FAISS: exact, chunked, standalone.
+
+Imports only numpy at import time (faiss, Pillow and scikit-learn are imported by the
+functions that need them); never imports mlcompare.
+"""
+
+from evaluations.identification import identification
+from evaluations.metric_warnings import UndefinedMetricWarning
+from evaluations.pairs import pair_scores
+from evaluations.search import knn
+from evaluations.verification import verification
+
+__all__ = [
+    "UndefinedMetricWarning",
+    "identification",
+    "knn",
+    "pair_scores",
+    "verification",
+]
