@@ -7,6 +7,7 @@ functions that need them); never imports mlcompare.
 from evaluations.identification import identification
 from evaluations.metric_warnings import UndefinedMetricWarning
 from evaluations.pairs import pair_scores
+from evaluations.retrieval import retrieval
 from evaluations.search import knn
 from evaluations.verification import verification
 
@@ -15,5 +16,6 @@ __all__ = [
     "identification",
     "knn",
     "pair_scores",
+    "retrieval",
     "verification",
 ]
