@@ -12,7 +12,10 @@ import inspect
 from miners.base import Miner
 from miners.batch_all import BatchAllMiner
 from miners.batch_hard import BatchHardMiner
+from miners.distance_weighted import DistanceWeightedMiner
+from miners.memory_bank import MemoryBankMiner
 from miners.pair import PairMiner
+from miners.random_triplet import RandomTripletMiner
 from miners.semihard import SemiHardMiner
 
 # name -> class; filled by the imports above, nothing registers itself.
@@ -21,10 +24,13 @@ REGISTRY: dict[str, type] = {
     "semihard": SemiHardMiner,
     "batch_all": BatchAllMiner,
     "pair": PairMiner,
+    "random": RandomTripletMiner,
+    "distance_weighted": DistanceWeightedMiner,
+    "memory_bank": MemoryBankMiner,
 }
 
 
-def get(name: str, **params) -> Miner:
+def get(name: str, **params) -> Miner | MemoryBankMiner:
     """Build the miner called ``name`` with its keyword ``params``; unknown names or parameters raise ``ValueError``."""
     if name not in REGISTRY:
         raise ValueError(f"unknown miner '{name}'; valid miners: {', '.join(sorted(REGISTRY))}")
@@ -36,4 +42,7 @@ def get(name: str, **params) -> Miner:
     return cls(**params)
 
 
-__all__ = ["Miner", "REGISTRY", "get", "BatchHardMiner", "SemiHardMiner", "BatchAllMiner", "PairMiner"]
+__all__ = [
+    "Miner", "REGISTRY", "get", "BatchHardMiner", "SemiHardMiner", "BatchAllMiner", "PairMiner",
+    "RandomTripletMiner", "DistanceWeightedMiner", "MemoryBankMiner",
+]

@@ -25,7 +25,9 @@ from mlcompare.losses.subcenter_arcface import SubCenterArcFace
 
 # pair losses
 from mlcompare.losses.contrastive import ContrastiveLoss
+from mlcompare.losses.margin import MarginLoss
 from mlcompare.losses.triplet import TripletLoss
+from mlcompare.losses.triplet_soft import SoftMarginTripletLoss
 
 # name -> class; kept in one place, filled by explicit imports (nothing registers itself).
 REGISTRY: dict[str, type[Loss]] = {
@@ -46,6 +48,8 @@ REGISTRY: dict[str, type[Loss]] = {
     # pair losses
     "contrastive": ContrastiveLoss,
     "triplet": TripletLoss,
+    "triplet_soft": SoftMarginTripletLoss,
+    "margin": MarginLoss,
 }
 
 
