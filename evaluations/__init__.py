@@ -7,6 +7,7 @@ functions that need them); never imports mlcompare.
 from evaluations.identification import identification
 from evaluations.metric_warnings import UndefinedMetricWarning
 from evaluations.pairs import pair_scores
+from evaluations.readers import read_bin, read_identities_csv, read_lfw_pairs
 from evaluations.retrieval import retrieval
 from evaluations.search import knn
 from evaluations.verification import verification
@@ -16,6 +17,9 @@ __all__ = [
     "identification",
     "knn",
     "pair_scores",
+    "read_bin",
+    "read_identities_csv",
+    "read_lfw_pairs",
     "retrieval",
     "verification",
 ]

@@ -155,11 +155,11 @@ def verification(
     for f in far:
         if not 0.0 < f <= 1.0:
             raise ValueError(f"far contains {f}; each false accept rate must be in (0, 1]")
+    accuracy, accuracy_std, _ = kfold_accuracy(s, y, folds=folds)  # validates folds first
     n_genuine, n_impostor = int(y.sum()), int((~y).sum())
     fpr, tpr, thresholds = roc(s, y)
     degenerate = n_genuine == 0 or n_impostor == 0
     auc = float("nan") if degenerate else float(np.trapezoid(tpr, fpr))
-    accuracy, accuracy_std, _ = kfold_accuracy(s, y, folds=folds)
     return {
         "accuracy": accuracy,
         "accuracy_std": accuracy_std,
