@@ -114,3 +114,58 @@ def test_bad_parameters() -> None:
 def test_family_is_pair() -> None:
     assert losses.family("triplet") == losses.family("contrastive") == "pair"
     assert LpDistance  # pml's distance is the reference: Euclidean on normalised embeddings
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.1])
+@pytest.mark.parametrize("use_batch_hard", [False, True])
+def test_soft_margin_triplet_matches_pml_smooth_loss(margin: float, use_batch_hard: bool) -> None:
+    emb, labels = batch(6)
+    miner = miners.BatchHardMiner() if use_batch_hard else None
+    ours = losses.get("triplet_soft", num_classes=5, embedding_dim=8, margin=margin, miner=miner)
+    ref = pml_losses.TripletMarginLoss(margin=margin, smooth_loss=True)
+    ref_fn = lambda x, y: ref(x, y, pml_miners.BatchHardMiner()(x, y) if use_batch_hard else None)  # noqa: E731
+    assert_same(value_and_grad(ours, emb, labels), value_and_grad(ref_fn, emb, labels))
+    assert ours.stats["active_fraction"].item() == 1.0
+    assert 0.0 < ours.stats["hinge_active_fraction"].item() <= 1.0
+
+
+@pytest.mark.parametrize("beta_per_class", [False, True])
+@pytest.mark.parametrize("nu", [0.0, 0.05])
+def test_margin_loss_matches_pml(beta_per_class: bool, nu: float) -> None:
+    emb, labels = batch(7)
+    ours = losses.get("margin", num_classes=5, embedding_dim=8, alpha=0.2, beta=1.1, nu=nu,
+                      beta_per_class=beta_per_class, miner=miners.BatchAllMiner())
+    ref = pml_losses.MarginLoss(margin=0.2, beta=1.1, nu=nu, learn_beta=True, num_classes=5 if beta_per_class else None)
+    ref.beta.data = ref.beta.data.double()
+    x1, x2 = emb.clone().requires_grad_(True), emb.clone().requires_grad_(True)
+    v1, v2 = ours(x1, labels), ref(x2, labels)
+    assert v1.item() == pytest.approx(v2.item(), rel=1e-9)
+    g1 = torch.autograd.grad(v1, [x1, ours.beta])
+    g2 = torch.autograd.grad(v2, [x2, ref.beta])
+    torch.testing.assert_close(g1[0], g2[0])
+    torch.testing.assert_close(g1[1].double(), g2[1].double(), rtol=1e-5, atol=1e-7)  # our beta is float32
+
+
+def test_margin_loss_with_distance_weighted_default_and_hand_case() -> None:
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    loss = losses.get("margin", num_classes=2, embedding_dim=2, alpha=0.2, beta=1.0, beta_per_class=False,
+                      miner=lambda e, y: (torch.tensor([0]), torch.tensor([1]), torch.tensor([2])))
+    d_ap, d_an = (0.4**2 + 0.8**2) ** 0.5, 2**0.5
+    pos, neg = max(0.0, 0.2 + d_ap - 1.0), max(0.0, 0.2 - (d_an - 1.0))
+    assert loss(emb, labels).item() == pytest.approx((pos + neg) / ((pos > 0) + (neg > 0)), rel=1e-12)
+    default = losses.get("margin", num_classes=5, embedding_dim=8)
+    assert isinstance(default.miner, miners.DistanceWeightedMiner)
+    e, y = batch(8)
+    value = default(e.requires_grad_(True), y)
+    value.backward()
+    assert default.beta.grad is not None and default.stats["n_mined"].item() > 0
+
+
+@pytest.mark.parametrize("name", ["triplet_soft", "margin"])
+def test_empty_mining_zero_for_other_losses(name: str) -> None:
+    x = torch.randn(4, 3, requires_grad=True)
+    loss = losses.get(name, num_classes=4, embedding_dim=3)
+    value = loss(x, torch.arange(4))
+    value.backward()
+    assert value.item() == 0.0 and torch.all(x.grad == 0)
