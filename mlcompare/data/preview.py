@@ -1,0 +1,92 @@
+"""See a data set: a contact sheet (rows identities, columns images) and an image-folder export."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mlcompare.data.facedata import FaceData
+from mlcompare.errors import UserError
+
+MIN_CELL = 96  # small images are enlarged (nearest neighbour: pixels stay honest) to at least this
+GAP = 2
+
+
+def contact_sheet(data: FaceData, out_png: str | Path, *, identities: int = 8, images: int = 8) -> Path:
+    """Write a PNG grid: one row per identity (the first ``identities`` with images), ``images`` columns.
+
+    Rows are labelled by the given labels; a cell with a noisy label gets a red frame. Cells are
+    enlarged by an integer factor to at least ``MIN_CELL`` pixels. Returns the path written.
+    """
+    if identities < 1 or images < 1:
+        raise UserError(f"contact sheet needs identities >= 1 and images >= 1, got {identities} and {images}")
+    out = Path(out_png)
+    size = data.images.shape[-1]
+    factor = max(1, -(-MIN_CELL // size))
+    cell = size * factor
+    present = torch.unique(data.labels)[:identities].tolist()
+    sheet = np.full((len(present) * (cell + GAP) + GAP, images * (cell + GAP) + GAP, 3), 255, dtype=np.uint8)
+    for row, label in enumerate(present):
+        index = torch.nonzero(data.labels == label).squeeze(1)[:images]
+        for col, i in enumerate(index.tolist()):
+            tile = data.images[i].permute(1, 2, 0).numpy().repeat(factor, 0).repeat(factor, 1)
+            if data.noisy is not None and bool(data.noisy[i]):
+                tile = tile.copy()
+                tile[:factor, :], tile[-factor:, :], tile[:, :factor], tile[:, -factor:] = (255, 0, 0), (255, 0, 0), (255, 0, 0), (255, 0, 0)
+            top, left = GAP + row * (cell + GAP), GAP + col * (cell + GAP)
+            sheet[top:top + cell, left:left + cell] = tile
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(out)
+    return out
+
+
+def _folder_name(name: str, label: int) -> str:
+    """An identity name safe as a folder name (path separators and odd characters replaced)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return safe or f"identity{label:06d}"
+
+
+def export_imagefolder(data: FaceData, out_dir: str | Path, *, force: bool = False) -> Path:
+    """Write ``out_dir/<identity>/<index>.png`` for every image, grouped by its (given) label.
+
+    Refuses an existing non-empty ``out_dir`` unless ``force`` (which replaces it). The folder is
+    written beside the target under a temporary name and renamed into place, so a crash never
+    leaves a half-written export under the final name. Returns ``out_dir``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"export target {out} is a file; give a folder path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"export folder {out} exists and is not empty; pass force (--force) to replace it or pick another path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        names: dict[int, str] = {}
+        used: set[str] = set()
+        for label in torch.unique(data.labels).tolist():
+            name = _folder_name(data.identities[label], label)
+            if name in used:  # two names that sanitise alike must not merge identities
+                name = f"{name}_{label}"
+            used.add(name)
+            names[label] = name
+            (temp / name).mkdir()
+        for i, label in enumerate(data.labels.tolist()):
+            pixels = data.images[i].permute(1, 2, 0).numpy()
+            Image.fromarray(np.ascontiguousarray(pixels)).save(temp / names[label] / f"{i:07d}.png")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(temp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temp, out)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return out
