@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlcompare.losses.base import Loss
-from mlcompare.losses.normalized import _upcast, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
 
 
 class Center(Loss):
@@ -42,7 +42,7 @@ class Center(Loss):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)
-        x = _upcast(embeddings)
+        x = upcast_half(embeddings)
         ce = F.cross_entropy(F.linear(embeddings, self.weight, self.bias), labels)
         diff = x - self.centers[labels].to(x.dtype)
         center_loss = 0.5 * diff.pow(2).sum(1).mean()

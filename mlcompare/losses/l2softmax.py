@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlcompare.losses.base import Loss
-from mlcompare.losses.normalized import _upcast, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
 from mlcompare.losses.scale import Scale, make_scale
 
 
@@ -38,9 +38,9 @@ class L2Softmax(Loss):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)
         alpha = self.alpha()
-        x = alpha * F.normalize(_upcast(embeddings), dim=1)
-        bias = None if self.bias is None else _upcast(self.bias)
-        logits = F.linear(x, _upcast(self.weight).to(x.dtype), bias)
+        x = alpha * F.normalize(upcast_half(embeddings), dim=1)
+        bias = None if self.bias is None else upcast_half(self.bias)
+        logits = F.linear(x, upcast_half(self.weight).to(x.dtype), bias)
         self.stats = angle_stats(cosine_logits(embeddings.detach(), self.weight.detach()), labels)
         self.stats["s"] = alpha.detach()
         return F.cross_entropy(logits, labels)

@@ -7,7 +7,7 @@ from torch import nn
 
 from mlcompare.losses.base import Loss
 from mlcompare.losses.margins import angular_psi
-from mlcompare.losses.normalized import (_upcast, angle_stats, check_batch, check_sizes, cosine_logits,
+from mlcompare.losses.normalized import (upcast_half, angle_stats, check_batch, check_sizes, cosine_logits,
                                          replace_target, target_of)
 
 
@@ -81,9 +81,9 @@ class LSoftmax(Loss):
         cos = cosine_logits(embeddings, self.weight)
         lam = self.annealing.value
         target = annealed(target_of(cos, labels), angular_psi(target_of(cos, labels), float(self.m)), lam)
-        x_norm = _upcast(embeddings).norm(dim=1, keepdim=True)
-        w_norm = _upcast(self.weight).to(cos.dtype).norm(dim=1)
+        x_norm = upcast_half(embeddings).norm(dim=1, keepdim=True)
+        w_norm = upcast_half(self.weight).to(cos.dtype).norm(dim=1)
         logits = replace_target(cos, labels, target) * x_norm * w_norm
         self.stats = angle_stats(cos, labels)
-        self.stats["lambda"] = torch.tensor(lam)
+        self.stats["lambda"] = torch.tensor(lam, device=cos.device)
         return F.cross_entropy(logits, labels)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mlcompare.losses.margins import additive_angular
-from mlcompare.losses.normalized import (MarginHead, _upcast, angle_stats, check_batch, replace_target,
+from mlcompare.losses.normalized import (MarginHead, upcast_half, angle_stats, check_batch, replace_target,
                                          target_of)
 from mlcompare.losses.scale import Scale
 
@@ -49,7 +49,7 @@ class MagFace(MarginHead):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)
-        norms = _upcast(embeddings).norm(dim=1)
+        norms = upcast_half(embeddings).norm(dim=1)
         a = norms.clamp(self.l_a, self.u_a)
         m = self.margin_of_norm(a)
         cos = self.class_cosines(embeddings)

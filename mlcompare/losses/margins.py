@@ -26,6 +26,10 @@ def additive_angular(cos_target: torch.Tensor, m: float | torch.Tensor, *, easy_
     and insightface's ``cos theta > cos(pi - m)`` test). With ``easy_margin`` the margin applies
     only where ``cos theta > 0`` and the plain ``cos theta`` is kept elsewhere. ``m`` may be a
     ``[B]`` tensor (MagFace's per-sample margin).
+
+    >>> import math, torch
+    >>> additive_angular(torch.tensor([1.0, 0.0, -1.0]), 0.5)  # theta = 0, pi/2, pi
+    tensor([ 0.8776, -0.4794, -1.2397])
     """
     theta = safe_acos(cos_target)
     with_margin = torch.cos(theta + m)
@@ -40,6 +44,10 @@ def angular_psi(cos_target: torch.Tensor, m1: float, m2: float = 0.0) -> torch.T
 
     L-Softmax / SphereFace's monotone extension of ``cos(m theta)`` beyond ``theta = pi / m``
     (L-Softmax eq. 6; SphereFace eq. 7): continuous, decreasing from ``cos m2`` at ``theta = 0``.
+
+    >>> import math, torch
+    >>> angular_psi(torch.cos(torch.tensor([0.0, math.pi / 4, math.pi / 2, math.pi])), 4.0)
+    tensor([ 1., -1., -3., -7.])
     """
     theta = safe_acos(cos_target)
     phi = m1 * theta + m2

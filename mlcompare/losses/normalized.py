@@ -36,7 +36,7 @@ def check_batch(embeddings: torch.Tensor, labels: torch.Tensor, embedding_dim: i
         raise ValueError(f"labels must be int64 class indices, got dtype {labels.dtype}")
 
 
-def _upcast(x: torch.Tensor) -> torch.Tensor:
+def upcast_half(x: torch.Tensor) -> torch.Tensor:
     # margins act on cosines within 1e-3 of +-1; half precision would round them away
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
@@ -44,23 +44,27 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
 def cosine_logits(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``cos theta_ij = <x_i/|x_i|, w_j/|w_j|>``, shape ``[B, C]``, at least float32.
 
-    Autocast is turned off here for the same reason as ``_upcast``. A zero-norm feature or
+    Autocast is turned off here for the same reason as ``upcast_half``. A zero-norm feature or
     weight gives cosine 0 (``F.normalize`` divides by ``max(|x|, 1e-12)``), i.e. theta = pi/2.
     """
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        x = F.normalize(_upcast(embeddings), dim=1)
-        w = F.normalize(_upcast(weight).to(x.dtype), dim=1)
+        x = F.normalize(upcast_half(embeddings), dim=1)
+        w = F.normalize(upcast_half(weight).to(x.dtype), dim=1)
         return F.linear(x, w)
 
 
 def safe_acos(cos: torch.Tensor) -> torch.Tensor:
-    """``acos`` with the input clamped to ``[-1 + eps, 1 - eps]`` so the gradient stays finite.
+    """``acos(clamp(cos, -1, 1))`` in value, with a gradient that stays finite at +-1.
 
-    ``d acos / d x = -1 / sqrt(1 - x^2)`` is infinite at +-1; at exactly +-1 the clamp gives
-    gradient 0 (and so does the true chain rule: the cosine itself is extremal there).
+    ``d acos / d x = -1 / sqrt(1 - x^2)`` is infinite at +-1. The gradient is taken through
+    ``acos(clamp(cos, -1 + eps, 1 - eps))`` (0 at exactly +-1, where the cosine is extremal and
+    the true chain rule gives 0 as well), while the value is the exact ``acos``: clamping the value
+    would move theta = 0 to 5e-4 rad in float32.
     """
     eps = torch.finfo(cos.dtype).eps
-    return torch.acos(cos.clamp(-1.0 + eps, 1.0 - eps))
+    exact = torch.acos(cos.detach().clamp(-1.0, 1.0))
+    safe = torch.acos(cos.clamp(-1.0 + eps, 1.0 - eps))
+    return safe + (exact - safe.detach())
 
 
 def target_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -119,7 +123,7 @@ class MarginHead(Loss):
     def scale_value(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Scalar ``s``, or ``[B, 1]`` feature norms when ``s`` is None."""
         if self.scale is None:
-            return _upcast(embeddings).norm(dim=1, keepdim=True)
+            return upcast_half(embeddings).norm(dim=1, keepdim=True)
         return self.scale()
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

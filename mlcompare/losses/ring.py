@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlcompare.losses.base import Loss
-from mlcompare.losses.normalized import _upcast, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
 
 
 class Ring(Loss):
@@ -41,7 +41,7 @@ class Ring(Loss):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)
-        norms = _upcast(embeddings).norm(dim=1)
+        norms = upcast_half(embeddings).norm(dim=1)
         if self.training and not self._radius_checked:  # reads the buffer once, not every step
             if not bool(self.radius_set):
                 with torch.no_grad():

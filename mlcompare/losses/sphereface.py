@@ -37,5 +37,5 @@ class SphereFace(MarginHead):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = super().forward(embeddings, labels)
-        self.stats["lambda"] = torch.tensor(self.annealing.value)
+        self.stats["lambda"] = torch.tensor(self.annealing.value, device=loss.device)
         return loss

@@ -194,6 +194,11 @@ def test_arcface_finite_at_cos_plus_minus_one(dtype):
     value = loss(x, torch.zeros(2, dtype=torch.long))
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(x.grad).all() and torch.isfinite(loss.weight.grad).all()
+    # the value is exact at theta = 0 (no clamp moving it to theta = 5e-4 in float32)
+    from mlcompare.losses.margins import additive_angular
+
+    got = additive_angular(torch.tensor([1.0, -1.0], dtype=dtype), 0.5)
+    torch.testing.assert_close(got, torch.tensor([math.cos(0.5), -1 - 0.5 * math.sin(0.5)], dtype=dtype), rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("name,params", CASES + [("softmax", {})])
