@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from miners._per_pair import grid_slots, on_grid
+
 
 class SortedNegatives:
     """Per-anchor negatives sorted by distance, and the positive pairs with their distances."""
@@ -19,6 +21,7 @@ class SortedNegatives:
         # Anchors without a negative form no triplet; drop their positive pairs up front.
         self.anchor, self.positive = torch.where(pos_mask & (self.num_neg > 0).unsqueeze(1))
         self.ap_dist = dist[self.anchor, self.positive]
+        self.slot, self.width = grid_slots(self.anchor, dist.shape[0])
 
     def rank_above(self, threshold: torch.Tensor, *, strict: bool) -> torch.Tensor:
         """Per positive pair, the number of its anchor's negatives with distance ``<= threshold`` (``strict``) or ``< threshold``.
@@ -26,17 +29,21 @@ class SortedNegatives:
         That count is also the rank of the first negative ``> threshold`` (``strict``) or ``>= threshold``.
         ``threshold`` is ``[P]``, aligned with ``self.anchor``.
         """
-        rows = self.sorted_dist[self.anchor]
-        rank = torch.searchsorted(rows, threshold.unsqueeze(1).contiguous(), right=strict).squeeze(1)
+        if self.anchor.numel() == 0:
+            return self.anchor.clone()
+        rows = self.sorted_dist.shape[0]
+        grid = on_grid(threshold, self.anchor, self.slot, rows, self.width, float("inf"))
+        rank = torch.searchsorted(self.sorted_dist, grid, right=strict)[self.anchor, self.slot]
         return torch.minimum(rank, self.num_neg[self.anchor])
 
     def expand(self, start: torch.Tensor, end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All triplets ``(a, p, sorted_idx[a, r])`` for ``start <= r < end`` per positive pair."""
         counts = (end - start).clamp_min(0)
-        anchor = self.anchor.repeat_interleave(counts)
-        positive = self.positive.repeat_interleave(counts)
-        first = start.repeat_interleave(counts)
-        run_start = (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
-        offset = torch.arange(anchor.numel(), device=anchor.device) - run_start
-        negative = self.sorted_idx[anchor, first + offset]
-        return anchor, positive, negative
+        pair = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+        # flat position of a triplet's negative in sorted_idx: its pair's run start plus its offset
+        # in the output; one gather per output column keeps the work at a few passes over T
+        run_start = torch.cumsum(counts, 0) - counts
+        base = self.anchor * self.sorted_idx.shape[1] + start - run_start
+        flat = base.index_select(0, pair) + torch.arange(pair.numel(), device=pair.device)
+        # index_select: much faster than advanced indexing for long 1-D gathers
+        return self.anchor.index_select(0, pair), self.positive.index_select(0, pair), self.sorted_idx.reshape(-1).index_select(0, flat)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from miners._per_pair import sample_per_pair
 from miners._validation import check_positive
 from miners.base import Miner
 from miners.distances import distance_matrix, same_label_masks
@@ -71,5 +72,5 @@ class DistanceWeightedMiner(Miner):
             return anchor, positive, anchor.clone()
         if self.seed is not None and (self._generator is None or self._generator.device != labels.device):
             self._generator = torch.Generator(device=labels.device).manual_seed(self.seed)
-        negative = torch.multinomial(probs[anchor].float(), 1, generator=self._generator).squeeze(1)
+        negative = sample_per_pair(probs, anchor, self._generator)
         return anchor, positive, negative

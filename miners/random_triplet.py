@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from miners._per_pair import sample_per_pair
 from miners.base import Miner
 from miners.distances import same_label_masks
 
@@ -31,6 +32,5 @@ class RandomTripletMiner(Miner):
             return anchor, positive, anchor.clone()
         if self.seed is not None and (self._generator is None or self._generator.device != labels.device):
             self._generator = torch.Generator(device=labels.device).manual_seed(self.seed)
-        # Uniform over each row's negatives: multinomial on the 0/1 mask rows.
-        draws = torch.multinomial(neg_mask[anchor].float(), 1, generator=self._generator).squeeze(1)
-        return anchor, positive, draws
+        # uniform over each row's negatives: inverse-CDF sampling on the 0/1 mask
+        return anchor, positive, sample_per_pair(neg_mask.to(embeddings.dtype), anchor, self._generator)
