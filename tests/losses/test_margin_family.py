@@ -363,3 +363,28 @@ def test_fewer_than_two_classes(name):
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         L.get(name, num_classes=1, embedding_dim=D)
     assert L.family(name) == "classification"
+
+
+CLASSIFICATION = [n for n in L.REGISTRY if L.family(n) == "classification"]
+
+
+@pytest.mark.parametrize("name", CLASSIFICATION)
+def test_every_classification_loss_logs_detached_angles_and_resumes(name):
+    torch.manual_seed(0)
+    loss = L.get(name, num_classes=4, embedding_dim=3)
+    x, y = torch.randn(8, 3) * 20, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    loss.set_progress(10, 100)
+    value = loss(x, y)
+    assert {"theta_target", "theta_other"} <= set(loss.stats)
+    for key, stat in loss.stats.items():
+        assert stat.ndim == 0 and not stat.requires_grad and math.isfinite(float(stat)), key
+    assert 0 <= float(loss.stats["theta_target"]) <= math.pi
+    # a checkpoint (state_dict) restores the same loss, stateful parts (centres, radius) included
+    torch.manual_seed(1)
+    restored = L.get(name, num_classes=4, embedding_dim=3)
+    restored.load_state_dict(loss.state_dict())
+    restored.set_progress(10, 100)
+    loss.eval()
+    restored.eval()
+    torch.testing.assert_close(restored(x, y), loss(x, y))
+    assert torch.isfinite(value)
