@@ -18,6 +18,15 @@ _RULES = ("hardest", "semihard")
 _GPU_MAX_K = 2048
 
 
+def gpu_knn_function():
+    """faiss' numpy ``knn_gpu`` (with memory limits), also after ``faiss.contrib.torch_utils`` replaced it.
+
+    torch_utils swaps ``faiss.knn_gpu`` for a torch version without the memory-limit arguments
+    and keeps the numpy one as ``faiss.knn_gpu_numpy``.
+    """
+    return getattr(faiss, "knn_gpu_numpy", faiss.knn_gpu)
+
+
 class MemoryBankMiner:
     """Batch-hard positives from the batch, hardest (or semi-hard) negatives from a bank of past embeddings.
 
@@ -40,8 +49,10 @@ class MemoryBankMiner:
     ``use_gpu``, ``faiss.knn_gpu`` with memory limits of ``gpu_memory_limit`` bytes each for the
     bank tiles and the queries. The bank lives in host memory (float32), so a GPU search copies
     it to the device once per call. The candidate count ``k`` starts at ``negatives_per_anchor +
-    extra_candidates`` and doubles for the anchors whose candidates were all same-label (or not
-    semi-hard) until the bank is exhausted, so the result is exact.
+    extra_candidates`` and doubles for the anchors still short of valid (different-label, and
+    for ``"semihard"`` farther than the positive) candidates until the bank is exhausted, so the
+    result is exact; on a GPU ``k`` stops at faiss' limit of 2048, so an anchor whose 2048
+    nearest entries are all invalid gets fewer negatives there.
 
     Args:
         size: bank capacity (number of past samples kept), > 0.
@@ -132,7 +143,7 @@ class MemoryBankMiner:
             if self.on_gpu:
                 if self._gpu_resources is None:
                     self._gpu_resources = faiss.StandardGpuResources()
-                d, i = faiss.knn_gpu(self._gpu_resources, chunk, base, k,
+                d, i = gpu_knn_function()(self._gpu_resources, chunk, base, k,
                                      vectorsMemoryLimit=self.gpu_memory_limit, queriesMemoryLimit=self.gpu_memory_limit)
             else:
                 d, i = faiss.knn(chunk, base, k)

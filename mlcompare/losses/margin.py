@@ -74,11 +74,11 @@ class MarginLoss(Loss):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mined = self.miner(embeddings, labels)
-        zero = embeddings.new_zeros(())
-        if mined[0].numel() == 0:
+        d_ap, d_an, anchor = mined_triplet_distances(mined, embeddings, normalize=True, squared=False)
+        if d_ap.numel() == 0:
+            zero = embeddings.new_zeros(())
             self.stats = {"active_fraction": zero, "n_mined": zero, "beta_mean": self.beta.detach().mean()}
             return embeddings.sum() * 0.0 + self.beta.sum() * 0.0
-        d_ap, d_an, anchor = mined_triplet_distances(mined, embeddings, normalize=True, squared=False)
         beta = self.beta[labels[anchor]] if self.beta_per_class else self.beta.expand_as(d_ap)
         beta = beta.to(d_ap.dtype)
         pos = F.relu(self.alpha + (d_ap - beta))

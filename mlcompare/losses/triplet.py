@@ -131,11 +131,10 @@ class TripletLoss(Loss):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mined = self.miner(embeddings, labels)
-        n_mined = mined[0].numel()
-        if n_mined == 0:
+        d_ap, d_an, _ = mined_triplet_distances(mined, embeddings, normalize=self.normalize, squared=self.squared)
+        if d_ap.numel() == 0:
             self.stats = {"active_fraction": embeddings.new_zeros(()), "n_mined": embeddings.new_zeros(())}
             return embeddings.sum() * 0.0
-        d_ap, d_an, _ = mined_triplet_distances(mined, embeddings, normalize=self.normalize, squared=self.squared)
         losses = self.per_triplet(d_ap, d_an)
         loss, active = reduce_losses(losses, self.reduction)
         self.stats = {

@@ -169,3 +169,15 @@ def test_empty_mining_zero_for_other_losses(name: str) -> None:
     value = loss(x, torch.arange(4))
     value.backward()
     assert value.item() == 0.0 and torch.all(x.grad == 0)
+
+
+def test_pair_miner_output_accepted_by_triplet_loss() -> None:
+    emb, labels = batch(9, b=12, d=4, classes=3)
+    ours = losses.get("triplet", num_classes=3, embedding_dim=4, miner=miners.PairMiner())
+    ref = pml_losses.TripletMarginLoss(margin=0.2)
+    ref_fn = lambda x, y: ref(x, y, pml_miners.PairMarginMiner(pos_margin=0.0, neg_margin=10.0)(x, y))  # noqa: E731
+    assert_same(value_and_grad(ours, emb, labels), value_and_grad(ref_fn, emb, labels))
+    # pairs that form no triplet (positives only): zero loss, not NaN
+    only_pos = lambda e, y: (torch.tensor([0]), torch.tensor([1]), torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long))  # noqa: E731
+    empty = losses.get("triplet", num_classes=3, embedding_dim=4, miner=only_pos)
+    assert empty(emb, labels).item() == 0.0 and empty.stats["active_fraction"].item() == 0.0

@@ -103,3 +103,40 @@ def test_triplet_loss_consumes_bank_negatives() -> None:
         expected.append(torch.relu((xn[i] - xn[j]).norm() - d_an + 0.3))
     assert value.item() == pytest.approx(torch.stack(expected).mean().item(), abs=1e-5)
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_gpu_search_call_matches_faiss_signature() -> None:
+    """The GPU branch cannot run here; check that its call binds to faiss' numpy knn_gpu, also after torch_utils."""
+    import inspect
+
+    import faiss
+    import numpy as np
+
+    from miners.memory_bank import gpu_knn_function
+
+    def bind() -> None:
+        q = np.zeros((2, 4), dtype=np.float32)
+        inspect.signature(gpu_knn_function()).bind(None, q, q, 1, vectorsMemoryLimit=1, queriesMemoryLimit=1)
+
+    bind()
+    import faiss.contrib.torch_utils  # noqa: F401  (replaces faiss.knn_gpu with a torch version)
+
+    bind()
+    assert faiss.get_num_gpus() >= 0
+
+
+@pytest.mark.gpu
+def test_gpu_search_matches_cpu_search() -> None:
+    import faiss
+
+    if faiss.get_num_gpus() == 0:
+        pytest.skip("faiss sees no GPU")
+    emb, labels = random_batch(64, 16, 8, seed=11)
+    results = []
+    for use_gpu in (False, True):
+        miner = MemoryBankMiner(size=5000, embedding_dim=16, use_gpu=use_gpu, negatives_per_anchor=3)
+        for step in range(5):
+            miner.enqueue(*random_batch(1000, 16, 50, seed=100 + step))
+        results.append(miner(emb, labels))
+    for a, b in zip(results[0], results[1]):
+        torch.testing.assert_close(a, b)
