@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch, target_of
+from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch
 from mlcompare.losses.scale import Scale
 
 

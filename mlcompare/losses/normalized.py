@@ -8,8 +8,6 @@ schedule, input checks, the forward pipeline); a subclass only supplies its marg
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -136,5 +134,3 @@ class MarginHead(Loss):
             self.stats["s"] = s.detach()
         return F.cross_entropy(s * logits, labels)
 
-
-PI = math.pi

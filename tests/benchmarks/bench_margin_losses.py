@@ -19,14 +19,14 @@ import mlcompare.losses as L
 
 def _time(fn, repeats: int, device: torch.device) -> float:
     times = []
-    for i in range(repeats + 2):
+    for i in range(repeats + 5):
         if device.type == "cuda":
             torch.cuda.synchronize()
         tic = time.perf_counter()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if i >= 2:  # warm-up
+        if i >= 5:  # warm-up
             times.append(time.perf_counter() - tic)
     return statistics.median(times)
 
