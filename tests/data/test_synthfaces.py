@@ -178,3 +178,13 @@ def test_lookalike_negatives_are_harder_than_random_negatives_for_raw_pixels():
     easy = best_threshold_accuracy(positive, strangers)
     assert hard < easy - 0.03, (hard, easy)
     assert float(lookalike.mean()) > float(strangers.mean())
+
+
+def test_drawing_features_on_row_bands_is_exact(monkeypatch):
+    from mlcompare.data import synthfaces_render
+
+    kwargs = dict(size=48, identities=40, images_per_identity=2, seed=9, difficulty=1.5)
+    banded = synthfaces.load(**kwargs)
+    monkeypatch.setattr(synthfaces_render.Canvas, "rows", lambda self, top, bottom: slice(None))
+    everywhere = synthfaces.load(**kwargs)
+    assert torch.equal(banded.images, everywhere.images)
