@@ -44,9 +44,13 @@ def lr_factor(step: int, *, warmup: int, total: int) -> float:
 
 
 def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW; weight decay on matrices and kernels only (not on biases, BN, a learnable
+    scale or a ring radius, which decay would pull towards zero for no regularising benefit)."""
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -82,7 +86,8 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     Raises :class:`TrainingDiverged` on a NaN or inf loss.
     """
     sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
-    model.to(device)
+    # channels_last: about 2x faster convolutions on CPU here, and the tensor-core layout on GPUs.
+    model.to(device, memory_format=torch.channels_last)
     loss.to(device)
     params = list(model.parameters()) + list(loss.parameters())
     optimizer = make_optimizer(params, cfg)
@@ -114,7 +119,7 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         if cfg.flip:
             flip = torch.rand(len(index), generator=flip_gen.manual_seed(seed * 1_000_003 + step)) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-        x = to_input(images.to(device, non_blocking=True))
+        x = to_input(images.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
         y = data.labels[index].to(device, non_blocking=True)
         loss.set_progress(step, cfg.steps)
         value = loss(model(x), y)
@@ -148,6 +153,7 @@ def embed(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch
     """Embeddings ``[N, D]`` (float32, CPU, not normalised) of uint8 images, in eval mode."""
     was_training = model.training
     model.eval()
-    out = [model(to_input(images[i:i + batch_size].to(device))).float().cpu() for i in range(0, len(images), batch_size)]
+    out = [model(to_input(images[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)).float().cpu()
+           for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out)
