@@ -31,6 +31,7 @@ FACE_PARAMS = (
     "brow_thickness", "brow_arch", "brow_gap", "nose_length", "nose_width",
     "mouth_width", "lip_thickness", "mouth_gap", "lip_red", "ear_size", "ear_out",
     "glasses", "glasses_frame", "beard", "mole", "mole_x", "mole_y", "clothes_hue",
+    "fringe", "bald", "hair_top",
 )
 
 SHOT_VARS = (
@@ -240,6 +241,8 @@ def render(face: dict[str, torch.Tensor], shot: dict[str, torch.Tensor], strengt
     volume = f["hair_volume"]
     back = cv.ellipse(X, Y - (cy - 0.15 * h + 0.55 * h * length), w * (1.12 + 0.22 * volume), h * (0.95 + 0.8 * length))
     back.mul_(cv.below(cy - 0.05 * h + 1.7 * h * length - Y))
+    bald = ((f["bald"] - 0.92) / 0.04).clamp(0, 1)
+    back.mul_(cv.below(Y - (cy - 1.3 * h + 1.1 * h * bald)))  # no hair above a bald crown
     _paint(img, _c(hair), back)
 
     # --- ears (both at once: the face is symmetric about x = 0 on the canvas) ---
@@ -262,9 +265,14 @@ def render(face: dict[str, torch.Tensor], shot: dict[str, torch.Tensor], strengt
     skin_mask = torch.maximum(face_mask, ears)
     torch.maximum(skin_mask, neck, out=skin_mask)
 
-    # --- hair on top: inside a cap, above a hairline that slants with the parting ---
-    hairline = cy - h * _lin(f["hairline"], 0.32, 0.80) + 0.10 * h * (X / w).square() + (f["parting"] - 0.5) * 0.30 * X
-    cap = cv.ellipse(X, Y - (cy - 0.10 * h), w * (1.05 + 0.16 * volume), h * (1.0 + 0.10 * volume))
+    # --- hair on top: inside a cap, above a hairline that curves with the fringe and slants with the parting ---
+    # fringe < 0: temples higher than the middle (a widow's peak); > 0: rounded bangs. Bald heads
+    # (about 1 in 12) keep hair only at the sides.
+    fringe = _lin(f["fringe"], -0.25, 0.35)
+    height = _lin(f["hairline"], 0.32, 0.80) + 0.7 * bald
+    hairline = cy - h * height + fringe * h * (X / w).square() + (f["parting"] - 0.5) * 0.30 * X
+    top = f["hair_top"] * (1 - bald)
+    cap = cv.ellipse(X, Y - (cy - 0.10 * h - 0.08 * h * top), w * (1.04 + 0.24 * volume), h * (0.98 + 0.12 * volume + 0.08 * top))
     cap.mul_(cv.below(hairline - Y))
     _paint(img, _c(hair), cap)
 
