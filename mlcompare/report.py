@@ -39,7 +39,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
                "params": str(group.params.iloc[0]) if "params" in group and pd.notna(group.params.iloc[0]) else "",
                "seeds_ok": len(good), "seeds": len(group),
                "status": "ok" if len(good) == len(group) else ("failed" if good.empty else "partly failed"),
-               "message": "; ".join(m for m in group.message.fillna("").astype(str) if m)}
+               "message": "; ".join(m for m in group.message.astype("string").fillna("") if m)}
         for col, _, _ in COLUMNS:
             values = pd.to_numeric(good[col], errors="coerce") if col in good else pd.Series(dtype=float)
             row[col] = values.mean() if len(values) else math.nan
