@@ -188,3 +188,17 @@ def test_drawing_features_on_row_bands_is_exact(monkeypatch):
     monkeypatch.setattr(synthfaces_render.Canvas, "rows", lambda self, top, bottom: slice(None))
     everywhere = synthfaces.load(**kwargs)
     assert torch.equal(banded.images, everywhere.images)
+
+
+def test_an_unusable_device_is_a_one_line_value_error():
+    with pytest.raises(ValueError, match="device"):
+        synthfaces.load(size=32, identities=2, images_per_identity=2, device="no-such-device")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
+def test_gpu_render_matches_cpu_within_a_grey_level():
+    cpu = synthfaces.load(size=32, identities=8, images_per_identity=3)
+    gpu = synthfaces.load(size=32, identities=8, images_per_identity=3, device="cuda")
+    assert gpu.images.device.type == "cpu"
+    assert float((cpu.images.float() - gpu.images.float()).abs().mean()) < 1.0
