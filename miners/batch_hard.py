@@ -16,6 +16,10 @@ class BatchHardMiner(Miner):
     Returns ``(anchor, positive, negative)``, each ``[T]`` int64 with ``T <= B``: one triplet per
     anchor that has at least one positive and one negative (same as pytorch-metric-learning's
     ``BatchHardMiner``; ties resolve to the first index reported by ``torch.max``/``torch.min``).
+
+    >>> emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [-1.0, 0.0]])
+    >>> BatchHardMiner()(emb, torch.tensor([0, 0, 1, 1]))
+    (tensor([0, 1, 2, 3]), tensor([1, 0, 3, 2]), tensor([2, 2, 0, 1]))
     """
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
