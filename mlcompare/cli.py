@@ -1,4 +1,4 @@
-"""``mlcompare`` command line: list, run, report, data preview|export."""
+"""``mlcompare`` command line: list, run, report, eval, data preview|export."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render the report of a run directory from its saved results (no training)")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--out", type=Path, help="write the report here instead of into RUN_DIR (e.g. reports/NAME)")
+
+    ev = sub.add_parser("eval", help="score a trained model on a benchmark, without training")
+    ev.add_argument("--checkpoint", type=Path, required=True, metavar="RUN_DIR/METHOD",
+                    help="a run directory and the method to load, e.g. runs/quick/arcface")
+    ev.add_argument("--seed", type=int, default=0, help="which seed's model (default 0)")
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="a data spec: all its identities are the test set")
+    source.add_argument("--bin", type=Path, help="an insightface verification .bin (lfw.bin, cfp_fp.bin, ...)")
+    source.add_argument("--pairs", type=Path, help="LFW's pairs.txt (with --root)")
+    ev.add_argument("--root", type=Path, help="the image folder that --pairs refers to")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", action="store_true", help="print the scores as JSON")
 
     data = sub.add_parser("data", help="look at a data source: a contact sheet, or export as an image folder")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -78,6 +90,29 @@ def _data(args: argparse.Namespace) -> None:
     print(path)
 
 
+def _eval(args: argparse.Namespace) -> None:
+    import json
+
+    from mlcompare import evaluate
+    from mlcompare.runner import resolve_device
+
+    device = resolve_device(args.device)
+    model, size = evaluate.load_model(args.checkpoint.parent, args.checkpoint.name, seed=args.seed)
+    if args.data:
+        scores = evaluate.on_data(model, size, args.data, device)
+    elif args.bin:
+        scores = evaluate.on_bin(model, size, args.bin, device)
+    else:
+        if args.root is None:
+            raise UserError("--pairs needs --root, the folder its names refer to")
+        scores = evaluate.on_pairs(model, size, args.pairs, args.root, device)
+    if args.json:
+        print(json.dumps(scores, indent=2, default=float))
+    else:
+        for key, value in scores.items():
+            print(f"{key:16s} {'not measurable' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
@@ -92,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             print(report.render(args.run_dir, args.out) / "report.md")
         elif args.command == "data":
             _data(args)
+        elif args.command == "eval":
+            _eval(args)
     except (UserError, ValueError, FileExistsError, FileNotFoundError) as err:
         if os.environ.get("MLCOMPARE_DEBUG"):
             raise

@@ -12,41 +12,6 @@ from mlcompare import losses
 from mlcompare.cli import main
 from mlcompare.losses.base import Loss
 
-TINY = """
-description = "tiny end-to-end check"
-[data]
-train = "digits"
-test_fraction = 0.4
-size = 16
-verification_pairs = 400
-[backbone]
-widths = [8, 16]
-blocks = [1, 1]
-embedding_dim = 16
-[train]
-steps = 12
-p = 4
-k = 4
-warmup_steps = 2
-log_every = 3
-checkpoint_every = 6
-[[methods]]
-name = "softmax"
-loss = "softmax"
-[[methods]]
-name = "triplet-bh"
-loss = "triplet"
-miner = "batch_hard"
-params = { margin = 0.2 }
-"""
-
-
-@pytest.fixture
-def tiny(tmp_path) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return path
-
 
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
@@ -109,7 +74,7 @@ class NanLoss(Loss):
 
 def test_nan_loss_marks_method_failed_and_others_go_on(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(losses.REGISTRY, "nan_loss", NanLoss)
-    tiny.write_text(TINY + '[[methods]]\nname = "broken"\nloss = "nan_loss"\n')
+    tiny.write_text(tiny.read_text() + '[[methods]]\nname = "broken"\nloss = "nan_loss"\n')
     out = tmp_path / "run"
     assert main(["run", str(tiny), "--out", str(out), "--no-progress", "--steps", "4"]) == 0
     results = pd.read_csv(out / "results.csv").set_index("method")
