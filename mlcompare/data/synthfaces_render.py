@@ -364,7 +364,7 @@ def render(face: dict[str, torch.Tensor], shot: dict[str, torch.Tensor], strengt
     scale = torch.exp(_lin(g["scale"], -1, 1) * 0.10 * s.misalignment)
     tx = _lin(g["shift_x"], -1, 1) * 0.07 * s.misalignment
     ty = _lin(g["shift_y"], -1, 1) * 0.07 * s.misalignment
-    yaw = _lin(g["yaw"], -1, 1) * 0.17 * min(s.pose, 2.5)
+    yaw = _lin(g["yaw"], -1, 1) * 0.25 * min(s.pose, 1.8)  # capped: the warp must stay one-to-one (0.45 < 0.42 / 0.86)
     ox, oy = (X - tx) / scale, (Y - ty) / scale
     cos, sin = torch.cos(roll), torch.sin(roll)
     rx = cos * ox + sin * oy
