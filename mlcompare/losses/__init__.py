@@ -18,6 +18,7 @@ from mlcompare.losses.l2softmax import L2Softmax
 from mlcompare.losses.lsoftmax import LSoftmax
 from mlcompare.losses.magface import MagFace
 from mlcompare.losses.normface import NormFace
+from mlcompare.losses.partial_fc import PartialFC
 from mlcompare.losses.ring import Ring
 from mlcompare.losses.softmax import Softmax
 from mlcompare.losses.sphereface import SphereFace
@@ -45,6 +46,7 @@ REGISTRY: dict[str, type[Loss]] = {
     "circle": Circle,
     "center": Center,
     "ring": Ring,
+    "partial_fc": PartialFC,
     # pair losses
     "contrastive": ContrastiveLoss,
     "triplet": TripletLoss,

@@ -1,0 +1,266 @@
+"""Partial FC: a margin-softmax classifier whose class weights are sharded across ranks and sampled.
+
+An, Deng et al., "Partial FC: Training 10 Million Identities on a Single Machine", ICCVW 2021
+(arXiv:2010.05222), and insightface's ``arcface_torch/partial_fc_v2.py`` (the idea; our code).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from mlcompare.losses.margins import additive_angular, additive_cosine, combined_margin
+from mlcompare.losses.normalized import (MarginHead, angle_stats, check_batch, check_sizes, cosine_logits,
+                                          replace_target, target_of)
+from mlcompare.losses.scale import Scale
+
+MARGINS = ("arcface", "cosface", "combined")
+
+
+def shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``(class_start, num_local)``: the contiguous block of classes that ``rank`` holds.
+
+    The first ``num_classes % world_size`` ranks hold one class more (insightface's split).
+
+    >>> [shard_range(10, r, 4) for r in range(4)]
+    [(0, 3), (3, 3), (6, 2), (8, 2)]
+    """
+    base, extra = divmod(num_classes, world_size)
+    return base * rank + min(rank, extra), base + int(rank < extra)
+
+
+def parameter_bytes(num_classes: int, embedding_dim: int, *, world_size: int, rank: int = 0,
+                    bytes_per_value: int = 4) -> int:
+    """Bytes of the class-weight shard on ``rank`` (computed, nothing allocated).
+
+    Parameters only: the gradient adds as much again, SGD momentum as much again, AdamW twice.
+
+    >>> parameter_bytes(1_000_000, 512, world_size=8)  # 125,000 x 512 float32
+    256000000
+    """
+    return shard_range(num_classes, rank, world_size)[1] * embedding_dim * bytes_per_value
+
+
+def sample_classes(local_labels: torch.Tensor, num_local: int, num_sample: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled local class indices (sorted) and the batch's labels renumbered into them.
+
+    ``local_labels`` ``[N]``: a class index in ``0 .. num_local - 1`` or -1 (a class held by another
+    rank). Every positive class (a label present in the batch) is kept; the rest of the
+    ``num_sample`` slots are drawn uniformly without replacement from the other local classes.
+    When the positives alone exceed ``num_sample``, the positives only are used (as insightface).
+    Returns ``(index [S], labels [N])`` with ``index[labels[i]] == local_labels[i]`` where >= 0.
+    """
+    with torch.no_grad():
+        is_local = local_labels >= 0
+        positive = torch.unique(local_labels[is_local], sorted=True)
+        if positive.numel() >= num_sample:
+            index = positive
+        else:
+            score = torch.rand(num_local, device=local_labels.device)
+            score[positive] = 2.0  # above every uniform draw: positives are always in the top-k
+            index = torch.topk(score, k=num_sample).indices.sort().values
+        mapped = torch.where(is_local, torch.searchsorted(index, local_labels.clamp(min=0)), local_labels)
+        return index, mapped
+
+
+class _GatherKeepingGrad(torch.autograd.Function):
+    """All-gather of equal-sized ``[B, D]`` blocks; backward sums each block's gradient over ranks.
+
+    Every rank computes its logits for the global batch, so the gradient of the (global) loss with
+    respect to rank r's embeddings is the sum over ranks of that block's gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, rank: int, world_size: int, grad_scale: float) -> torch.Tensor:
+        ctx.rank, ctx.batch, ctx.grad_scale = rank, x.shape[0], grad_scale
+        parts = [torch.empty_like(x) for _ in range(world_size)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        own = grad[ctx.rank * ctx.batch:(ctx.rank + 1) * ctx.batch]
+        return own * ctx.grad_scale, None, None, None
+
+
+class _ShardedCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``[N, S_r]`` logits whose classes are split over ranks.
+
+    ``labels`` ``[N]`` index this rank's columns, or are -1 where the target lives on another
+    rank. ``loss_i = log sum_r sum_j exp(z_ij - max_i) + max_i - z_{i,y_i}`` with the max, the sum
+    and the target logit all-reduced; gradient ``(softmax - onehot) / N`` on this rank's columns.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        row_max = logits.max(dim=1).values
+        dist.all_reduce(row_max, op=dist.ReduceOp.MAX)
+        exp = (logits - row_max.unsqueeze(1)).exp_()
+        denom = exp.sum(dim=1)
+        dist.all_reduce(denom, op=dist.ReduceOp.SUM)
+        local = labels >= 0
+        target = torch.zeros_like(row_max)
+        target[local] = logits[local, labels[local]]
+        dist.all_reduce(target, op=dist.ReduceOp.SUM)
+        ctx.save_for_backward(exp.div_(denom.unsqueeze(1)), labels)
+        return (denom.log() + row_max - target).mean()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        prob, labels = ctx.saved_tensors
+        grad = prob.clone()
+        rows = torch.nonzero(labels >= 0).squeeze(1)
+        grad[rows, labels[rows]] -= 1.0
+        return grad * (grad_out / labels.shape[0]), None
+
+
+class PartialFC(MarginHead):
+    """Margin softmax over this rank's shard of the classes, on the batch's positives plus sampled negatives.
+
+    Per step, with the global batch ``x`` ``[N, D]`` (all-gathered when ``world_size > 1``):
+    ``L = mean_i CE(s * [cos theta_ij for sampled j != y_i; margin(cos theta_iy) for j = y_i], y_i)``,
+    the softmax normalised over the sampled classes of ALL ranks. Rank r holds the classes
+    ``shard_range(num_classes, r, world_size)`` as ``weight`` ``[num_local, embedding_dim]``; while
+    training it samples ``max(1, int(sample_rate * num_local))`` of them: every class present in the
+    global batch, then uniform negatives (insightface's ``partial_fc_v2``). In eval mode, or with
+    ``sample_rate=1``, every local class is used; on one rank that is exactly ``get(margin, ...)``.
+
+    ``margin`` picks the margin function (``margins.py``) and its own parameters, angles in RADIANS:
+    ``"arcface"`` ``cos(theta + m)``, m in (0, pi/2), default 0.5; ``"cosface"`` ``cos theta - m``,
+    m in [0, 1), default 0.35; ``"combined"`` ``cos(m1 theta + m2) - m3``, defaults (1, 0.3, 0.2).
+    ``s`` is a number, ``Scale`` or scale table; default 64 for every margin (registry CosFace: 30).
+
+    Multi-process (``world_size > 1``, ``torch.distributed`` initialised, equal batch sizes on every
+    rank): do NOT wrap this module in DistributedDataParallel (each rank owns a different shard).
+    With ``ddp_grad_correction`` the embeddings' gradient is multiplied by ``world_size`` so that
+    DDP's averaging of backbone gradients gives the gradient of this global-batch loss.
+    Rows of ``weight`` not sampled in a step get a zero gradient (weight decay and momentum still
+    move them, as in insightface v2). ``stats``: ``theta_target`` / ``theta_other`` (radians, over
+    the sampled classes of all ranks) and ``sampled_classes`` (this rank).
+    """
+
+    def __init__(self, *, num_classes: int, embedding_dim: int, margin: str = "arcface",
+                 s: float | Scale | dict = 64.0, m: float | None = None, m1: float | None = None,
+                 m2: float | None = None, m3: float | None = None, easy_margin: bool = False,
+                 sample_rate: float = 1.0, rank: int = 0, world_size: int = 1,
+                 ddp_grad_correction: bool = True) -> None:
+        check_sizes(num_classes, embedding_dim)
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or not 1 <= world_size <= num_classes:
+            raise ValueError(f"world_size must be an integer in [1, num_classes={num_classes}], got {world_size!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an integer in [0, world_size - 1 = {world_size - 1}], got {rank!r}")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 < sample_rate <= 1:
+            raise ValueError(f"sample_rate (share of classes in each step's logits) must be in (0, 1], got {sample_rate!r}")
+        self._check_margin(margin, m, m1, m2, m3, easy_margin)
+        self.class_start, self.num_local = shard_range(num_classes, rank, world_size)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, weight_rows=self.num_local)
+        self.margin_name = margin
+        self.easy_margin = bool(easy_margin)
+        if margin == "combined":
+            self.m1 = 1.0 if m1 is None else float(m1)
+            self.m2 = 0.3 if m2 is None else float(m2)
+            self.m3 = 0.2 if m3 is None else float(m3)
+        else:
+            self.m = float(m) if m is not None else (0.5 if margin == "arcface" else 0.35)
+        self.sample_rate = float(sample_rate)
+        self.num_sample = max(1, int(self.sample_rate * self.num_local))
+        self.rank, self.world_size = rank, world_size
+        self.ddp_grad_correction = bool(ddp_grad_correction)
+
+    @staticmethod
+    def _check_margin(margin: str, m, m1, m2, m3, easy_margin: bool) -> None:
+        if margin not in MARGINS:
+            raise ValueError(f"margin must be one of {', '.join(MARGINS)}, got {margin!r}")
+        if margin == "combined":
+            if m is not None:
+                raise ValueError("m is not a parameter of margin='combined'; give m1, m2, m3")
+            if m1 is not None and not m1 >= 1:
+                raise ValueError(f"m1 (multiplicative angular margin) must be >= 1, got {m1!r}")
+            if m2 is not None and not 0 <= m2 < math.pi / 2:
+                raise ValueError(f"m2 (additive angular margin, radians) must be in [0, pi/2), got {m2!r}")
+            if m3 is not None and not 0 <= m3 < 1:
+                raise ValueError(f"m3 (additive cosine margin) must be in [0, 1), got {m3!r}")
+            if easy_margin and m1 not in (None, 1, 1.0):
+                raise ValueError(f"easy_margin needs m1 == 1 (an ArcFace-type margin), got m1={m1!r}")
+            return
+        if any(v is not None for v in (m1, m2, m3)):
+            raise ValueError(f"m1, m2, m3 are parameters of margin='combined' only; margin='{margin}' takes m")
+        if margin == "arcface" and m is not None and not 0 < m < math.pi / 2:
+            raise ValueError(f"m (ArcFace angular margin, radians) must be in (0, pi/2), got {m!r}")
+        if margin == "cosface":
+            if m is not None and not 0 <= m < 1:
+                raise ValueError(f"m (CosFace cosine margin) must be in [0, 1), got {m!r}")
+            if easy_margin:
+                raise ValueError("easy_margin applies to margin='arcface' or 'combined', not 'cosface'")
+
+    def margin(self, cos_target: torch.Tensor) -> torch.Tensor:
+        if self.margin_name == "arcface":
+            return additive_angular(cos_target, self.m, easy_margin=self.easy_margin)
+        if self.margin_name == "cosface":
+            return additive_cosine(cos_target, self.m)
+        return combined_margin(cos_target, self.m1, self.m2, self.m3, easy_margin=self.easy_margin)
+
+    def _distributed(self) -> bool:
+        if self.world_size == 1:
+            return False
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError(f"partial_fc with world_size={self.world_size} needs an initialised torch.distributed "
+                             "process group (torchrun + init_process_group); use world_size=1 on one process")
+        if dist.get_world_size() != self.world_size or dist.get_rank() != self.rank:
+            raise ValueError(f"partial_fc was built for rank {self.rank} of {self.world_size}, but the process group "
+                             f"says rank {dist.get_rank()} of {dist.get_world_size()}; pass the group's rank and size")
+        return True
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_batch(embeddings, labels, self.embedding_dim)
+        distributed = self._distributed()
+        if distributed:
+            scale = float(self.world_size) if self.ddp_grad_correction else 1.0
+            embeddings = _GatherKeepingGrad.apply(embeddings, self.rank, self.world_size, scale)
+            gathered = [torch.empty_like(labels) for _ in range(self.world_size)]
+            dist.all_gather(gathered, labels.contiguous())
+            labels = torch.cat(gathered)
+            local = (labels >= self.class_start) & (labels < self.class_start + self.num_local)
+            labels = torch.where(local, labels - self.class_start, torch.full_like(labels, -1))
+        weight = self.weight
+        if self.training and self.num_sample < self.num_local:
+            index, labels = sample_classes(labels, self.num_local, self.num_sample)
+            weight = self.weight[index]
+        cos = cosine_logits(embeddings, weight)
+        s = self.scale_value(embeddings)
+        if not distributed:
+            logits = replace_target(cos, labels, self.margin(target_of(cos, labels)))
+            self.stats = angle_stats(cos, labels)
+            loss = F.cross_entropy(s * logits, labels)
+        else:
+            local = labels >= 0
+            safe = labels.clamp(min=0)
+            target = target_of(cos, safe)
+            # rows whose class lives on another rank keep their cosine (the where passes it through)
+            logits = replace_target(cos, safe, torch.where(local, self.margin(target), target))
+            self.stats = self._sharded_angle_stats(cos, labels)
+            loss = _ShardedCrossEntropy.apply(s * logits, labels)
+        if self.scale is not None:
+            self.stats["s"] = s.detach()
+        self.stats["sampled_classes"] = torch.tensor(float(weight.shape[0]), device=cos.device)
+        return loss
+
+    @staticmethod
+    def _sharded_angle_stats(cos: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``angle_stats`` over the classes of all ranks: sums and counts all-reduced in one call."""
+        with torch.no_grad():
+            theta = torch.acos(cos.clamp(-1.0, 1.0))
+            local = labels >= 0
+            target = target_of(theta, labels.clamp(min=0))[local]
+            counts = torch.tensor([target.numel(), theta.numel() - target.numel()], dtype=theta.dtype, device=theta.device)
+            sums = torch.stack([target.sum(), counts[0], theta.sum() - target.sum(), counts[1]])
+            dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+            return {"theta_target": sums[0] / sums[1], "theta_other": sums[2] / sums[3]}
+
+    def extra_repr(self) -> str:
+        return (f"margin={self.margin_name}, classes {self.class_start}..{self.class_start + self.num_local - 1} "
+                f"of {self.num_classes}, sample_rate={self.sample_rate}, rank={self.rank}/{self.world_size}")
