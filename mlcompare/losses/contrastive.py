@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import miners
 from miners.distances import distance_matrix
 from mlcompare.losses.base import Loss
-from mlcompare.losses.triplet import MinerLike, build_miner, check_reduction, reduce_losses
+from mlcompare.losses.triplet import MinerLike, build_miner, check_reduction, mined_triplet_distances, reduce_losses
 
 
 class ContrastiveLoss(Loss):
@@ -30,7 +30,8 @@ class ContrastiveLoss(Loss):
         reduction: ``"nonzero"`` (default, matches pytorch-metric-learning): positive and
             negative terms are each averaged over their non-zero entries, then summed;
             ``"all"``: each averaged over all mined pairs, then summed.
-        miner: callable returning ``(a1, p, a2, n)`` (or ``(a, p, n)``, split into its pairs),
+        miner: callable returning ``(a1, p, a2, n)`` (or ``(a, p, n)`` / ``MemoryBankMiner``'s
+            ``(a, p, negative_embeddings)``, split into its pairs),
             a ``miners`` registry name, or None for every pair in the batch (``PairMiner()``).
         miner_params: keyword parameters of a miner given by name.
 
@@ -62,22 +63,26 @@ class ContrastiveLoss(Loss):
         self.squared = bool(squared)
         self.normalize = bool(normalize)
         self.reduction = check_reduction(reduction)
-        self.miner = build_miner(miner, miner_params, miners.PairMiner(normalize=normalize))
+        self.miner = build_miner(miner, miner_params, miners.PairMiner(normalize=normalize), embedding_dim=embedding_dim)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mined = self.miner(embeddings, labels)
         if len(mined) == 3:
-            mined = (mined[0], mined[1], mined[0], mined[2])
-        if len(mined) != 4:
+            # (a, p, n) -> pairs (a, p) and (a, n), as pytorch-metric-learning converts them; the
+            # negative may also be bank embeddings from MemoryBankMiner
+            pos_dist, neg_dist, _ = mined_triplet_distances(mined, embeddings, normalize=self.normalize, squared=False)
+        elif len(mined) == 4:
+            a1, p, a2, n = mined
+            dist = distance_matrix(embeddings, normalize=self.normalize)
+            pos_dist, neg_dist = dist[a1, p], dist[a2, n]
+        else:
             raise ValueError(f"miner must return (a1, p, a2, n) or (a, p, n), got a {len(mined)}-tuple")
-        a1, p, a2, n = mined
-        n_mined = a1.numel() + a2.numel()
+        n_mined = pos_dist.numel() + neg_dist.numel()
         if n_mined == 0:
             self.stats = {"active_fraction": embeddings.new_zeros(()), "n_mined": embeddings.new_zeros(())}
             return embeddings.sum() * 0.0
-        dist = distance_matrix(embeddings, normalize=self.normalize)
-        pos_losses = F.relu(dist[a1, p] - self.pos_margin)
-        neg_losses = F.relu(self.neg_margin - dist[a2, n])
+        pos_losses = F.relu(pos_dist - self.pos_margin)
+        neg_losses = F.relu(self.neg_margin - neg_dist)
         if self.squared:
             pos_losses, neg_losses = pos_losses.pow(2), neg_losses.pow(2)
         pos_loss, pos_active = reduce_losses(pos_losses, self.reduction)

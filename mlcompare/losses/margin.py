@@ -70,7 +70,7 @@ class MarginLoss(Loss):
         else:
             self.register_buffer("beta", init)
         self.beta_per_class = bool(beta_per_class)
-        self.miner = build_miner(miner, miner_params, miners.DistanceWeightedMiner())
+        self.miner = build_miner(miner, miner_params, miners.DistanceWeightedMiner(), embedding_dim=embedding_dim)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mined = self.miner(embeddings, labels)

@@ -16,10 +16,18 @@ REDUCTIONS = ("nonzero", "all")
 MinerLike = Callable[[torch.Tensor, torch.Tensor], tuple]
 
 
-def build_miner(miner: MinerLike | str | None, miner_params: dict | None, default: MinerLike) -> MinerLike:
-    """A miner given as a callable, as a ``miners`` registry name (with ``miner_params``), or None for ``default``."""
+def build_miner(
+    miner: MinerLike | str | None, miner_params: dict | None, default: MinerLike, *, embedding_dim: int
+) -> MinerLike:
+    """A miner given as a callable, as a ``miners`` registry name (with ``miner_params``), or None for ``default``.
+
+    A miner named ``"memory_bank"`` gets the loss's ``embedding_dim`` unless ``miner_params`` sets it.
+    """
     if isinstance(miner, str):
-        return miners.get(miner, **(miner_params or {}))
+        params = dict(miner_params or {})
+        if miner == "memory_bank":
+            params.setdefault("embedding_dim", embedding_dim)
+        return miners.get(miner, **params)
     if miner_params:
         raise ValueError("miner_params is only used with a miner given by name, e.g. miner='semihard'")
     if miner is None:
@@ -124,7 +132,7 @@ class TripletLoss(Loss):
         self.squared = bool(squared)
         self.normalize = bool(normalize)
         self.reduction = check_reduction(reduction)
-        self.miner = build_miner(miner, miner_params, miners.BatchAllMiner(normalize=normalize))
+        self.miner = build_miner(miner, miner_params, miners.BatchAllMiner(normalize=normalize), embedding_dim=embedding_dim)
 
     def per_triplet(self, d_ap: torch.Tensor, d_an: torch.Tensor) -> torch.Tensor:
         return F.relu(d_ap - d_an + self.margin)

@@ -181,3 +181,24 @@ def test_pair_miner_output_accepted_by_triplet_loss() -> None:
     only_pos = lambda e, y: (torch.tensor([0]), torch.tensor([1]), torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long))  # noqa: E731
     empty = losses.get("triplet", num_classes=3, embedding_dim=4, miner=only_pos)
     assert empty(emb, labels).item() == 0.0 and empty.stats["active_fraction"].item() == 0.0
+
+
+def test_every_miner_by_name_trains_a_triplet_loss() -> None:
+    """What a comparison TOML does: loss and miner by name, one backward step each."""
+    emb, labels = batch(10, b=24, d=8, classes=4)
+    for name in sorted(miners.REGISTRY):
+        for loss_name in ("triplet", "triplet_soft", "margin", "contrastive"):
+            loss = losses.get(loss_name, num_classes=4, embedding_dim=8, miner=name)
+            x = emb.clone().requires_grad_(True)
+            value = loss(x, labels)
+            value.backward()
+            assert torch.isfinite(value) and torch.isfinite(x.grad).all(), (loss_name, name)
+            assert set(loss.stats) >= {"active_fraction", "n_mined"} and loss.stats["n_mined"].item() > 0
+
+
+def test_contrastive_with_triplet_miner_matches_pml() -> None:
+    emb, labels = batch(11)
+    ours = losses.get("contrastive", num_classes=5, embedding_dim=8, miner=miners.BatchHardMiner())
+    ref = pml_losses.ContrastiveLoss()
+    ref_fn = lambda x, y: ref(x, y, pml_miners.BatchHardMiner()(x, y))  # noqa: E731
+    assert_same(value_and_grad(ours, emb, labels), value_and_grad(ref_fn, emb, labels))
