@@ -23,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--test-data", help="a separate test set (disjoint identities) instead of holding out training identities")
     run.add_argument("--device", default="auto", help="auto (GPU when torch sees one), cpu or cuda (default auto)")
     run.add_argument("--seeds", type=int, help="training seeds per method (overrides the comparison's)")
-    run.add_argument("--steps", type=int, help="training steps per method (overrides the comparison's)")
+    run.add_argument("--steps", type=int, help="training steps per method (overrides the comparison's and --budget)")
+    run.add_argument("--budget", choices=["quick", "standard", "long"],
+                     help="length of training: the comparison's steps x1, x4 or x16 (default quick)")
     run.add_argument("--force", action="store_true", help="replace an existing run directory (only once the new run is complete)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -72,7 +74,7 @@ def _run(args: argparse.Namespace) -> None:
     from mlcompare import config, runner
 
     cfg = runner.apply_overrides(config.load(args.comparison), data=args.data, test_data=args.test_data,
-                                 seeds=args.seeds, steps=args.steps)
+                                 seeds=args.seeds, steps=args.steps, budget=args.budget)
     out = args.out or Path("runs") / cfg.name
     done = runner.run(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
     print(f"report: {done / 'report.md'} and {done / 'report.html'}")

@@ -52,11 +52,20 @@ class TrainConfig:
 
 @dataclass
 class MethodConfig:
+    """One method: a loss (+ miner). The optional overrides let a comparison sweep one factor
+    (label noise, embedding size, batch shape) while everything else stays shared; ``group``
+    names the base method that a sweep's variants belong to (for the sweep plot)."""
+
     name: str
     loss: str
     params: dict[str, Any] = field(default_factory=dict)
     miner: str = ""
     miner_params: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
+    label_noise: float = 0.0  # share of training labels replaced by another identity, seeded
+    embedding_dim: int = 0  # 0: the backbone's
+    p: int = 0  # 0: the train section's
+    k: int = 0
 
 
 @dataclass
@@ -65,6 +74,7 @@ class ComparisonConfig:
     description: str
     question: str = ""
     seeds: int = 1
+    sweep: str = ""  # a MethodConfig field the methods vary (label_noise, embedding_dim, p); plotted
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -112,6 +122,14 @@ def validate(config: ComparisonConfig, where: str) -> None:
             raise UserError(f"{where}: method '{m.name}': unknown loss '{m.loss}'; valid losses: {', '.join(sorted(losses.REGISTRY))}")
         if m.miner and m.miner not in miners.REGISTRY:
             raise UserError(f"{where}: method '{m.name}': unknown miner '{m.miner}'; valid miners: {', '.join(sorted(miners.REGISTRY))}")
+    for m in config.methods:
+        if not 0.0 <= m.label_noise < 1.0:
+            raise UserError(f"{where}: method '{m.name}': label_noise must be in [0, 1), got {m.label_noise}")
+        if m.embedding_dim < 0 or m.p < 0 or m.k < 0:
+            raise UserError(f"{where}: method '{m.name}': embedding_dim, p and k must be >= 0 (0: shared value)")
+    sweepable = ("label_noise", "embedding_dim", "p", "k")
+    if config.sweep and config.sweep not in sweepable:
+        raise UserError(f"{where}: sweep must be one of {', '.join(sweepable)}, got '{config.sweep}'")
     if config.seeds < 1:
         raise UserError(f"{where}: seeds must be >= 1, got {config.seeds}")
     if config.train.steps < 1:

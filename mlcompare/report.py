@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mlcompare import stats  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
 from mlcompare.rundir import read_history, read_results, write_text_atomic  # noqa: E402
 
@@ -26,11 +27,22 @@ from mlcompare.rundir import read_history, read_results, write_text_atomic  # no
 COLUMNS = [("accuracy", "Verif. acc.", 3), ("auc", "AUC", 3), ("eer", "EER", 3), ("tar_far_1e-2", "TAR@FAR=1e-2", 3),
            ("tar_far_1e-3", "TAR@FAR=1e-3", 3), ("rank_1", "Rank-1", 3), ("rank_5", "Rank-5", 3),
            ("map_at_r", "MAP@R", 3), ("images_per_s", "img/s", 0), ("train_seconds", "train s", 0)]
+SIGNIFICANCE_NOTE = ("vs best: p-value of the difference to the best trained method (by verification accuracy); "
+                     "t = paired t-test across seeds on accuracy, boot = paired bootstrap over the verification pairs "
+                     "on AUC (one seed); n.s. = not significant at 0.05.")
+OPTIONAL_COLUMNS = [("rank_1_head", "Rank-1 head", 3), ("rank_1_tail", "Rank-1 tail", 3)]  # shown when measured
 FAMILY_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning", "baseline": "baseline"}
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per method: mean and std over seeds of every metric (successful runs only)."""
+def columns(results: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """The table's metric columns: the fixed ones and the optional ones this run measured."""
+    extra = [c for c in OPTIONAL_COLUMNS if c[0] in results and results[c[0]].notna().any()]
+    return COLUMNS[:8] + extra + COLUMNS[8:]
+
+
+def summarise(results: pd.DataFrame, run: Path | None = None) -> pd.DataFrame:
+    """One row per method: mean and std over seeds of every metric (successful runs only), and,
+    with ``run``, the p-value of the difference to the best method (see :mod:`mlcompare.stats`)."""
     ok = results[results.status == "ok"]
     rows = []
     for method, group in results.groupby("method", sort=False):
@@ -40,12 +52,55 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
                "seeds_ok": len(good), "seeds": len(group),
                "status": "ok" if len(good) == len(group) else ("failed" if good.empty else "partly failed"),
                "message": "; ".join(m for m in group.message.astype("string").fillna("") if m)}
-        for col, _, _ in COLUMNS:
+        for col, _, _ in columns(results):
             values = pd.to_numeric(good[col], errors="coerce") if col in good else pd.Series(dtype=float)
             row[col] = values.mean() if len(values) else math.nan
             row[col + "_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if run is not None and not table.empty:
+        table = table.join(significance(run, results, table), on="method")
+    return table
+
+
+def significance(run: Path, results: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Per method: ``vs_best`` text and ``p_value`` of its difference to the best trained method.
+
+    Several seeds for both: paired t-test across seeds on verification accuracy. Otherwise: paired
+    bootstrap over the verification pairs on AUC, with the first seed's pair scores.
+    """
+    trained = table[(table.family != "baseline") & (table.status != "failed")]
+    out = pd.DataFrame({"vs_best": "", "p_value": math.nan}, index=pd.Index(table.method, name="method"))
+    if trained.empty:
+        return out
+    best = trained.sort_values("accuracy", ascending=False).method.iloc[0]
+    ok = results[results.status == "ok"]
+
+    def per_seed(method: str) -> pd.Series:
+        return ok[ok.method == method].set_index("seed").accuracy
+
+    def pair_scores(method: str) -> np.ndarray | None:
+        seeds = ok[ok.method == method].seed
+        path = run / "curves" / f"{_slug(method)}-s{int(seeds.min()) if len(seeds) else 0}.npz"
+        return np.load(path)["pair_scores"] if path.exists() and "pair_scores" in np.load(path) else None
+
+    out.loc[best, "vs_best"] = "best"
+    for method in table.method:
+        if method == best or method not in set(ok.method):
+            continue
+        a, b = per_seed(best), per_seed(method)
+        common = a.index.intersection(b.index)
+        if len(common) >= 2:
+            p, test = stats.paired_t(a[common].to_numpy(), b[common].to_numpy()), "t"
+        else:
+            sa, sb = pair_scores(best), pair_scores(method)
+            if sa is None or sb is None:
+                continue
+            same = np.load(run / "curves" / f"{_slug(best)}-s{int(ok[ok.method == best].seed.min())}.npz")["same"]
+            p, test = stats.bootstrap_auc(sa, sb, same), "boot"
+        out.loc[method, "p_value"] = p
+        out.loc[method, "vs_best"] = f"p={p:.3f} ({test})" + (" n.s." if p >= stats.ALPHA else "")
+    return out
 
 
 def _fmt(mean: float, std: float, digits: int) -> str:
@@ -84,7 +139,7 @@ def summary_sentence(table: pd.DataFrame) -> str:
     return text
 
 
-def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path) -> list[tuple[str, str, Path]]:
+def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path, config: dict) -> list[tuple[str, str, Path]]:
     """ROC, CMC, loss curves and a bar chart; returns (title, caption, path)."""
     figures = []
     curves = {}
@@ -130,6 +185,22 @@ def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path)
             ax.axis("off")
         fig.suptitle("Training loss (each loss on its own scale)")
         figures.append(("Loss curves", "Training loss per step for each method and seed.", _save(fig, out / "loss.png")))
+    sweep = config.get("sweep")
+    if sweep and sweep in results:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        good = results[(results.status == "ok") & (results.family != "baseline")]
+        for group, g in good.groupby("group", sort=False):
+            means = g.groupby(sweep).accuracy.agg(["mean", "std"]).reset_index()
+            ax.errorbar(means[sweep], means["mean"], yerr=means["std"].fillna(0), marker="o", capsize=3,
+                        linestyle=styles.get(g.family.iloc[0], "-"), label=group)
+        ax.set_xlabel(sweep.replace("_", " "))
+        ax.set_ylabel("verification accuracy")
+        ax.set_title(f"Verification accuracy against {sweep.replace('_', ' ')}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        figures.insert(0, ("Sweep", f"Verification accuracy of each method as {sweep.replace('_', ' ')} varies "
+                           "(solid: classification, dashed: metric learning; whiskers: std over seeds).",
+                           _save(fig, out / "sweep.png")))
     table = summarise(results)
     ok = table[table.status != "failed"]
     if not ok.empty:
@@ -170,12 +241,13 @@ def render(run: Path, out: Path | None = None) -> Path:
     (out / "figures").mkdir(parents=True, exist_ok=True)
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     results, history = read_results(run), read_history(run)
-    table = summarise(results)
-    figures = _figures(run, results, history, out / "figures")
+    table = summarise(results, run)
+    figures = _figures(run, results, history, out / "figures", config)
     if out != run:
         shutil.copyfile(run / "results.csv", out / "results.csv")
-    write_text_atomic(out / "report.md", _markdown(config, table, figures, out))
-    write_text_atomic(out / "report.html", _html(config, table, figures))
+    cols = columns(results)
+    write_text_atomic(out / "report.md", _markdown(config, table, figures, out, cols))
+    write_text_atomic(out / "report.html", _html(config, table, figures, cols))
     return out
 
 
@@ -195,34 +267,37 @@ def _setup_lines(config: dict) -> list[str]:
     ]
 
 
-def _markdown(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]], out: Path) -> str:
+def _markdown(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]], out: Path,
+              cols: list[tuple[str, str, int]]) -> str:
     lines = [f"# mlcompare report: {config.get('name', '')}", "", config.get("description", ""), "",
              f"**{summary_sentence(table)}**", "", "## Setup", ""]
     lines += [f"- {line}" for line in _setup_lines(config)]
     lines += ["", "## Results (mean ± std over seeds)", "",
-              "| Method | Family | Loss (params) | " + " | ".join(h for _, h, _ in COLUMNS) + " | Status |",
-              "|" + "---|" * (len(COLUMNS) + 4)]
+              "| Method | Family | Loss (params) | " + " | ".join(h for _, h, _ in cols) + " | vs best | Status |",
+              "|" + "---|" * (len(cols) + 5)]
     for r in table.to_dict("records"):
-        cells = [_fmt(r[c], r[c + "_std"], d) for c, _, d in COLUMNS]
+        cells = [_fmt(r[c], r[c + "_std"], d) for c, _, d in cols]
         status = r["status"] + (f": {r['message']}" if r["message"] else "")
         lines.append(f"| {r['method']} | {FAMILY_NAMES.get(r['family'], r['family'])} | {r['loss']} {r['params']} | "
-                     + " | ".join(cells) + f" | {status} |")
+                     + " | ".join(cells) + f" | {r.get('vs_best', '')} | {status} |")
+    lines += ["", SIGNIFICANCE_NOTE]
     lines += ["", "## Figures", ""]
     for title, caption, path in figures:
         lines += [f"### {title}", "", caption, "", f"![{title}]({path.relative_to(out).as_posix()})", ""]
     return "\n".join(lines) + "\n"
 
 
-def _html(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]]) -> str:
+def _html(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]], cols: list[tuple[str, str, int]]) -> str:
     head = "".join(f"<th onclick='sortTable({i})'>{html.escape(h)}</th>" for i, h in
-                   enumerate(["Method", "Family", "Loss (params)"] + [h for _, h, _ in COLUMNS] + ["Status"]))
+                   enumerate(["Method", "Family", "Loss (params)"] + [h for _, h, _ in cols] + ["vs best", "Status"]))
     body = []
     for d in table.to_dict("records"):
         cells = [f"<td>{html.escape(str(x))}</td>" for x in (d["method"], FAMILY_NAMES.get(d["family"], d["family"]), f"{d['loss']} {d['params']}")]
-        for c, _, digits in COLUMNS:
+        for c, _, digits in cols:
             value = d[c]
             sort_key = "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value}"
             cells.append(f"<td data-v='{sort_key}'>{html.escape(_fmt(value, d[c + '_std'], digits))}</td>")
+        cells.append(f"<td>{html.escape(str(d.get('vs_best', '')))}</td>")
         cells.append(f"<td>{html.escape(d['status'] + (': ' + d['message'] if d['message'] else ''))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     imgs = "".join(
@@ -243,6 +318,7 @@ img {{ max-width: 100%; }} .summary {{ font-size: 1.1em; font-weight: bold; }}
 <h2>Setup</h2><ul>{setup}</ul>
 <h2>Results (mean ± std over seeds; click a header to sort)</h2>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
+<p>{html.escape(SIGNIFICANCE_NOTE)}</p>
 <h2>Figures</h2>{imgs}
 <script>
 function sortTable(col) {{

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from mlcompare import losses
 from mlcompare.backbones import ResNetFace
 from mlcompare.config import ComparisonConfig, MethodConfig
 from mlcompare.data.facedata import FaceData
+from mlcompare.data.noise import flip_labels
 from mlcompare.data.protocol import identification_split, split_identities, verification_pairs
 from mlcompare.errors import UserError
 from mlcompare.rundir import RunDir, read_history, read_results, write_csv_atomic, write_npz_atomic
@@ -54,7 +56,11 @@ def prepare_data(config: ComparisonConfig) -> tuple[FaceData, FaceData, TestProt
 def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int) -> losses.Loss:
     params = dict(method.params)
     if method.miner:
-        params["miner"] = miners.get(method.miner, **method.miner_params)
+        miner_params = dict(method.miner_params)
+        # A miner that keeps embeddings (the memory bank) needs their size: the method's, unless set.
+        if "embedding_dim" in inspect.signature(miners.REGISTRY[method.miner].__init__).parameters:
+            miner_params.setdefault("embedding_dim", embedding_dim)
+        params["miner"] = miners.get(method.miner, **miner_params)
     return losses.get(method.loss, num_classes=num_classes, embedding_dim=embedding_dim, **params)
 
 
@@ -100,14 +106,17 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
 
     if not done(RAW_PIXELS, 0):
         metrics, curves = score(raw_pixel_embeddings(test_set.images), protocol)
-        record({"method": RAW_PIXELS, "seed": 0, "loss": "none", "family": "baseline", "status": "ok",
+        record({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, "loss": "none", "family": "baseline", "status": "ok",
                 **metrics, "train_seconds": float("nan"), "images_per_s": float("nan"), "steps": 0, "message": ""}, curves, None)
 
+    noisy_sets: dict[float, FaceData] = {0.0: train_set}
     for seed in range(config.seeds):
         for method in config.methods:
             if done(method.name, seed):
                 continue
-            row, curves, rows = _train_and_score(config, method, seed, train_set, test_set, protocol, dev,
+            if method.label_noise not in noisy_sets:  # same flips for every method at this level
+                noisy_sets[method.label_noise] = flip_labels(train_set, method.label_noise, seed=config.data.split_seed)
+            row, curves, rows = _train_and_score(config, method, seed, noisy_sets[method.label_noise], test_set, protocol, dev,
                                                  rundir.path / "checkpoints" / f"{_slug(method.name)}-s{seed}.pt",
                                                  resume, progress)
             record(row, curves, rows)
@@ -119,26 +128,29 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
                      test_set: FaceData, protocol: TestProtocol, device: torch.device, checkpoint: Path,
                      resume: bool, progress: bool) -> tuple[dict[str, Any], dict | None, list[dict[str, Any]]]:
     b = config.backbone
+    dim = method.embedding_dim or b.embedding_dim
+    train_cfg = dataclasses.replace(config.train, p=method.p or config.train.p, k=method.k or config.train.k)
     # Same seed -> same backbone initialisation for every method; the loss's weights come after.
     torch.manual_seed(seed)
     model = ResNetFace(image_size=config.data.size, widths=tuple(b.widths), blocks=tuple(b.blocks),
-                       embedding_dim=b.embedding_dim, dropout=b.dropout)
-    loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=b.embedding_dim)
-    row: dict[str, Any] = {"method": method.name, "seed": seed, "loss": method.loss, "family": loss.family,
-                           "params": _params_text(method)}
-    batch = config.train.p * config.train.k
-    bar = tqdm(total=config.train.steps * batch, unit="img", unit_scale=True, desc=f"{method.name} s{seed}",
+                       embedding_dim=dim, dropout=b.dropout)
+    loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim)
+    row: dict[str, Any] = {"method": method.name, "group": method.group or method.name, "seed": seed,
+                           "loss": method.loss, "family": loss.family, "params": _params_text(method),
+                           "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k}
+    batch = train_cfg.p * train_cfg.k
+    bar = tqdm(total=train_cfg.steps * batch, unit="img", unit_scale=True, desc=f"{method.name} s{seed}",
                disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=True)
     shown = {"steps": 0}
 
     def on_step(steps_done: int, value: float) -> None:
         bar.update((steps_done - shown["steps"]) * batch)
         shown["steps"] = steps_done
-        bar.set_postfix(step=f"{steps_done}/{config.train.steps}", loss=f"{value:.3f}")
+        bar.set_postfix(step=f"{steps_done}/{train_cfg.steps}", loss=f"{value:.3f}")
 
     tic = time.perf_counter()
     try:
-        result = train(model, loss, train_set, config.train, seed=seed, device=device, checkpoint=checkpoint,
+        result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
                        resume=resume, on_step=on_step)
         embeddings = embed(model, test_set.images, device=device)
         if not torch.isfinite(embeddings).all():
@@ -154,8 +166,12 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
                   "steps": result.steps, "message": ""}, curves, rows
 
 
+BUDGETS = {"quick": 1, "standard": 4, "long": 16}  # multiples of a comparison's own steps
+
+
 def _params_text(method: MethodConfig) -> str:
     parts = [f"{k}={v}" for k, v in method.params.items()]
+    parts += [f"{k}={getattr(method, k)}" for k in ("label_noise", "embedding_dim", "p", "k") if getattr(method, k)]
     if method.miner:
         inner = ",".join(f"{k}={v}" for k, v in method.miner_params.items())
         parts.append(f"miner={method.miner}" + (f"({inner})" if inner else ""))
@@ -167,8 +183,18 @@ def _slug(name: str) -> str:
 
 
 def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
-                    seeds: int | None = None, steps: int | None = None) -> ComparisonConfig:
-    """Command-line options replace the comparison's own values."""
+                    seeds: int | None = None, steps: int | None = None, budget: str | None = None) -> ComparisonConfig:
+    """Command-line options replace the comparison's own values.
+
+    ``budget`` scales the comparison's steps (and warm-up): quick x1, standard x4, long x16;
+    ``steps`` sets them outright and wins over ``budget``.
+    """
+    if budget:
+        if budget not in BUDGETS:
+            raise UserError(f"--budget must be one of {', '.join(BUDGETS)}, got '{budget}'")
+        t = config.train
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            t, steps=t.steps * BUDGETS[budget], warmup_steps=t.warmup_steps * BUDGETS[budget]))
     if data:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=data))
     if test_data:

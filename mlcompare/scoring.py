@@ -34,11 +34,32 @@ def score(embeddings: torch.Tensor, protocol: TestProtocol) -> tuple[dict[str, A
     ident = evaluations.identification(emb[protocol.gallery], protocol.labels[protocol.gallery],
                                        emb[protocol.probes], protocol.labels[protocol.probes], ranks=(1, 5))
     ret = evaluations.retrieval(emb, protocol.labels)
-    metrics = {
+    metrics = head_tail_rank1(emb, protocol) | {
         "accuracy": ver["accuracy"], "accuracy_std": ver["accuracy_std"], "auc": ver["auc"], "eer": ver["eer"],
         "tar_far_1e-2": ver["tar_at_far"][1e-2], "tar_far_1e-3": ver["tar_at_far"][1e-3],
         "rank_1": ident["rank_1"], "rank_5": ident["rank_5"],
         "map_at_r": ret["map_at_r"], "precision_at_1": ret["precision_at_1"],
     }
-    curves = {"fpr": np.asarray(ver["fpr"]), "tpr": np.asarray(ver["tpr"]), "cmc": np.asarray(ident["cmc"])}
+    curves = {"fpr": np.asarray(ver["fpr"]), "tpr": np.asarray(ver["tpr"]), "cmc": np.asarray(ident["cmc"]),
+              "pair_scores": np.asarray(scores, dtype=np.float32), "same": pairs.same.numpy()}
     return metrics, curves
+
+
+def head_tail_rank1(emb: torch.Tensor, protocol: TestProtocol) -> dict[str, float]:
+    """Rank-1 for probes of head and tail identities, where test identities differ in image count.
+
+    Head: identities with more images than the median identity; tail: the rest. Empty when the
+    largest identity has fewer than twice the images of the smallest (nothing to split).
+    """
+    counts = torch.bincount(protocol.labels)
+    if counts.max() < 2 * counts.min():  # no real tail: nothing to split
+        return {}
+    head_ids = counts > counts.float().median()
+    out = {}
+    for name, keep in (("head", head_ids), ("tail", ~head_ids)):
+        probes = protocol.probes[keep[protocol.labels[protocol.probes]]]
+        if len(probes):
+            out[f"rank_1_{name}"] = evaluations.identification(
+                emb[protocol.gallery], protocol.labels[protocol.gallery], emb[probes], protocol.labels[probes],
+                ranks=(1,))["rank_1"]
+    return out
