@@ -7,7 +7,6 @@ cross-entropy written out over the sampled columns (sampling), and the unsharded
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
