@@ -39,6 +39,10 @@ PIXELS_PER_CHUNK = 1 << 19  # ~2 MB per float plane: the working set of a layer 
 
 _STREAM_FAMILY, _STREAM_PARENT, _STREAM_IDENTITY, _STREAM_SIBLING, _STREAM_SHOT, _STREAM_LABEL = range(6)
 
+KNOBS = ("identities", "images_per_identity", "difficulty", "lookalike_share", "longtail_exponent", "label_noise",
+         "device", *NUISANCES)
+"""The keyword options a spec may set (``synthfaces:KEY=VALUE,...``), besides ``size`` and ``seed``."""
+
 DEFAULTS = {
     "identities": 500, "images_per_identity": 20, "difficulty": 1.0, "lookalike_share": 0.5,
     "longtail_exponent": 0.0, "label_noise": 0.0,
@@ -210,4 +214,4 @@ def load(
     return FaceData(images, given_labels, names, "synthfaces:" + ",".join(shown), noisy)
 
 
-__all__ = ["load", "families", "identity_parameters", "image_counts", "FAMILY_SIZE", "NUISANCES"]
+__all__ = ["load", "families", "identity_parameters", "image_counts", "FAMILY_SIZE", "NUISANCES", "KNOBS"]

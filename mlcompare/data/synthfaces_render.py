@@ -303,7 +303,7 @@ def render(face: dict[str, torch.Tensor], shot: dict[str, torch.Tensor], strengt
     eye_h = eye_h0 * eye_open
     _paint(layer, _c(hair * 0.5), cv.ellipse(ex, ey, eye_w * 1.08, eye_h + cv.pixel * 0.6, 0.85))
     white = cv.ellipse(ex, ey, eye_w, eye_h)
-    _paint(layer, _c(torch.tensor([[0.93, 0.91, 0.88]], device=device).expand(B, 3)), white)
+    _paint(layer, _c(0.82 * torch.tensor([[0.93, 0.91, 0.88]], device=device) + 0.18 * skin), white)
     gaze = (g["gaze"] - 0.5) * 0.4 * min(e, 1.0) * eye_w
     iris_r = eye_h0 * 0.95
     iris_col = (_palette(IRIS, face["iris_hue"]) * _lin(face["iris_dark"], 0.7, 1.1).unsqueeze(1)).clamp(0, 1)

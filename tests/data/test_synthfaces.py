@@ -202,3 +202,10 @@ def test_gpu_render_matches_cpu_within_a_grey_level():
     gpu = synthfaces.load(size=32, identities=8, images_per_identity=3, device="cuda")
     assert gpu.images.device.type == "cpu"
     assert float((cpu.images.float() - gpu.images.float()).abs().mean()) < 1.0
+
+
+def test_knobs_list_matches_the_keywords_of_load():
+    import inspect
+
+    keywords = set(inspect.signature(synthfaces.load).parameters) - {"size", "seed"}
+    assert keywords == set(synthfaces.KNOBS)
