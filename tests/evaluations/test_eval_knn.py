@@ -106,3 +106,20 @@ def test_device_cuda_without_gpu_is_an_error():
         pytest.skip("a GPU is visible")
     with pytest.raises(ValueError, match="device='cuda'"):
         knn(np.eye(3), np.eye(3), 1, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_gpu_index_matches_cpu_including_k_above_faiss_gpu_limit(metric):
+    import faiss
+
+    if faiss.get_num_gpus() == 0:
+        pytest.skip("faiss sees no GPU")
+    rng = np.random.default_rng(5)
+    q = rng.normal(size=(300, 32)).astype(np.float32)
+    r = rng.normal(size=(5000, 32)).astype(np.float32)
+    for k in (10, 3000):  # 3000 > 2048: searched on the CPU
+        s_gpu, i_gpu = knn(q, r, k, metric=metric, device="cuda")
+        s_cpu, i_cpu = knn(q, r, k, metric=metric, device="cpu")
+        np.testing.assert_allclose(s_gpu, s_cpu, rtol=1e-4, atol=1e-4)
+        assert np.mean(i_gpu == i_cpu) > 0.999
