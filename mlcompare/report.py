@@ -185,6 +185,65 @@ def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path,
             ax.axis("off")
         fig.suptitle("Training loss (each loss on its own scale)")
         figures.append(("Loss curves", "Training loss per step for each method and seed.", _save(fig, out / "loss.png")))
+    stat_cols = [c for c in history.columns if c not in ("method", "seed", "step", "loss", "lr")] if not history.empty else []
+    if stat_cols:
+        titles = {"theta_target": "mean target angle (deg)", "theta_other": "mean non-target angle (deg)",
+                  "active_fraction": "share of active (non-zero loss) tuples"}
+        cols = min(3, len(stat_cols))
+        rows = math.ceil(len(stat_cols) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3 * rows), squeeze=False)
+        first_seed = history[history.seed == history.seed.min()]
+        for ax, stat in zip(axes.flat, stat_cols):
+            for method, h in first_seed.groupby("method", sort=False):
+                values = h[stat]
+                if values.notna().any():
+                    ax.plot(h.step, np.degrees(values) if stat.startswith("theta") else values, label=method)
+            ax.set_title(titles.get(stat, stat.replace("_", " ")), fontsize=10)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        for ax in list(axes.flat)[len(stat_cols):]:
+            ax.axis("off")
+        fig.suptitle("What each loss logged per step (first seed)")
+        figures.append(("Training statistics", "Per-step statistics the losses log: target and non-target angles of "
+                        "normalised losses (as in the ArcFace paper), the share of active tuples of pair losses, "
+                        "feature norms and scales where a loss has them.", _save(fig, out / "stats.png")))
+    projected = {m: c["embeddings"] for m, (_, c) in curves.items() if "embeddings" in c.files}
+    if projected:
+        labels = np.load(run / "test_labels_sample.npy") if (run / "test_labels_sample.npy").exists() else None
+        cols = min(4, len(projected))
+        rows = math.ceil(len(projected) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+        for ax, (method, emb) in zip(axes.flat, projected.items()):
+            x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            x = x - x.mean(axis=0)
+            xy = x @ np.linalg.svd(x, full_matrices=False)[2][:2].T  # PCA to 2-D
+            ax.scatter(xy[:, 0], xy[:, 1], c=labels if labels is not None and len(labels) == len(xy) else None,
+                       cmap="tab10", s=10)
+            ax.set_title(method, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in list(axes.flat)[len(projected):]:
+            ax.axis("off")
+        fig.suptitle("Test embeddings of 8 held-out identities\n(PCA of the L2-normalised embeddings)", fontsize=10)
+        figures.append(("Embeddings", "2-D projection of the test embeddings of a few identities never seen in "
+                        "training, one colour per identity: tight, separate clusters are what verification needs.",
+                        _save(fig, out / "embeddings.png")))
+    trained = results[(results.status == "ok") & (results.family != "baseline")]
+    if not trained.empty:
+        speed = trained.groupby("method", sort=False)[["images_per_s", "train_seconds"]].mean()
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 0.4 * len(speed) + 1.5))
+        y = np.arange(len(speed))
+        a1.barh(y, speed.images_per_s, color="tab:green")
+        a1.set_yticks(y, speed.index)
+        a1.invert_yaxis()
+        a1.set_xlabel("training images / s")
+        a2.barh(y, speed.train_seconds, color="tab:purple")
+        a2.set_yticks(y, [])
+        a2.invert_yaxis()
+        a2.set_xlabel("training wall time (s)")
+        fig.suptitle(f"Cost on {config.get('device', '?')}")
+        figures.append(("Cost", "Throughput and wall time of each method's training (mean over seeds).", _save(fig, out / "cost.png")))
     sweep = config.get("sweep")
     if sweep and sweep in results:
         fig, ax = plt.subplots(figsize=(6, 4.5))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -79,6 +80,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     rundir = RunDir(out, force=force, resume=resume)
     train_set, test_set, protocol = prepare_data(config)
     rundir.create()
+    np.save(rundir.path / "test_labels_sample.npy", protocol.labels[_projection_sample(protocol.labels)].numpy())
     resolved = config.to_dict() | {"device": str(dev), "train_identities": train_set.num_identities,
                                    "train_images": len(train_set), "test_identities": test_set.num_identities,
                                    "test_images": len(test_set), "verification_pairs": len(protocol.pairs.same),
@@ -156,6 +158,7 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
         if not torch.isfinite(embeddings).all():
             raise TrainingDiverged("the model produces NaN or inf embeddings")
         metrics, curves = score(embeddings, protocol)
+        curves["embeddings"] = embeddings[_projection_sample(protocol.labels)].numpy()
     except TrainingDiverged as err:
         bar.close()
         print(f"{method.name} (seed {seed}) failed: {err}; the other methods go on", file=sys.stderr)
@@ -164,6 +167,11 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     rows = [{"method": method.name, "seed": seed} | h for h in result.history]
     return row | {"status": "ok", **metrics, "train_seconds": result.seconds, "images_per_s": result.images_per_s,
                   "steps": result.steps, "message": ""}, curves, rows
+
+
+def _projection_sample(labels: torch.Tensor, identities: int = 8) -> torch.Tensor:
+    """Test images of the first ``identities`` identities: kept per method for the report's 2-D view."""
+    return torch.nonzero(labels < identities).squeeze(1)
 
 
 BUDGETS = {"quick": 1, "standard": 4, "long": 16}  # multiples of a comparison's own steps
