@@ -19,8 +19,10 @@ def _nmi(x: np.ndarray, codes: np.ndarray, n_classes: int, metric: str, seed: in
     import faiss
     from sklearn.metrics import normalized_mutual_info_score
 
-    if n_classes < 2 or n_classes >= x.shape[0]:
-        return float("nan") if n_classes >= x.shape[0] else 0.0
+    if n_classes >= x.shape[0]:  # every point its own class: clustering says nothing
+        return float("nan")
+    if n_classes == 1:
+        return float(normalized_mutual_info_score(codes, np.zeros_like(codes)))
     data = _inputs.normalise_rows(x) if metric == "cosine" else x
     kmeans = faiss.Kmeans(data.shape[1], n_classes, niter=20, seed=seed, min_points_per_centroid=1, verbose=False)
     kmeans.train(data)
@@ -61,7 +63,10 @@ def retrieval(
       information-retrieval recall (relevant retrieved / all relevant).
     * ``nmi``: normalised mutual information (sklearn) between the labels and a
       faiss k-means clustering with as many clusters as classes (on normalised
-      embeddings for ``metric="cosine"``; seeded; None if ``nmi=False``).
+      embeddings for ``metric="cosine"``; 20 iterations, seeded; None if
+      ``nmi=False``). It is the costly part on large sets (O(20 * N * classes * D):
+      20,000 x 128 with 2,000 classes takes ~8 s on 2 cores, the rest ~1.5-3 s);
+      pass ``nmi=False`` where it is not reported.
 
     Args:
         embeddings: [N, D] numpy array or torch tensor.
