@@ -1,15 +1,16 @@
 """Data sources, parsed from a spec string, all giving a :class:`FaceData`.
 
 Specs: ``synthfaces`` or ``synthfaces:identities=200,difficulty=0.5`` (the default, rendered,
-nothing downloaded), ``imagefolder:PATH`` (one sub-folder per identity), ``digits``
-(scikit-learn's bundled 8x8 digits).
+nothing downloaded), ``imagefolder:PATH`` (one sub-folder per identity), ``recordio:DIR`` (insightface's
+``train.rec`` / ``train.idx``, read without mxnet, held in memory), ``digits`` (scikit-learn's
+bundled 8x8 digits).
 """
 from __future__ import annotations
 
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
 
-SOURCES = ("synthfaces", "imagefolder", "digits")
+SOURCES = ("synthfaces", "imagefolder", "recordio", "digits")
 
 
 def parse_options(text: str) -> dict[str, int | float | bool | str]:
@@ -47,6 +48,12 @@ def load(spec: str, *, size: int, seed: int = 0) -> FaceData:
         if not rest:
             raise UserError("imagefolder needs a path: --data imagefolder:PATH")
         data = imagefolder.load(rest, size=size)
+    elif name == "recordio":
+        from mlcompare.data import recordio
+
+        if not rest:
+            raise UserError("recordio needs a folder holding train.rec and train.idx: --data recordio:DIR")
+        data = recordio.load(rest, size=size)
     elif name == "digits":
         data = digits.load(size=size)
     elif name == "synthfaces":
@@ -57,7 +64,7 @@ def load(spec: str, *, size: int, seed: int = 0) -> FaceData:
         except TypeError as err:  # an unknown knob
             raise UserError(f"synthfaces: {err}; see `mlcompare data --help` for the knobs") from err
     else:
-        raise UserError(f"unknown data source '{name}'; valid: synthfaces[:KEY=VALUE,...], imagefolder:PATH, digits")
+        raise UserError(f"unknown data source '{name}'; valid: synthfaces[:KEY=VALUE,...], imagefolder:PATH, recordio:DIR, digits")
     data = imagefolder.drop_singletons(data)
     if data.num_identities < 2:
         raise UserError(f"{spec}: {data.num_identities} identities with 2+ images; at least 2 are needed")

@@ -68,3 +68,14 @@ def test_digits_and_unknown_source():
     with pytest.raises(UserError, match="not KEY=VALUE"):
         data.parse_options("identities")
     assert data.parse_options("a=1,b=0.5,c=true,d=x") == {"a": 1, "b": 0.5, "c": True, "d": "x"}
+
+
+def test_recordio_spec_reads_insightface_files(tmp_path):
+    from mlcompare.data.recordio import write_recordio
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (3, 12, 12), dtype=np.uint8) for _ in range(6)]
+    write_recordio(tmp_path, images, [7, 7, 7, 9, 9, 9])
+    faces = data.load(f"recordio:{tmp_path}", size=12)
+    assert faces.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert np.array_equal(faces.images[4].numpy(), images[4])
