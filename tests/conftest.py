@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from mlcompare.cli import main
+
 ATT_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "att-faces"
 
 
@@ -21,3 +23,48 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+# A tiny comparison (digits, two methods, a few steps) that the CLI tests run end to end.
+TINY = """
+description = "tiny end-to-end check"
+[data]
+train = "digits"
+test_fraction = 0.4
+size = 16
+verification_pairs = 400
+[backbone]
+widths = [8, 16]
+blocks = [1, 1]
+embedding_dim = 16
+[train]
+steps = 12
+p = 4
+k = 4
+warmup_steps = 2
+log_every = 3
+checkpoint_every = 6
+[[methods]]
+name = "softmax"
+loss = "softmax"
+[[methods]]
+name = "triplet-bh"
+loss = "triplet"
+miner = "batch_hard"
+params = { margin = 0.2 }
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished tiny run directory, shared by a module's tests (read-only)."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "tiny.toml").write_text(TINY)
+    assert main(["run", str(root / "tiny.toml"), "--out", str(root / "run"), "--no-progress", "--steps", "6"]) == 0
+    return root / "run"
