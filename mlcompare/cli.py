@@ -13,8 +13,10 @@ from mlcompare.errors import UserError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlcompare", description="Metric learning or margin-based classification? "
                                      "Train both on the same backbone, data and budget, and compare.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="store_true", help="print mlcompare, torch and faiss versions and exit")
+    sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="the named comparisons, one line each")
+    sub.add_parser("doctor", help="torch, CUDA and faiss versions, which faiss build (cpu/gpu), and whether they see GPUs")
 
     run = sub.add_parser("run", help="train and evaluate every method of a comparison, then write the report")
     run.add_argument("comparison", help="a named comparison (see `mlcompare list`) or a FILE.toml")
@@ -26,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, help="training steps per method (overrides the comparison's and --budget)")
     run.add_argument("--budget", choices=["quick", "standard", "long"],
                      help="length of training: the comparison's steps x1, x4 or x16 (default quick)")
+    run.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                     help="autocast precision of the backbone (the losses stay float32); fp16 needs a GPU (default: the comparison's, fp32)")
+    run.add_argument("--compile", action="store_true", default=None, help="torch.compile the backbone (pays off on long GPU runs)")
     run.add_argument("--force", action="store_true", help="replace an existing run directory (only once the new run is complete)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -74,7 +79,8 @@ def _run(args: argparse.Namespace) -> None:
     from mlcompare import config, runner
 
     cfg = runner.apply_overrides(config.load(args.comparison), data=args.data, test_data=args.test_data,
-                                 seeds=args.seeds, steps=args.steps, budget=args.budget)
+                                 seeds=args.seeds, steps=args.steps, budget=args.budget,
+                                 precision=args.precision, compile=args.compile)
     out = args.out or Path("runs") / cfg.name
     done = runner.run(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
     print(f"report: {done / 'report.md'} and {done / 'report.html'}")
@@ -116,11 +122,25 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from mlcompare import doctor
+
+        info = doctor.facts()
+        print(f"mlcompare {info['mlcompare']} (torch {info['torch']}, CUDA {info['torch_cuda'] or 'none'}, "
+              f"faiss {info['faiss'] or 'none'} {info['faiss_build'] or ''} build)")
+        return 0
+    if args.command is None:
+        parser.error("a command is required (list, run, report, eval, data, doctor)")
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
         if args.command == "list":
             _list()
+        elif args.command == "doctor":
+            from mlcompare import doctor
+
+            print("\n".join(doctor.lines()))
         elif args.command == "run":
             _run(args)
         elif args.command == "report":

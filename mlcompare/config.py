@@ -48,6 +48,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     flip: bool = True
+    precision: str = "fp32"  # fp32, bf16 or fp16: autocast of the backbone (the loss stays float32)
+    compile: bool = False  # torch.compile the backbone's forward pass
 
 
 @dataclass
@@ -136,6 +138,10 @@ def validate(config: ComparisonConfig, where: str) -> None:
         raise UserError(f"{where}: train.steps must be >= 1, got {config.train.steps}")
     if config.train.optimizer not in ("adamw", "sgd"):
         raise UserError(f"{where}: train.optimizer must be 'adamw' or 'sgd', got '{config.train.optimizer}'")
+    if config.train.precision not in ("fp32", "bf16", "fp16"):
+        raise UserError(f"{where}: train.precision must be 'fp32', 'bf16' or 'fp16', got '{config.train.precision}'")
+    if not isinstance(config.train.compile, bool):
+        raise UserError(f"{where}: train.compile must be true or false, got {config.train.compile!r}")
 
 
 def named() -> dict[str, Path]:

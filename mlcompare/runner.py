@@ -41,6 +41,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """One-line error for a precision the device cannot run usefully (fp16 on the CPU)."""
+    if precision == "fp16" and device.type == "cpu":
+        raise UserError("--precision fp16 needs a CUDA GPU (on the CPU half-precision matmuls are emulated, "
+                        "several times slower than fp32); use --precision bf16 or fp32 on the CPU")
+
+
 def prepare_data(config: ComparisonConfig) -> tuple[FaceData, FaceData, TestProtocol]:
     """Train set, test set (disjoint identities) and the fixed protocol on the test set."""
     d = config.data
@@ -77,6 +84,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     from mlcompare import report
 
     dev = resolve_device(device)
+    check_precision(config.train.precision, dev)
     rundir = RunDir(out, force=force, resume=resume)
     train_set, test_set, protocol = prepare_data(config)
     rundir.create()
@@ -139,7 +147,8 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim)
     row: dict[str, Any] = {"method": method.name, "group": method.group or method.name, "seed": seed,
                            "loss": method.loss, "family": loss.family, "params": _params_text(method),
-                           "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k}
+                           "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k,
+                           "precision": train_cfg.precision}
     batch = train_cfg.p * train_cfg.k
     bar = tqdm(total=train_cfg.steps * batch, unit="img", unit_scale=True, desc=f"{method.name} s{seed}",
                disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=True)
@@ -154,7 +163,7 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     try:
         result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
                        resume=resume, on_step=on_step)
-        embeddings = embed(model, test_set.images, device=device)
+        embeddings = embed(model, test_set.images, device=device, precision=train_cfg.precision)
         if not torch.isfinite(embeddings).all():
             raise TrainingDiverged("the model produces NaN or inf embeddings")
         metrics, curves = score(embeddings, protocol)
@@ -191,7 +200,8 @@ def _slug(name: str) -> str:
 
 
 def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
-                    seeds: int | None = None, steps: int | None = None, budget: str | None = None) -> ComparisonConfig:
+                    seeds: int | None = None, steps: int | None = None, budget: str | None = None,
+                    precision: str | None = None, compile: bool | None = None) -> ComparisonConfig:
     """Command-line options replace the comparison's own values.
 
     ``budget`` scales the comparison's steps (and warm-up): quick x1, standard x4, long x16;
@@ -217,4 +227,10 @@ def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_d
         train = config.train
         config = dataclasses.replace(config, train=dataclasses.replace(
             train, steps=steps, warmup_steps=min(train.warmup_steps, max(1, steps // 10))))
+    if precision is not None:
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise UserError(f"--precision must be fp32, bf16 or fp16, got '{precision}'")
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
+    if compile is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, compile=compile))
     return config

@@ -6,6 +6,7 @@ and the same number of steps. Only the loss (and its miner) differs.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -33,6 +34,18 @@ class TrainResult:
     seconds: float
     images_per_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --precision names -> autocast dtypes (fp32: no autocast at all).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on ``device``'s type at ``precision``; a no-op context for fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def lr_factor(step: int, *, warmup: int, total: int) -> float:
@@ -83,6 +96,10 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     ``on_step(steps_done, loss)`` is called after each logged step (the progress bar).
     A NaN or inf loss is detected on the next logged step (checking every step would force a
     host-device synchronisation on GPUs).
+    ``cfg.precision`` bf16/fp16 runs the backbone under autocast; the loss always gets float32
+    embeddings and runs outside autocast (margins act on cosines near +-1, scales s ~ 64), and
+    fp16 on CUDA scales the loss (``GradScaler``) so that small gradients do not underflow.
+    ``cfg.compile`` runs the forward pass through ``torch.compile`` (parameters shared with ``model``).
     Raises :class:`TrainingDiverged` on a NaN or inf loss.
     """
     sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
@@ -93,6 +110,9 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     optimizer = make_optimizer(params, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, warmup=cfg.warmup_steps, total=cfg.steps))
+    # A disabled scaler passes everything through; only fp16 on CUDA needs loss scaling.
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
+    forward = torch.compile(model) if cfg.compile else model
     start, history, seconds = 0, [], 0.0
     if resume and checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -101,12 +121,14 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         _set_rng_state(state["rng"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         start, history, seconds = state["step"], state["history"], state["seconds"]
 
     def save(step: int) -> None:
         if checkpoint is not None:
             save_atomic({"model": model.state_dict(), "loss": loss.state_dict(), "optimizer": optimizer.state_dict(),
-                         "schedule": schedule.state_dict(), "rng": _rng_state(), "step": step,
+                         "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(), "step": step,
                          "history": history, "seconds": seconds}, checkpoint)
 
     flip_gen = torch.Generator()
@@ -122,12 +144,16 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         x = to_input(images.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
         y = data.labels[index].to(device, non_blocking=True)
         loss.set_progress(step, cfg.steps)
-        value = loss(model(x), y)
+        with autocast(device, cfg.precision):
+            features = forward(x)
+        value = loss(features.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        value.backward()
+        scaler.scale(value).backward()
         if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         schedule.step()
         last = step + 1 == cfg.steps
         if step % cfg.log_every == 0 or last:
@@ -149,11 +175,14 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
 
 
 @torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Embeddings ``[N, D]`` (float32, CPU, not normalised) of uint8 images, in eval mode."""
+def embed(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 256,
+          precision: str = "fp32") -> torch.Tensor:
+    """Embeddings ``[N, D]`` (float32, CPU, not normalised) of uint8 images, in eval mode,
+    the backbone run under autocast at ``precision`` as in training."""
     was_training = model.training
     model.eval()
-    out = [model(to_input(images[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)).float().cpu()
-           for i in range(0, len(images), batch_size)]
+    with autocast(device, precision):
+        out = [model(to_input(images[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)).float().cpu()
+               for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out)
