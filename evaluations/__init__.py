@@ -10,12 +10,14 @@ from evaluations.pairs import pair_scores
 from evaluations.readers import read_bin, read_identities_csv, read_lfw_pairs
 from evaluations.retrieval import retrieval
 from evaluations.search import knn
+from evaluations.search_reduced import knn_reduced
 from evaluations.verification import verification
 
 __all__ = [
     "UndefinedMetricWarning",
     "identification",
     "knn",
+    "knn_reduced",
     "pair_scores",
     "read_bin",
     "read_identities_csv",
