@@ -11,7 +11,8 @@ from importlib import metadata
 import mlcompare
 
 # pip distributions that provide the ``faiss`` module (PyPI and conda-forge names).
-FAISS_DISTRIBUTIONS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu11", "faiss-gpu-cu12", "faiss")
+FAISS_DISTRIBUTIONS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu11", "faiss-gpu-cu12", "faiss-gpu-cu12-cuvs",
+                       "faiss-cuda", "faiss")
 
 
 def installed_faiss_distributions() -> dict[str, str]:
@@ -55,7 +56,7 @@ def advice(info: dict[str, object]) -> list[str]:
     dists = info["faiss_distributions"]
     if info["faiss"] is None:
         notes.append("faiss does not import: pip install faiss-cpu (or, on a CUDA machine, pip install -e .[gpu])")
-    if "faiss-cpu" in dists and any(d.startswith("faiss-gpu") for d in dists):
+    if "faiss-cpu" in dists and any(d.startswith(("faiss-gpu", "faiss-cuda")) for d in dists):
         notes.append("both faiss-cpu and faiss-gpu are installed and overwrite each other's 'faiss' module: "
                      "pip uninstall -y faiss-cpu faiss-gpu, then install the one you want")
     if info["torch_gpus"] and info["faiss_build"] == "cpu":
