@@ -30,6 +30,15 @@ def distance_matrix(
     Computed as ``|x|^2 + |y|^2 - 2 x.y`` (one matrix product, like ``torch.cdist`` on
     large inputs), clamped at 0 before the square root. Differentiable.
     """
+    # Distances are at least float32 and outside autocast: near-duplicates differ in the 4th digit,
+    # which bf16/fp16 round away (and sqrt near 0 overflows their gradient).
+    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    y = y.float() if y is not None and y.dtype in (torch.float16, torch.bfloat16) else y
+    with torch.autocast(x.device.type, enabled=False):
+        return _distance_matrix(x, y, normalize=normalize, squared=squared)
+
+
+def _distance_matrix(x: torch.Tensor, y: torch.Tensor | None, *, normalize: bool, squared: bool) -> torch.Tensor:
     if normalize:
         x = F.normalize(x, p=2, dim=1)
         y = x if y is None else F.normalize(y, p=2, dim=1)
