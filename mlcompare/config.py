@@ -46,6 +46,7 @@ class TrainConfig:
     warmup_steps: int = 50
     grad_clip: float = 5.0
     log_every: int = 10
+    eval_every: int = 0  # verification accuracy on the test pairs every N steps (0: only at the end)
     checkpoint_every: int = 200
     flip: bool = True
     precision: str = "fp32"  # fp32, bf16 or fp16: autocast of the backbone (the loss stays float32)

@@ -186,18 +186,21 @@ def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path,
         fig.suptitle("Training loss (each loss on its own scale)")
         figures.append(("Loss curves", "Training loss per step for each method and seed.", _save(fig, out / "loss.png")))
     stat_cols = [c for c in history.columns if c not in ("method", "seed", "step", "loss", "lr")] if not history.empty else []
+    stat_cols.sort(key=lambda c: c != "val_accuracy")  # the validation curve first
     if stat_cols:
         titles = {"theta_target": "mean target angle (deg)", "theta_other": "mean non-target angle (deg)",
-                  "active_fraction": "share of active (non-zero loss) tuples"}
+                  "active_fraction": "share of active (non-zero loss) tuples",
+                  "val_accuracy": "verification accuracy on the test pairs"}
         cols = min(3, len(stat_cols))
         rows = math.ceil(len(stat_cols) / cols)
         fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3 * rows), squeeze=False)
         first_seed = history[history.seed == history.seed.min()]
         for ax, stat in zip(axes.flat, stat_cols):
             for method, h in first_seed.groupby("method", sort=False):
-                values = h[stat]
-                if values.notna().any():
-                    ax.plot(h.step, np.degrees(values) if stat.startswith("theta") else values, label=method)
+                h = h[h[stat].notna()]  # a stat logged on some steps only (val_accuracy) is one line
+                if len(h):
+                    ax.plot(h.step, np.degrees(h[stat]) if stat.startswith("theta") else h[stat], label=method,
+                            marker="." if len(h) < 15 else None)
             ax.set_title(titles.get(stat, stat.replace("_", " ")), fontsize=10)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import evaluations
 import miners
 from mlcompare import data as datasets
 from mlcompare import losses
@@ -162,7 +163,7 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     tic = time.perf_counter()
     try:
         result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
-                       resume=resume, on_step=on_step)
+                       resume=resume, on_step=on_step, validate=lambda: validation_accuracy(model, test_set, protocol, device))
         embeddings = embed(model, test_set.images, device=device, precision=train_cfg.precision)
         if not torch.isfinite(embeddings).all():
             raise TrainingDiverged("the model produces NaN or inf embeddings")
@@ -176,6 +177,15 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     rows = [{"method": method.name, "seed": seed} | h for h in result.history]
     return row | {"status": "ok", **metrics, "train_seconds": result.seconds, "images_per_s": result.images_per_s,
                   "steps": result.steps, "message": ""}, curves, rows
+
+
+def validation_accuracy(model: torch.nn.Module, test_set: FaceData, protocol: TestProtocol, device: torch.device) -> float:
+    """10-fold verification accuracy on the test pairs, for the per-step curve (only the images the pairs use)."""
+    pairs = protocol.pairs
+    used, inverse = torch.unique(torch.cat([pairs.a, pairs.b]), return_inverse=True)
+    emb = embed(model, test_set.images[used], device=device)
+    a, b = inverse[: len(pairs.a)], inverse[len(pairs.a):]
+    return evaluations.verification(evaluations.pair_scores(emb[a], emb[b]), pairs.same.numpy(), folds=pairs.folds)["accuracy"]
 
 
 def _projection_sample(labels: torch.Tensor, identities: int = 8) -> torch.Tensor:

@@ -88,12 +88,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, seed: int,
           device: torch.device, checkpoint: Path | None = None, resume: bool = False,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, float], None] | None = None,
+          validate: Callable[[], float] | None = None) -> TrainResult:
     """Train ``model`` with ``loss`` on ``data`` for ``cfg.steps`` steps.
 
     ``checkpoint`` (model, loss, optimiser, step, RNG state, history) is written atomically every
     ``cfg.checkpoint_every`` steps and at the end; with ``resume`` an existing one is continued.
     ``on_step(steps_done, loss)`` is called after each logged step (the progress bar).
+    ``validate()`` (a held-out score, e.g. verification accuracy) is called every
+    ``cfg.eval_every`` steps and at the end, logged as ``val_accuracy``; its time is not counted
+    as training time, and it must not touch the RNG (embedding in eval mode does not).
     A NaN or inf loss is detected on the next logged step (checking every step would force a
     host-device synchronisation on GPUs).
     ``cfg.precision`` bf16/fp16 runs the backbone under autocast; the loss always gets float32
@@ -156,12 +160,17 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         scaler.update()
         schedule.step()
         last = step + 1 == cfg.steps
-        if step % cfg.log_every == 0 or last:
+        validate_now = validate is not None and cfg.eval_every > 0 and ((step + 1) % cfg.eval_every == 0 or last)
+        if step % cfg.log_every == 0 or last or validate_now:
             current = float(value.detach())  # the only host-device sync, on logged steps
             if not math.isfinite(current):
                 raise TrainingDiverged(f"loss became {current} at step {step}; lower the learning rate or the loss's scale")
             row = {"step": step, "loss": current, "lr": schedule.get_last_lr()[0]}
             row.update({k: float(v) for k, v in loss.stats.items()})
+            if validate_now:
+                paused = time.perf_counter()
+                row["val_accuracy"] = validate()
+                tic += time.perf_counter() - paused
             history.append(row)
             if on_step is not None:
                 on_step(step + 1, current)

@@ -108,3 +108,26 @@ def test_embed_is_eval_mode_and_batched():
     b = embed(model, images, device=torch.device("cpu"), batch_size=48)
     assert a.shape == (48, 16) and torch.allclose(a, b, atol=1e-5)
     assert model.training
+
+
+def test_validation_runs_every_eval_every_steps_and_changes_nothing_else():
+    calls = []
+    cfg = TrainConfig(**{**CFG.__dict__, "log_every": 4, "eval_every": 2})
+
+    def fit(validate):
+        torch.manual_seed(0)
+        model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16, dropout=0.3)
+        loss = losses.get("arcface", num_classes=8, embedding_dim=16)
+        return train(model, loss, tiny_data(), cfg, seed=0, device=torch.device("cpu"), validate=validate)
+
+    def validate():
+        calls.append(1)
+        return 0.5 + len(calls)
+
+    with_val = fit(validate)
+    without = fit(None)
+    assert [h["step"] for h in with_val.history if "val_accuracy" in h] == [1, 3, 5]
+    assert [h["val_accuracy"] for h in with_val.history if "val_accuracy" in h] == [1.5, 2.5, 3.5]
+    # validation is an extra logged step, never a different training trajectory
+    by_step = {h["step"]: h["loss"] for h in without.history}
+    assert all(by_step[h["step"]] == h["loss"] for h in with_val.history if h["step"] in by_step)
