@@ -82,8 +82,15 @@ def _run(args: argparse.Namespace) -> None:
                                  seeds=args.seeds, steps=args.steps, budget=args.budget,
                                  precision=args.precision, compile=args.compile)
     out = args.out or Path("runs") / cfg.name
-    done = runner.run(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
-    print(f"report: {done / 'report.md'} and {done / 'report.html'}")
+    try:
+        done = runner.run(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    if os.environ.get("RANK", "0") == "0":
+        print(f"report: {done / 'report.md'} and {done / 'report.html'}")
 
 
 def _data(args: argparse.Namespace) -> None:

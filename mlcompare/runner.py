@@ -17,6 +17,7 @@ from tqdm import tqdm
 import evaluations
 import miners
 from mlcompare import data as datasets
+from mlcompare import distributed
 from mlcompare import losses
 from mlcompare.backbones import ResNetFace
 from mlcompare.config import ComparisonConfig, MethodConfig
@@ -85,16 +86,23 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     from mlcompare import report
 
     dev = resolve_device(device)
+    ctx = distributed.from_env(dev)
+    if ctx.active and dev.type == "cuda":
+        dev = torch.device("cuda", ctx.local_rank)
     check_precision(config.train.precision, dev)
-    rundir = RunDir(out, force=force, resume=resume)
+    rundir = RunDir(out, force=force, resume=resume)  # every rank checks before rank 0 creates anything
+    ctx.barrier()
     train_set, test_set, protocol = prepare_data(config)
-    rundir.create()
-    np.save(rundir.path / "test_labels_sample.npy", protocol.labels[_projection_sample(protocol.labels)].numpy())
-    resolved = config.to_dict() | {"device": str(dev), "train_identities": train_set.num_identities,
-                                   "train_images": len(train_set), "test_identities": test_set.num_identities,
-                                   "test_images": len(test_set), "verification_pairs": len(protocol.pairs.same),
-                                   "torch": torch.__version__}
-    rundir.save_config(resolved)
+    if ctx.is_main:
+        rundir.create()
+        np.save(rundir.path / "test_labels_sample.npy", protocol.labels[_projection_sample(protocol.labels)].numpy())
+        resolved = config.to_dict() | {"device": str(dev), "world_size": ctx.world_size,
+                                       "train_identities": train_set.num_identities,
+                                       "train_images": len(train_set), "test_identities": test_set.num_identities,
+                                       "test_images": len(test_set), "verification_pairs": len(protocol.pairs.same),
+                                       "torch": torch.__version__}
+        rundir.save_config(resolved)
+    ctx.barrier()
     results = read_results(rundir.path) if resume else pd.DataFrame()
     history = read_history(rundir.path) if resume else pd.DataFrame()
 
@@ -103,6 +111,8 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
 
     def record(row: dict[str, Any], curves: dict | None, rows: list[dict[str, Any]] | None) -> None:
         nonlocal results, history
+        if not ctx.is_main:
+            return
         if not results.empty:
             results = results[~((results.method == row["method"]) & (results.seed == row["seed"]))]
         results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
@@ -115,7 +125,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
             history = pd.concat([history, pd.DataFrame(rows)], ignore_index=True)
             write_csv_atomic(rundir.path / "history.csv", history)
 
-    if not done(RAW_PIXELS, 0):
+    if ctx.is_main and not done(RAW_PIXELS, 0):
         metrics, curves = score(raw_pixel_embeddings(test_set.images), protocol)
         record({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, "loss": "none", "family": "baseline", "status": "ok",
                 **metrics, "train_seconds": float("nan"), "images_per_s": float("nan"), "steps": 0, "message": ""}, curves, None)
@@ -129,15 +139,20 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
                 noisy_sets[method.label_noise] = flip_labels(train_set, method.label_noise, seed=config.data.split_seed)
             row, curves, rows = _train_and_score(config, method, seed, noisy_sets[method.label_noise], test_set, protocol, dev,
                                                  rundir.path / "checkpoints" / f"{_slug(method.name)}-s{seed}.pt",
-                                                 resume, progress)
+                                                 resume, progress, ctx)
             record(row, curves, rows)
+            ctx.barrier()
+    if not ctx.is_main:
+        return rundir.final
     report.render(rundir.path)
     return rundir.commit()
 
 
 def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, train_set: FaceData,
                      test_set: FaceData, protocol: TestProtocol, device: torch.device, checkpoint: Path,
-                     resume: bool, progress: bool) -> tuple[dict[str, Any], dict | None, list[dict[str, Any]]]:
+                     resume: bool, progress: bool, ctx: distributed.Context = distributed.Context(),
+                     ) -> tuple[dict[str, Any], dict | None, list[dict[str, Any]]]:
+    """Train one method x seed (on every rank) and score it (on rank 0: other ranks return no metrics)."""
     b = config.backbone
     dim = method.embedding_dim or b.embedding_dim
     train_cfg = dataclasses.replace(config.train, p=method.p or config.train.p, k=method.k or config.train.k)
@@ -152,7 +167,7 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
                            "precision": train_cfg.precision}
     batch = train_cfg.p * train_cfg.k
     bar = tqdm(total=train_cfg.steps * batch, unit="img", unit_scale=True, desc=f"{method.name} s{seed}",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=True)
+               disable=not progress or not ctx.is_main, file=sys.stderr, dynamic_ncols=True, leave=True)
     shown = {"steps": 0}
 
     def on_step(steps_done: int, value: float) -> None:
@@ -163,7 +178,11 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     tic = time.perf_counter()
     try:
         result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
-                       resume=resume, on_step=on_step, validate=lambda: validation_accuracy(model, test_set, protocol, device))
+                       resume=resume, on_step=on_step, ctx=ctx,
+                       validate=(lambda: validation_accuracy(model, test_set, protocol, device)) if ctx.is_main else None)
+        if not ctx.is_main:
+            bar.close()
+            return row | {"status": "ok"}, None, []
         embeddings = embed(model, test_set.images, device=device, precision=train_cfg.precision)
         if not torch.isfinite(embeddings).all():
             raise TrainingDiverged("the model produces NaN or inf embeddings")

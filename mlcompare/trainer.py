@@ -16,11 +16,13 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from mlcompare.backbones import to_input
 from mlcompare.config import TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.sampler import PKSampler
+from mlcompare.distributed import Context, average_gradients, gather_keep_grad
 from mlcompare.losses import Loss
 
 
@@ -73,6 +75,15 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _finite_everywhere(value: float, ctx: Context, device: torch.device) -> bool:
+    """Whether the loss is finite on every rank (so that all ranks stop together)."""
+    if not ctx.active:
+        return math.isfinite(value)
+    bad = torch.tensor([0.0 if math.isfinite(value) else 1.0], device=device)  # NCCL reduces GPU tensors only
+    torch.distributed.all_reduce(bad)
+    return bool(bad.item() == 0)
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -89,7 +100,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, seed: int,
           device: torch.device, checkpoint: Path | None = None, resume: bool = False,
           on_step: Callable[[int, float], None] | None = None,
-          validate: Callable[[], float] | None = None) -> TrainResult:
+          validate: Callable[[], float] | None = None, ctx: Context = Context()) -> TrainResult:
     """Train ``model`` with ``loss`` on ``data`` for ``cfg.steps`` steps.
 
     ``checkpoint`` (model, loss, optimiser, step, RNG state, history) is written atomically every
@@ -104,9 +115,17 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     embeddings and runs outside autocast (margins act on cosines near +-1, scales s ~ 64), and
     fp16 on CUDA scales the loss (``GradScaler``) so that small gradients do not underflow.
     ``cfg.compile`` runs the forward pass through ``torch.compile`` (parameters shared with ``model``).
-    Raises :class:`TrainingDiverged` on a NaN or inf loss.
+    Under torchrun (``ctx.active``) each rank trains on its share of the P x K batch (P/world_size
+    identities, so the global batch is the single-process batch of the same seed), the backbone is
+    wrapped in DistributedDataParallel, a pair loss mines over embeddings gathered from every rank,
+    and rank 0 alone writes checkpoints (with every rank's RNG state) and calls ``validate``.
+    Raises :class:`TrainingDiverged` on a NaN or inf loss (on every rank alike).
     """
     sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
+    if cfg.p % ctx.world_size:
+        raise ValueError(f"p={cfg.p} identities per batch do not split over {ctx.world_size} ranks; make p a multiple of it")
+    local = slice(ctx.rank * sampler.batch_size // ctx.world_size, (ctx.rank + 1) * sampler.batch_size // ctx.world_size)
+    gathered = ctx.active and loss.family == "pair"
     # channels_last: about 2x faster convolutions on CPU here, and the tensor-core layout on GPUs.
     model.to(device, memory_format=torch.channels_last)
     loss.to(device)
@@ -116,7 +135,6 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         optimizer, lambda s: lr_factor(s, warmup=cfg.warmup_steps, total=cfg.steps))
     # A disabled scaler passes everything through; only fp16 on CUDA needs loss scaling.
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
-    forward = torch.compile(model) if cfg.compile else model
     start, history, seconds = 0, [], 0.0
     if resume and checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -124,16 +142,26 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         loss.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        _set_rng_state(ranks[ctx.rank] if ranks and len(ranks) == ctx.world_size else state["rng"])
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start, history, seconds = state["step"], state["history"], state["seconds"]
+    # DDP broadcasts rank 0's parameters when it wraps the model: wrap after any resume.
+    backbone = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if ctx.active else model
+    forward = torch.compile(backbone) if cfg.compile else backbone
 
     def save(step: int) -> None:
-        if checkpoint is not None:
+        rng = [None] * ctx.world_size
+        if ctx.active:
+            torch.distributed.all_gather_object(rng, _rng_state())
+        else:
+            rng = [_rng_state()]
+        if checkpoint is not None and ctx.is_main:
             save_atomic({"model": model.state_dict(), "loss": loss.state_dict(), "optimizer": optimizer.state_dict(),
-                         "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state(), "step": step,
-                         "history": history, "seconds": seconds}, checkpoint)
+                         "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng[0],
+                         "rng_ranks": rng, "step": step, "history": history, "seconds": seconds}, checkpoint)
 
     flip_gen = torch.Generator()
     model.train()
@@ -145,14 +173,21 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         if cfg.flip:
             flip = torch.rand(len(index), generator=flip_gen.manual_seed(seed * 1_000_003 + step)) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        index, images = index[local], images[local]  # this rank's identities of the global batch
         x = to_input(images.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
         y = data.labels[index].to(device, non_blocking=True)
         loss.set_progress(step, cfg.steps)
         with autocast(device, cfg.precision):
             features = forward(x)
-        value = loss(features.float(), y)
+        if gathered:
+            value = loss(gather_keep_grad(features.float(), ctx), gather_keep_grad(y, ctx))
+        else:
+            value = loss(features.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(value).backward()
+        # A gathered loss is the global loss on every rank, its gradient only through local images:
+        # x world_size, so that DDP's mean over ranks is the global gradient.
+        scaler.scale(value * ctx.world_size if gathered else value).backward()
+        average_gradients(list(loss.parameters()), ctx, divide=ctx.world_size if gathered else 1)
         if cfg.grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -160,21 +195,21 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         scaler.update()
         schedule.step()
         last = step + 1 == cfg.steps
-        validate_now = validate is not None and cfg.eval_every > 0 and ((step + 1) % cfg.eval_every == 0 or last)
+        validate_now = cfg.eval_every > 0 and ((step + 1) % cfg.eval_every == 0 or last)
         if step % cfg.log_every == 0 or last or validate_now:
             current = float(value.detach())  # the only host-device sync, on logged steps
-            if not math.isfinite(current):
+            if not _finite_everywhere(current, ctx, device):
                 raise TrainingDiverged(f"loss became {current} at step {step}; lower the learning rate or the loss's scale")
             row = {"step": step, "loss": current, "lr": schedule.get_last_lr()[0]}
             row.update({k: float(v) for k, v in loss.stats.items()})
-            if validate_now:
+            if validate_now and validate is not None:
                 paused = time.perf_counter()
                 row["val_accuracy"] = validate()
                 tic += time.perf_counter() - paused
             history.append(row)
             if on_step is not None:
                 on_step(step + 1, current)
-        if checkpoint is not None and ((step + 1) % cfg.checkpoint_every == 0 or last):
+        if checkpoint is not None and ((step + 1) % cfg.checkpoint_every == 0 or last):  # every rank: save() gathers RNG states
             seconds_now = seconds + time.perf_counter() - tic
             seconds, tic = seconds_now, time.perf_counter()
             save(step + 1)
