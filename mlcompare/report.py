@@ -211,6 +211,28 @@ def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path,
         figures.append(("Training statistics", "Per-step statistics the losses log: target and non-target angles of "
                         "normalised losses (as in the ArcFace paper), the share of active tuples of pair losses, "
                         "feature norms and scales where a loss has them.", _save(fig, out / "stats.png")))
+    angles = {m: c for m, (_, c) in curves.items() if "theta_target_hist" in c.files}
+    if angles:
+        cols = min(4, len(angles))
+        rows = math.ceil(len(angles) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+        centres = np.arange(1.0, 180.0, 2.0)  # the runner's 2-degree bins
+        for ax, (method, c) in zip(axes.flat, angles.items()):
+            for key, colour, label in (("theta_target_hist", "tab:blue", "target"), ("theta_other_hist", "tab:gray", "non-target")):
+                counts = c[key].astype(float)
+                ax.fill_between(centres, counts / max(counts.sum(), 1.0), step="mid", alpha=0.6, color=colour, label=label)
+            ax.set_title(method, fontsize=9)
+            ax.set_xlim(0, 180)
+            ax.set_yticks([])
+            ax.set_xlabel("angle to class centre (deg)", fontsize=8)
+        axes.flat[0].legend(fontsize=7)
+        for ax in list(axes.flat)[len(angles):]:
+            ax.axis("off")
+        fig.suptitle("Angles between training embeddings and class centres at the end of training", fontsize=10)
+        figures.append(("Angles", "Distribution of the angle between each training embedding and its own class "
+                        "centre (target) and the other centres (non-target), as in the ArcFace paper: a margin "
+                        "loss should push the target mass left and keep the non-target mass near 90 degrees.",
+                        _save(fig, out / "angles.png")))
     projected = {m: c["embeddings"] for m, (_, c) in curves.items() if "embeddings" in c.files}
     if projected:
         labels = np.load(run / "test_labels_sample.npy") if (run / "test_labels_sample.npy").exists() else None

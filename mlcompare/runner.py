@@ -188,6 +188,7 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
             raise TrainingDiverged("the model produces NaN or inf embeddings")
         metrics, curves = score(embeddings, protocol)
         curves["embeddings"] = embeddings[_projection_sample(protocol.labels)].numpy()
+        curves |= angle_histograms(model, loss, train_set, device)
     except TrainingDiverged as err:
         bar.close()
         print(f"{method.name} (seed {seed}) failed: {err}; the other methods go on", file=sys.stderr)
@@ -205,6 +206,31 @@ def validation_accuracy(model: torch.nn.Module, test_set: FaceData, protocol: Te
     emb = embed(model, test_set.images[used], device=device)
     a, b = inverse[: len(pairs.a)], inverse[len(pairs.a):]
     return evaluations.verification(evaluations.pair_scores(emb[a], emb[b]), pairs.same.numpy(), folds=pairs.folds)["accuracy"]
+
+
+ANGLE_BINS = np.linspace(0.0, 180.0, 91)  # degrees, 2-degree bins
+
+
+@torch.no_grad()
+def angle_histograms(model: torch.nn.Module, loss: losses.Loss, train_set: FaceData, device: torch.device,
+                     *, images: int = 1000) -> dict[str, np.ndarray]:
+    """Histograms of the angles between training embeddings and their own class centre (target) and
+    the other class centres (non-target), as in the ArcFace paper's figures; empty for pair losses."""
+    if loss.family != "classification" or not isinstance(getattr(loss, "weight", None), torch.Tensor):
+        return {}
+    pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:images]
+    emb = embed(model, train_set.images[pick], device=device).to(device)
+    if hasattr(loss, "class_cosines"):
+        cos = loss.class_cosines(emb)
+    else:
+        cos = F.normalize(emb, dim=1) @ F.normalize(loss.weight, dim=1).t()
+    if cos.shape != (len(pick), train_set.num_identities):
+        return {}
+    theta = torch.rad2deg(torch.acos(cos.float().clamp(-1, 1))).cpu()
+    target = torch.zeros_like(theta, dtype=torch.bool)
+    target[torch.arange(len(pick)), train_set.labels[pick]] = True
+    return {"theta_target_hist": np.histogram(theta[target].numpy(), ANGLE_BINS)[0],
+            "theta_other_hist": np.histogram(theta[~target].numpy(), ANGLE_BINS)[0]}
 
 
 def _projection_sample(labels: torch.Tensor, identities: int = 8) -> torch.Tensor:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -24,7 +25,8 @@ def test_tiny_comparison_end_to_end(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", str(tiny), "--out", str(out), "--no-progress"]) == 0
     for name in ("config.json", "results.csv", "history.csv", "report.md", "report.html", "figures/roc.png",
-                 "figures/cmc.png", "figures/loss.png", "checkpoints/softmax-s0.pt"):
+                 "figures/cmc.png", "figures/loss.png", "figures/angles.png", "figures/stats.png", "figures/embeddings.png",
+                 "figures/cost.png", "checkpoints/softmax-s0.pt"):
         assert (out / name).exists(), name
     results = pd.read_csv(out / "results.csv")
     assert results.method.tolist() == ["raw pixels", "softmax", "triplet-bh"]
@@ -33,6 +35,10 @@ def test_tiny_comparison_end_to_end(tiny, tmp_path, capsys):
         assert results[col].between(0, 1).all(), col
     assert (results.rank_5 >= results.rank_1).all()
     assert (results[results.method != "raw pixels"].images_per_s > 0).all()
+    curves = np.load(out / "curves" / "softmax-s0.npz")
+    assert curves["theta_target_hist"].sum() == 1000  # one target angle per sampled training image
+    assert curves["theta_other_hist"].sum() == 1000 * 5  # and one per other training identity (6 in all)
+    assert "theta_target_hist" not in np.load(out / "curves" / "triplet-bh-s0.npz").files
     history = pd.read_csv(out / "history.csv")
     assert sorted(history[history.method == "softmax"].step.tolist()) == [0, 3, 6, 9, 11]
     assert "active_fraction" in history.columns
