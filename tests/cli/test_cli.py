@@ -124,3 +124,20 @@ def test_gpu_requested_without_one(tiny, tmp_path, capsys):
 def test_console_entry_points():
     out = subprocess.run([sys.executable, "-m", "mlcompare", "list"], capture_output=True, text=True, check=True).stdout
     assert re.search(r"^quick\s+\S", out, re.M)
+
+
+def test_data_preview_and_export_through_the_cli(tmp_path, capsys):
+    from PIL import Image
+
+    sheet = tmp_path / "grid.png"
+    assert main(["data", "preview", "synthfaces:identities=6,images_per_identity=3", "--out", str(sheet),
+                 "--size", "32", "--identities", "4", "--images", "3"]) == 0
+    width, height = Image.open(sheet).size
+    assert height > width  # 4 rows of identities, 3 columns of images
+    out = tmp_path / "folder"
+    assert main(["data", "export", "digits", "--out", str(out), "--size", "8"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [str(d) for d in range(10)]
+    assert sum(1 for _ in out.rglob("*.png")) == 1797
+    capsys.readouterr()
+    assert main(["data", "export", "digits", "--out", str(out), "--size", "8"]) == 2
+    assert "force" in one_error_line(capsys)
