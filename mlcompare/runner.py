@@ -222,6 +222,8 @@ def angle_histograms(model: torch.nn.Module, loss: losses.Loss, train_set: FaceD
     emb = embed(model, train_set.images[pick], device=device).to(device)
     if hasattr(loss, "class_cosines"):
         cos = loss.class_cosines(emb)
+        if cos.dim() == 3:  # sub-centres [N, C, K]: a sample's angle to a class is to its nearest sub-centre
+            cos = cos.max(dim=2).values
     else:
         cos = F.normalize(emb, dim=1) @ F.normalize(loss.weight, dim=1).t()
     if cos.shape != (len(pick), train_set.num_identities):
