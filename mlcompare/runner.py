@@ -220,10 +220,10 @@ def angle_histograms(model: torch.nn.Module, loss: losses.Loss, train_set: FaceD
         return {}
     pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:images]
     emb = embed(model, train_set.images[pick], device=device).to(device)
-    if hasattr(loss, "class_cosines"):
+    if hasattr(loss, "subcenter_cosines"):  # [N, C, K]: the angle to a class is to its nearest sub-centre
+        cos = loss.subcenter_cosines(emb).max(dim=2).values
+    elif hasattr(loss, "class_cosines"):
         cos = loss.class_cosines(emb)
-        if cos.dim() == 3:  # sub-centres [N, C, K]: a sample's angle to a class is to its nearest sub-centre
-            cos = cos.max(dim=2).values
     else:
         cos = F.normalize(emb, dim=1) @ F.normalize(loss.weight, dim=1).t()
     if cos.shape != (len(pick), train_set.num_identities):
