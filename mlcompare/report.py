@@ -354,6 +354,7 @@ def _setup_lines(config: dict) -> list[str]:
 def _markdown(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]], out: Path,
               cols: list[tuple[str, str, int]]) -> str:
     lines = [f"# mlcompare report: {config.get('name', '')}", "", config.get("description", ""), "",
+             *([f"*Question: {config['question']}*", ""] if config.get("question") else []),
              f"**{summary_sentence(table)}**", "", "## Setup", ""]
     lines += [f"- {line}" for line in _setup_lines(config)]
     lines += ["", "## Results (mean ± std over seeds)", "",
@@ -398,6 +399,7 @@ img {{ max-width: 100%; }} .summary {{ font-size: 1.1em; font-weight: bold; }}
 </style></head><body>
 <h1>mlcompare report: {html.escape(config.get('name', ''))}</h1>
 <p>{html.escape(config.get('description', ''))}</p>
+{f"<p><em>Question: {html.escape(config['question'])}</em></p>" if config.get("question") else ""}
 <p class="summary">{html.escape(summary_sentence(table))}</p>
 <h2>Setup</h2><ul>{setup}</ul>
 <h2>Results (mean ± std over seeds; click a header to sort)</h2>
