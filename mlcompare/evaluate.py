@@ -15,6 +15,7 @@ from mlcompare.backbones import ResNetFace
 from mlcompare.data.imagefolder import read_image
 from mlcompare.data.protocol import identification_split, verification_pairs
 from mlcompare.errors import UserError
+from mlcompare.rundir import checkpoint_path
 from mlcompare.scoring import TestProtocol, score
 from mlcompare.trainer import embed
 
@@ -25,8 +26,7 @@ def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[ResNetFace
     if not config_path.exists():
         raise UserError(f"'{run_dir}' holds no config.json: not a run directory")
     config = json.loads(config_path.read_text())
-    slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in method)
-    checkpoint = run_dir / "checkpoints" / f"{slug}-s{seed}.pt"
+    checkpoint = checkpoint_path(run_dir, method, seed)
     if not checkpoint.exists():
         methods = sorted({p.stem.rsplit("-s", 1)[0] for p in (run_dir / "checkpoints").glob("*.pt")})
         raise UserError(f"no checkpoint for method '{method}' seed {seed} in {run_dir}; methods there: {', '.join(methods) or 'none'}")

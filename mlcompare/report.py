@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from mlcompare import stats  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
-from mlcompare.rundir import read_history, read_results, write_text_atomic  # noqa: E402
+from mlcompare.rundir import curves_path, read_history, read_results, write_text_atomic  # noqa: E402
 
 # (column, header, digits) of the summary table; eer is lower-is-better.
 COLUMNS = [("accuracy", "Verif. acc.", 3), ("auc", "AUC", 3), ("eer", "EER", 3), ("tar_far_1e-2", "TAR@FAR=1e-2", 3),
@@ -81,7 +81,7 @@ def significance(run: Path, results: pd.DataFrame, table: pd.DataFrame) -> pd.Da
 
     def pair_scores(method: str) -> np.ndarray | None:
         seeds = ok[ok.method == method].seed
-        path = run / "curves" / f"{_slug(method)}-s{int(seeds.min()) if len(seeds) else 0}.npz"
+        path = curves_path(run, method, int(seeds.min()) if len(seeds) else 0)
         return np.load(path)["pair_scores"] if path.exists() and "pair_scores" in np.load(path) else None
 
     out.loc[best, "vs_best"] = "best"
@@ -96,7 +96,7 @@ def significance(run: Path, results: pd.DataFrame, table: pd.DataFrame) -> pd.Da
             sa, sb = pair_scores(best), pair_scores(method)
             if sa is None or sb is None:
                 continue
-            same = np.load(run / "curves" / f"{_slug(best)}-s{int(ok[ok.method == best].seed.min())}.npz")["same"]
+            same = np.load(curves_path(run, best, int(ok[ok.method == best].seed.min())))["same"]
             p, test = stats.bootstrap_auc(sa, sb, same), "boot"
         out.loc[method, "p_value"] = p
         out.loc[method, "vs_best"] = f"p={p:.3f} ({test})" + (" n.s." if p >= stats.ALPHA else "")
@@ -144,7 +144,7 @@ def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path,
     figures = []
     curves = {}
     for row in results[results.status == "ok"].itertuples():
-        path = run / "curves" / f"{_slug(row.method)}-s{row.seed}.npz"
+        path = curves_path(run, row.method, row.seed)
         if path.exists() and row.method not in curves:  # the first seed's curves stand for the method
             curves[row.method] = (row.family, np.load(path))
     styles = {"classification": "-", "pair": "--", "baseline": ":"}
@@ -310,10 +310,6 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 
 def render(run: Path, out: Path | None = None) -> Path:

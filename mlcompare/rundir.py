@@ -23,6 +23,19 @@ import pandas as pd
 from mlcompare.errors import UserError
 
 
+def _slug(method: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in method)
+
+
+def curves_path(run: Path, method: str, seed: int) -> Path:
+    """Where a method x seed's ROC, CMC, pair scores and embedding sample are saved."""
+    return run / "curves" / f"{_slug(method)}-s{seed}.npz"
+
+
+def checkpoint_path(run: Path, method: str, seed: int) -> Path:
+    return run / "checkpoints" / f"{_slug(method)}-s{seed}.pt"
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(text)

@@ -25,7 +25,8 @@ from mlcompare.data.facedata import FaceData
 from mlcompare.data.noise import flip_labels
 from mlcompare.data.protocol import identification_split, split_identities, verification_pairs
 from mlcompare.errors import UserError
-from mlcompare.rundir import RunDir, read_history, read_results, write_csv_atomic, write_npz_atomic
+from mlcompare.rundir import (RunDir, checkpoint_path, curves_path, read_history, read_results, write_csv_atomic,
+                              write_npz_atomic)
 from mlcompare.scoring import TestProtocol, score
 from mlcompare.trainer import TrainingDiverged, embed, train
 
@@ -118,7 +119,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
         results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
         write_csv_atomic(rundir.path / "results.csv", results)
         if curves is not None:
-            write_npz_atomic(rundir.path / "curves" / f"{_slug(row['method'])}-s{row['seed']}.npz", **curves)
+            write_npz_atomic(curves_path(rundir.path, row["method"], row["seed"]), **curves)
         if rows:
             if not history.empty:
                 history = history[~((history.method == row["method"]) & (history.seed == row["seed"]))]
@@ -138,7 +139,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
             if method.label_noise not in noisy_sets:  # same flips for every method at this level
                 noisy_sets[method.label_noise] = flip_labels(train_set, method.label_noise, seed=config.data.split_seed)
             row, curves, rows = _train_and_score(config, method, seed, noisy_sets[method.label_noise], test_set, protocol, dev,
-                                                 rundir.path / "checkpoints" / f"{_slug(method.name)}-s{seed}.pt",
+                                                 checkpoint_path(rundir.path, method.name, seed),
                                                  resume, progress, ctx)
             record(row, curves, rows)
             ctx.barrier()
@@ -250,10 +251,6 @@ def _params_text(method: MethodConfig) -> str:
         inner = ",".join(f"{k}={v}" for k, v in method.miner_params.items())
         parts.append(f"miner={method.miner}" + (f"({inner})" if inner else ""))
     return " ".join(parts)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 
 def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
