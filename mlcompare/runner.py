@@ -64,8 +64,12 @@ def prepare_data(config: ComparisonConfig) -> tuple[FaceData, FaceData, TestProt
     return train_set, test_set, TestProtocol(test_set.labels, pairs, gallery, probes)
 
 
-def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int) -> losses.Loss:
+def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int,
+               ctx: distributed.Context = distributed.Context()) -> losses.Loss:
     params = dict(method.params)
+    if "world_size" in inspect.signature(losses.REGISTRY[method.loss].__init__).parameters and ctx.active:
+        params.setdefault("rank", ctx.rank)  # a sharded classifier (partial_fc) takes its shard from torchrun
+        params.setdefault("world_size", ctx.world_size)
     if method.miner:
         miner_params = dict(method.miner_params)
         # A miner that keeps embeddings (the memory bank) needs their size: the method's, unless set.
@@ -161,7 +165,7 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     torch.manual_seed(seed)
     model = ResNetFace(image_size=config.data.size, widths=tuple(b.widths), blocks=tuple(b.blocks),
                        embedding_dim=dim, dropout=b.dropout)
-    loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim)
+    loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim, ctx=ctx)
     row: dict[str, Any] = {"method": method.name, "group": method.group or method.name, "seed": seed,
                            "loss": method.loss, "family": loss.family, "params": _params_text(method),
                            "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k,

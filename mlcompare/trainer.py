@@ -139,8 +139,10 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     if resume and checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
-        loss.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
+        shards = state.get("shards", [])
+        own = shards[ctx.rank] if len(shards) == ctx.world_size > 1 else state
+        loss.load_state_dict(own["loss"])
+        optimizer.load_state_dict(own["optimizer"])
         schedule.load_state_dict(state["schedule"])
         ranks = state.get("rng_ranks")
         _set_rng_state(ranks[ctx.rank] if ranks and len(ranks) == ctx.world_size else state["rng"])
@@ -153,13 +155,16 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     forward = torch.compile(backbone) if cfg.compile else backbone
 
     def save(step: int) -> None:
-        rng = [None] * ctx.world_size
+        rng, per_rank = [_rng_state()], [{"loss": loss.state_dict(), "optimizer": optimizer.state_dict()}]
         if ctx.active:
+            rng = [None] * ctx.world_size
             torch.distributed.all_gather_object(rng, _rng_state())
-        else:
-            rng = [_rng_state()]
+            if getattr(loss, "sharded", False):  # each rank's class rows and their optimiser moments
+                per_rank = [None] * ctx.world_size
+                torch.distributed.all_gather_object(per_rank, {"loss": loss.state_dict(), "optimizer": optimizer.state_dict()})
         if checkpoint is not None and ctx.is_main:
-            save_atomic({"model": model.state_dict(), "loss": loss.state_dict(), "optimizer": optimizer.state_dict(),
+            save_atomic({"model": model.state_dict(), "loss": per_rank[0]["loss"], "shards": per_rank,
+                         "optimizer": per_rank[0]["optimizer"],
                          "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng[0],
                          "rng_ranks": rng, "step": step, "history": history, "seconds": seconds}, checkpoint)
 
@@ -187,7 +192,8 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         # A gathered loss is the global loss on every rank, its gradient only through local images:
         # x world_size, so that DDP's mean over ranks is the global gradient.
         scaler.scale(value * ctx.world_size if gathered else value).backward()
-        average_gradients(list(loss.parameters()), ctx, divide=ctx.world_size if gathered else 1)
+        if not getattr(loss, "sharded", False):  # a sharded classifier (partial_fc) owns its rows per rank
+            average_gradients(list(loss.parameters()), ctx, divide=ctx.world_size if gathered else 1)
         if cfg.grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

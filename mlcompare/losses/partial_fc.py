@@ -157,6 +157,7 @@ class PartialFC(MarginHead):
             raise ValueError(f"sample_rate (share of classes in each step's logits) must be in (0, 1], got {sample_rate!r}")
         self._check_margin(margin, m, m1, m2, m3, easy_margin)
         self.class_start, self.num_local = shard_range(num_classes, rank, world_size)
+        self.sharded = world_size > 1  # ranks own different rows: the trainer must not average them
         super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, weight_rows=self.num_local)
         self.margin_name = margin
         self.easy_margin = bool(easy_margin)

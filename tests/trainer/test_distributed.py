@@ -92,3 +92,15 @@ def test_two_processes_run_a_comparison_and_rank0_writes_it(tiny, tmp_path):
     state = torch.load(out / "checkpoints" / "softmax-s0.pt", weights_only=False)
     assert state["step"] == 4 and len(state["rng_ranks"]) == 2
     assert (out / "report.html").exists()
+
+
+def test_partial_fc_trains_sharded_over_two_processes_and_checkpoints_each_shard(tiny, tmp_path):
+    tiny.write_text(tiny.read_text() + '[[methods]]\nname = "pfc"\nloss = "partial_fc"\nparams = { sample_rate = 0.5 }\n')
+    out = tmp_path / "run"
+    mp.spawn(_run_worker, args=(2, free_port(), str(tiny), str(out)), nprocs=2, join=True)
+    results = pd.read_csv(out / "results.csv").set_index("method")
+    assert results.loc["pfc", "status"] == "ok"
+    state = torch.load(out / "checkpoints" / "pfc-s0.pt", weights_only=False)
+    shards = [s["loss"]["weight"] for s in state["shards"]]
+    # 6 training identities (digits, 40% held out) split 3 + 3 over the ranks, each rank its own rows
+    assert [len(w) for w in shards] == [3, 3] and not torch.equal(shards[0], shards[1])
