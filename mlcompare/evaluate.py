@@ -13,7 +13,6 @@ import evaluations
 from mlcompare import data as datasets
 from mlcompare.backbones import ResNetFace
 from mlcompare.data.imagefolder import read_image
-from mlcompare.data.protocol import identification_split, verification_pairs
 from mlcompare.errors import UserError
 from mlcompare.rundir import checkpoint_path
 from mlcompare.scoring import TestProtocol, score
@@ -48,9 +47,7 @@ def _verification_of(model: ResNetFace, images: torch.Tensor, same: np.ndarray, 
 def on_data(model: ResNetFace, size: int, spec: str, device: torch.device, *, pairs: int = 6000) -> dict[str, Any]:
     """All identities of ``spec`` as a test set, with the same protocol as a comparison."""
     test = datasets.load(spec, size=size)
-    gallery, probes = identification_split(test.labels)
-    protocol = TestProtocol(test.labels, verification_pairs(test.labels, pairs=pairs), gallery, probes)
-    metrics, _ = score(embed(model, test.images, device=device), protocol)
+    metrics, _ = score(embed(model, test.images, device=device), TestProtocol.build(test.labels, pairs=pairs))
     return metrics
 
 

@@ -79,10 +79,10 @@ def significance(run: Path, results: pd.DataFrame, table: pd.DataFrame) -> pd.Da
     def per_seed(method: str) -> pd.Series:
         return ok[ok.method == method].set_index("seed").accuracy
 
-    def pair_scores(method: str) -> np.ndarray | None:
+    def first_seed_curves(method: str) -> dict[str, np.ndarray]:
         seeds = ok[ok.method == method].seed
         path = curves_path(run, method, int(seeds.min()) if len(seeds) else 0)
-        return np.load(path)["pair_scores"] if path.exists() and "pair_scores" in np.load(path) else None
+        return dict(np.load(path)) if path.exists() else {}
 
     out.loc[best, "vs_best"] = "best"
     for method in table.method:
@@ -93,11 +93,10 @@ def significance(run: Path, results: pd.DataFrame, table: pd.DataFrame) -> pd.Da
         if len(common) >= 2:
             p, test = stats.paired_t(a[common].to_numpy(), b[common].to_numpy()), "t"
         else:
-            sa, sb = pair_scores(best), pair_scores(method)
-            if sa is None or sb is None:
+            ca, cb = first_seed_curves(best), first_seed_curves(method)
+            if "pair_scores" not in ca or "pair_scores" not in cb:
                 continue
-            same = np.load(curves_path(run, best, int(ok[ok.method == best].seed.min())))["same"]
-            p, test = stats.bootstrap_auc(sa, sb, same), "boot"
+            p, test = stats.bootstrap_auc(ca["pair_scores"], cb["pair_scores"], ca["same"]), "boot"
         out.loc[method, "p_value"] = p
         out.loc[method, "vs_best"] = f"p={p:.3f} ({test})" + (" n.s." if p >= stats.ALPHA else "")
     return out
@@ -139,7 +138,8 @@ def summary_sentence(table: pd.DataFrame) -> str:
     return text
 
 
-def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path, config: dict) -> list[tuple[str, str, Path]]:
+def _figures(run: Path, results: pd.DataFrame, table: pd.DataFrame, history: pd.DataFrame, out: Path,
+             config: dict) -> list[tuple[str, str, Path]]:
     """ROC, CMC, loss curves and a bar chart; returns (title, caption, path)."""
     figures = []
     curves = {}
@@ -285,7 +285,6 @@ def _figures(run: Path, results: pd.DataFrame, history: pd.DataFrame, out: Path,
         figures.insert(0, ("Sweep", f"Verification accuracy of each method as {sweep.replace('_', ' ')} varies "
                            "(solid: classification, dashed: metric learning; whiskers: std over seeds).",
                            _save(fig, out / "sweep.png")))
-    table = summarise(results)
     ok = table[table.status != "failed"]
     if not ok.empty:
         fig, ax = plt.subplots(figsize=(7, 0.5 * len(ok) + 1.5))
@@ -322,7 +321,7 @@ def render(run: Path, out: Path | None = None) -> Path:
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     results, history = read_results(run), read_history(run)
     table = summarise(results, run)
-    figures = _figures(run, results, history, out / "figures", config)
+    figures = _figures(run, results, table, history, out / "figures", config)
     if out != run:
         shutil.copyfile(run / "results.csv", out / "results.csv")
     cols = columns(results)

@@ -23,7 +23,7 @@ from mlcompare.backbones import ResNetFace
 from mlcompare.config import ComparisonConfig, MethodConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.noise import flip_labels
-from mlcompare.data.protocol import identification_split, split_identities, verification_pairs
+from mlcompare.data.protocol import split_identities
 from mlcompare.errors import UserError
 from mlcompare.rundir import (RunDir, checkpoint_path, curves_path, read_history, read_results, write_csv_atomic,
                               write_npz_atomic)
@@ -59,9 +59,7 @@ def prepare_data(config: ComparisonConfig) -> tuple[FaceData, FaceData, TestProt
         train_set, test_set = full, datasets.load(d.test, size=d.size, seed=d.split_seed + 1)
     else:
         train_set, test_set = split_identities(full, test_fraction=d.test_fraction, seed=d.split_seed)
-    pairs = verification_pairs(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
-    gallery, probes = identification_split(test_set.labels, seed=d.split_seed)
-    return train_set, test_set, TestProtocol(test_set.labels, pairs, gallery, probes)
+    return train_set, test_set, TestProtocol.build(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
 
 
 def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 import evaluations
-from mlcompare.data.protocol import VerificationPairs
+from mlcompare.data.protocol import VerificationPairs, identification_split, verification_pairs
 
 # The columns of results.csv that hold metrics, in report order (higher is better except eer).
 METRICS = ("accuracy", "accuracy_std", "auc", "eer", "tar_far_1e-2", "tar_far_1e-3", "rank_1", "rank_5",
@@ -23,6 +23,13 @@ class TestProtocol:
     pairs: VerificationPairs
     gallery: torch.Tensor
     probes: torch.Tensor
+
+    @classmethod
+    def build(cls, labels: torch.Tensor, *, pairs: int, seed: int = 0) -> "TestProtocol":
+        """The fixed protocol on a test set: ``pairs`` balanced verification pairs in 10 folds, and
+        a gallery of one image per identity with the other images as probes, all seeded."""
+        gallery, probes = identification_split(labels, seed=seed)
+        return cls(labels, verification_pairs(labels, pairs=pairs, seed=seed), gallery, probes)
 
 
 def score(embeddings: torch.Tensor, protocol: TestProtocol) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
