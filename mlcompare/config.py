@@ -51,6 +51,7 @@ class TrainConfig:
     flip: bool = True
     precision: str = "fp32"  # fp32, bf16 or fp16: autocast of the backbone (the loss stays float32)
     compile: bool = False  # torch.compile the backbone's forward pass
+    sync_batchnorm: bool = True  # under torchrun: BatchNorm statistics over the global batch, as in one process
 
 
 @dataclass

@@ -24,6 +24,7 @@ from mlcompare.data.facedata import FaceData
 from mlcompare.data.sampler import PKSampler
 from mlcompare.distributed import Context, average_gradients, gather_keep_grad
 from mlcompare.losses import Loss
+from mlcompare.sync_batchnorm import synchronise_batchnorm
 
 
 class TrainingDiverged(RuntimeError):
@@ -75,13 +76,17 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _finite_everywhere(value: float, ctx: Context, device: torch.device) -> bool:
-    """Whether the loss is finite on every rank (so that all ranks stop together)."""
+def _global_loss(value: float, ctx: Context, device: torch.device, *, local: bool) -> float:
+    """The global batch's loss: the mean over ranks of a ``local`` loss (each rank's own images),
+    NaN on every rank when any rank's is not finite (so that all ranks stop together)."""
     if not ctx.active:
-        return math.isfinite(value)
-    bad = torch.tensor([0.0 if math.isfinite(value) else 1.0], device=device)  # NCCL reduces GPU tensors only
-    torch.distributed.all_reduce(bad)
-    return bool(bad.item() == 0)
+        return value
+    finite = math.isfinite(value)
+    both = torch.tensor([value if finite else 0.0, 0.0 if finite else 1.0], device=device)  # NCCL: GPU tensors only
+    torch.distributed.all_reduce(both)
+    if both[1].item() > 0:
+        return math.nan
+    return float(both[0]) / ctx.world_size if local else value
 
 
 def _rng_state() -> dict[str, Any]:
@@ -118,7 +123,9 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     Under torchrun (``ctx.active``) each rank trains on its share of the P x K batch (P/world_size
     identities, so the global batch is the single-process batch of the same seed), the backbone is
     wrapped in DistributedDataParallel, a pair loss mines over embeddings gathered from every rank,
-    and rank 0 alone writes checkpoints (with every rank's RNG state) and calls ``validate``.
+    and rank 0 alone writes checkpoints (with every rank's RNG state) and calls ``validate``; with
+    ``cfg.sync_batchnorm`` BatchNorm normalises over the global batch, so that a step on N ranks is
+    the single-process step (``model``'s BatchNorm layers are replaced in place).
     Raises :class:`TrainingDiverged` on a NaN or inf loss (on every rank alike).
     """
     sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
@@ -128,6 +135,8 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     gathered = ctx.active and loss.family == "pair"
     # channels_last: about 2x faster convolutions on CPU here, and the tensor-core layout on GPUs.
     model.to(device, memory_format=torch.channels_last)
+    if ctx.active and cfg.sync_batchnorm:  # before the optimiser is given the parameters
+        model = synchronise_batchnorm(model, device)
     loss.to(device)
     params = list(model.parameters()) + list(loss.parameters())
     optimizer = make_optimizer(params, cfg)
@@ -203,8 +212,9 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         last = step + 1 == cfg.steps
         validate_now = cfg.eval_every > 0 and ((step + 1) % cfg.eval_every == 0 or last)
         if step % cfg.log_every == 0 or last or validate_now:
-            current = float(value.detach())  # the only host-device sync, on logged steps
-            if not _finite_everywhere(current, ctx, device):
+            # The only host-device sync, on logged steps.
+            current = _global_loss(float(value.detach()), ctx, device, local=not gathered)
+            if not math.isfinite(current):
                 raise TrainingDiverged(f"loss became {current} at step {step}; lower the learning rate or the loss's scale")
             row = {"step": step, "loss": current, "lr": schedule.get_last_lr()[0]}
             row.update({k: float(v) for k, v in loss.stats.items()})

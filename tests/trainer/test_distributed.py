@@ -104,3 +104,97 @@ def test_partial_fc_trains_sharded_over_two_processes_and_checkpoints_each_shard
     shards = [s["loss"]["weight"] for s in state["shards"]]
     # 6 training identities (digits, 40% held out) split 3 + 3 over the ranks, each rank its own rows
     assert [len(w) for w in shards] == [3, 3] and not torch.equal(shards[0], shards[1])
+
+
+def _batchnorm_worker(rank: int, world: int, port: int, x: torch.Tensor, out: dict) -> None:
+    from mlcompare.sync_batchnorm import GlobalBatchNorm
+
+    _env(rank, world, port)
+    dist.init_process_group("gloo")
+    torch.manual_seed(0)
+    bn = GlobalBatchNorm(x.shape[1])
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    n = len(x) // world
+    part = x[rank * n:(rank + 1) * n].clone().requires_grad_(True)
+    y = bn(part)
+    (y * torch.arange(y.numel(), dtype=y.dtype).view_as(y).sin()).sum().backward()
+    average_gradients(list(bn.parameters()), Context(rank, world, rank), divide=1)
+    out[rank] = {"y": y.detach(), "grad": part.grad, "params": [p.grad * world for p in bn.parameters()],
+                 "running": (bn.running_mean.clone(), bn.running_var.clone())}
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("shape", [(12, 5), (8, 3, 4, 4)])
+def test_global_batchnorm_over_two_ranks_equals_batchnorm_on_the_whole_batch(shape):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 3 + 1
+    torch.manual_seed(0)
+    ref = torch.nn.BatchNorm1d(shape[1]) if len(shape) == 2 else torch.nn.BatchNorm2d(shape[1])
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.uniform_(-0.5, 0.5)
+    whole = x.clone().requires_grad_(True)
+    y = ref(whole)
+    # the same per-element weights as the workers use, on each rank's half
+    half = len(x) // 2
+    w = torch.cat([torch.arange(y[:half].numel(), dtype=y.dtype).view_as(y[:half]).sin()] * 2)
+    (y * w).sum().backward()
+    out = mp.Manager().dict()
+    mp.spawn(_batchnorm_worker, args=(2, free_port(), x, out), nprocs=2, join=True)
+    torch.testing.assert_close(torch.cat([out[0]["y"], out[1]["y"]]), y.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat([out[0]["grad"], out[1]["grad"]]), whole.grad, rtol=1e-4, atol=1e-5)
+    for got, want in zip(out[0]["params"], [ref.weight.grad, ref.bias.grad]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out[0]["running"][0], ref.running_mean)
+    torch.testing.assert_close(out[1]["running"][1], ref.running_var)
+
+
+def _train_step_worker(rank: int, world: int, port: int, loss_name: str, data, cfg, out: dict) -> None:
+    from mlcompare.backbones import ResNetFace
+    from mlcompare.distributed import from_env
+    from mlcompare.trainer import train
+
+    _env(rank, world, port)
+    torch.set_num_threads(1)
+    ctx = from_env(torch.device("cpu"))
+    out[rank] = _one_train_step(loss_name, data, cfg, ctx)
+    dist.destroy_process_group()
+
+
+def _one_train_step(loss_name: str, data, cfg, ctx=Context()) -> dict:
+    from mlcompare.backbones import ResNetFace
+    from mlcompare.trainer import train
+
+    torch.manual_seed(0)
+    model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
+    miner = miners.get("batch_hard") if loss_name == "triplet" else None
+    loss = losses.get(loss_name, num_classes=data.num_identities, embedding_dim=16, **({"miner": miner} if miner else {}))
+    result = train(model, loss, data, cfg, seed=3, device=torch.device("cpu"), ctx=ctx)
+    return {"loss": result.history[0]["loss"], "model": {k: v.clone() for k, v in model.state_dict().items()}}
+
+
+@pytest.mark.parametrize("loss_name, sync", [("softmax", True), ("triplet", True), ("softmax", False)])
+def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync):
+    """With BatchNorm over the global batch (the default) two ranks take the single-process step;
+    without it each rank normalises with half the batch and the step differs."""
+    import dataclasses
+
+    from mlcompare import data as datasets
+    from mlcompare.config import TrainConfig
+
+    data = datasets.load("digits", size=16)
+    # SGD: Adam's first step is lr * sign(g), which turns rounding noise on gradients that are zero in
+    # exact arithmetic (the bias of a BatchNorm that feeds another BatchNorm) into +-lr.
+    cfg = dataclasses.replace(TrainConfig(), steps=2, p=4, k=4, warmup_steps=1, log_every=1, eval_every=0,
+                              checkpoint_every=100, sync_batchnorm=sync, optimizer="sgd", lr=0.1)
+    want = _one_train_step(loss_name, data, cfg)
+    out = mp.Manager().dict()
+    mp.spawn(_train_step_worker, args=(2, free_port(), loss_name, data, cfg, out), nprocs=2, join=True)
+    got = out[0]
+    diffs = [float((got["model"][k].float() - v.float()).abs().max()) for k, v in want["model"].items()]
+    if sync:
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+        assert max(diffs) < 1e-5, max(diffs)
+    else:
+        assert max(diffs) > 1e-3, max(diffs)
