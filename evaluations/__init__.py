@@ -9,7 +9,7 @@ from evaluations.metric_warnings import UndefinedMetricWarning
 from evaluations.pairs import pair_scores
 from evaluations.readers import read_bin, read_identities_csv, read_lfw_pairs
 from evaluations.retrieval import retrieval
-from evaluations.search import knn
+from evaluations.search import knn, merge_knn
 from evaluations.search_reduced import knn_reduced
 from evaluations.verification import verification
 
@@ -18,6 +18,7 @@ __all__ = [
     "identification",
     "knn",
     "knn_reduced",
+    "merge_knn",
     "pair_scores",
     "read_bin",
     "read_identities_csv",

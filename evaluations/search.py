@@ -1,8 +1,10 @@
-"""Exact k-nearest-neighbour search on FAISS flat indexes, chunked and tie-stable."""
+"""Exact k-nearest-neighbour search on FAISS flat indexes, chunked and tie-stable,
+optionally sharded over several GPUs, and the merge of per-shard results."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,9 @@ _ADD_CHUNK = 65536
 # default; 16384-reference blocks (256 MiB of scores) make the GEMM about twice as
 # fast on small-core machines. Set around our searches only (a process-wide setting).
 _BLAS_DATABASE_BLOCK = 16384
-_gpu_resources = None
+# One StandardGpuResources per GPU, created on first use and kept (they hold each
+# GPU's temporary memory and are not safe to use from two threads at once).
+_gpu_resources: dict[int, Any] = {}
 
 
 @contextlib.contextmanager
@@ -43,22 +47,71 @@ def _use_gpu(device: str) -> bool:
     return has_gpu and device != "cpu"
 
 
-def _build_index(references: np.ndarray, metric: str, gpu: bool):
-    """Flat index holding the (normalised, for cosine) references, added in chunks
-    so that the only full-size copy is the index's own storage."""
+def _check_shards(shards: Any) -> None:
+    if shards is None:
+        return
+    if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
+        raise ValueError(f"shards={shards!r} must be a positive integer or None")
+
+
+def _n_shards(shards: int | None, gpu: bool, n_ref: int) -> int:
+    """The number of reference shards: an explicit count (at most one shard per
+    reference), else one per GPU on the GPU path (clamped to ``n_ref``), 1 on the CPU."""
+    import faiss
+
+    if shards is None:
+        return max(1, min(faiss.get_num_gpus() if gpu else 1, n_ref))
+    if shards > n_ref:
+        raise ValueError(
+            f"shards={shards} is more than the {n_ref} references; every shard needs at least one reference, use shards <= {n_ref}"
+        )
+    return int(shards)
+
+
+def _flat_index(references: np.ndarray, metric: str, gpu: bool, device: int = 0):
+    """Flat index holding the (normalised, for cosine) references, on GPU ``device`` or
+    the CPU, added in chunks so that the only full-size copy is the index's own storage."""
     import faiss
 
     d = references.shape[1]
     if gpu:
-        global _gpu_resources
-        if _gpu_resources is None:
-            _gpu_resources = faiss.StandardGpuResources()
-        index = (faiss.GpuIndexFlatIP if metric == "cosine" else faiss.GpuIndexFlatL2)(_gpu_resources, d)
+        resources = _gpu_resources.get(device)
+        if resources is None:
+            resources = _gpu_resources[device] = faiss.StandardGpuResources()
+        config = faiss.GpuIndexFlatConfig()
+        config.device = device
+        index = (faiss.GpuIndexFlatIP if metric == "cosine" else faiss.GpuIndexFlatL2)(resources, d, config)
     else:
         index = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
     for start in range(0, references.shape[0], _ADD_CHUNK):
         block = references[start : start + _ADD_CHUNK]
         index.add(_inputs.normalise_rows(block) if metric == "cosine" else block)
+    return index
+
+
+def _build_index(references: np.ndarray, metric: str, gpu: bool, shards: int = 1):
+    """One flat index, or ``shards`` flat indexes on contiguous slices of the
+    references (sizes differ by at most one) in a ``faiss.IndexShards`` that searches
+    every shard and merges their top-k, shifting shard s's ids by the sizes of shards
+    0..s-1 (``successive_ids``). On the GPU shard s lives on GPU ``s % ngpu``.
+
+    Each shard is filled before ``add_shard``: ``IndexShards.add`` with successive ids
+    splits every call across the shards, so adding in chunks would interleave them."""
+    import faiss
+
+    if shards == 1:
+        return _flat_index(references, metric, gpu)
+    n_ref, d = references.shape
+    n_gpu = faiss.get_num_gpus() if gpu else 0
+    # One thread per shard, except when a GPU holds two shards: they would share
+    # that GPU's StandardGpuResources, which is not thread-safe.
+    threaded = not gpu or shards <= n_gpu
+    index = faiss.IndexShards(d, threaded, True)  # (d, threaded, successive_ids); SWIG takes no keywords
+    bounds = [n_ref * s // shards for s in range(shards + 1)]
+    for s in range(shards):
+        part = references[bounds[s] : bounds[s + 1]]
+        # faiss' Python wrapper keeps a reference to each added shard
+        index.add_shard(_flat_index(part, metric, gpu, s % n_gpu if gpu else 0))
     return index
 
 
@@ -102,6 +155,7 @@ def knn(
     exclude_self: bool = False,
     device: str = "auto",
     query_chunk: int = DEFAULT_QUERY_CHUNK,
+    shards: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest references of every query, best first.
 
@@ -119,6 +173,17 @@ def knn(
             (and k <= 2048, faiss' GPU limit; larger k is searched on the CPU),
             ``"cpu"`` forces the CPU, ``"cuda"`` requires a GPU.
         query_chunk: queries searched per faiss call.
+        shards: split the references into this many contiguous slices (sizes
+            differ by at most one), one flat index each, searched together by a
+            ``faiss.IndexShards`` that merges their top-k. ``None`` (default): one
+            shard per GPU faiss sees on the GPU path (so several GPUs each hold
+            1/ngpu of the references), 1 on the CPU. On the GPU shard s goes to GPU
+            ``s % ngpu``; on the CPU an explicit N builds N CPU flat indexes, which
+            gains nothing (faiss already uses every core) but runs the sharded path
+            without GPUs. An explicit value must be 1 <= shards <= N (a ValueError
+            otherwise); the default is clamped to N. The neighbours do not
+            depend on it (scores may differ in the last bit where the GEMM
+            blocks differ, as between GPU and CPU).
 
     Returns:
         ``(scores, indices)``: float32 [Q, k] and int64 [Q, k]; row q is sorted
@@ -132,7 +197,11 @@ def knn(
     + faiss' BLAS score block (4096 queries x 16384 references, float32 = 256 MiB,
     set around each search). For example 300,000 x 512 references searched by
     themselves with k = 100: about 0.6 + 0.36 + 0.25 GiB; 1,000,000 x 128
-    references, 10,000 queries, k = 10: about 0.5 + 0.25 GiB. On the GPU the index lives in GPU memory.
+    references, 10,000 queries, k = 10: about 0.5 + 0.25 GiB. On the GPU the index lives in GPU memory;
+    on several GPUs each holds 1/ngpu of the references (``4*N*D/ngpu`` bytes) and the
+    per-GPU results of a chunk are merged in host memory (``12*shards*query_chunk*(k'+1)``
+    bytes). A search with k' + 1 > 2048 (or a tie that runs past 2048) is answered by
+    one unsharded CPU index: another ``4*N*D`` bytes of host memory.
 
     >>> import numpy as np
     >>> s, i = knn(np.eye(3), np.eye(3), 1, exclude_self=True)
@@ -149,6 +218,7 @@ def knn(
         raise ValueError(f"k={k!r} must be a positive integer")
     if isinstance(query_chunk, bool) or not isinstance(query_chunk, (int, np.integer)) or query_chunk < 1:
         raise ValueError(f"query_chunk={query_chunk!r} must be a positive integer")
+    _check_shards(shards)
     n_ref = r.shape[0]
     if exclude_self:
         if not same_object and (q.shape != r.shape or not np.array_equal(q, r)):
@@ -160,7 +230,7 @@ def knn(
 
     k_wanted = k + 1 if exclude_self else k
     gpu = _use_gpu(device) and k_wanted + 1 <= GPU_MAX_K
-    index = _build_index(r, metric, gpu)
+    index = _build_index(r, metric, gpu, _n_shards(shards, gpu, n_ref))
     cpu_index = None if gpu else index
 
     def search(block: np.ndarray, k_search: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,3 +264,96 @@ def knn(
         out_scores[start:stop] = scores
         out_indices[start:stop] = indices
     return out_scores, out_indices
+
+
+def merge_knn(parts: Sequence[tuple[Any, Any]], k: int, *, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
+    """Global top-k from the top-k of each shard of the references.
+
+    For searches split by reference: each process (one per CPU or GPU) holds a
+    contiguous slice ``references[start:stop]``, runs ``knn(queries, slice,
+    min(k, stop - start))``, adds ``start`` to the indices, and rank 0 merges the
+    gathered pairs here.
+
+    Rows are ordered as :func:`knn` orders them: by the key
+    ``(-score, index)`` for ``"cosine"`` (higher is closer) or ``(score, index)``
+    for ``"l2"`` (squared distance, lower is closer), lexicographically. The merge
+    is exact: this key is a total order on a query's references, and a reference
+    among the global k first has fewer than k references before it, so fewer than
+    k before it in its own slice, so it is in that slice's tie-stable top-k (a
+    contiguous slice keeps the order of the indices, so its local ties are broken
+    as the global ones). Sorting the union of the parts by the key therefore puts
+    the global top-k first.
+
+    Args:
+        parts: non-empty list of ``(scores, indices)`` pairs, numpy arrays or torch
+            tensors, each [Q, k_i] for the same Q queries, indices already global
+            reference ids (>= 0, each id in at most one part of a row). Exact when
+            part i is its slice's top ``min(k, slice size)`` or more; parts that
+            are shorter give the top-k of the candidates they hold.
+        k: neighbours per query, 1 <= k <= sum of the k_i.
+        metric: ``"cosine"`` or ``"l2"``, as given to :func:`knn` (it sets the
+            direction of "best"; scores are not recomputed).
+
+    Returns:
+        ``(scores, indices)``: float32 [Q, k] and int64 [Q, k], best first, equal
+        scores by increasing index.
+
+    Leave-one-out (``exclude_self``) over shards: search ``min(k + 1, slice size)``
+    per slice, merge ``k + 1`` and drop each query's own index.
+
+    >>> import numpy as np
+    >>> a = (np.array([[0.75, 0.25]]), np.array([[3, 4]]))  # references[0:5]
+    >>> b = (np.array([[0.75, 0.5]]), np.array([[6, 8]]))  # references[5:10], local ids + 5
+    >>> s, i = merge_knn([a, b], 3)
+    >>> i.tolist(), s.tolist()
+    ([[3, 6, 8]], [[0.75, 0.75, 0.5]])
+    """
+    metric = _inputs.check_metric(metric)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k={k!r} must be a positive integer")
+    if not isinstance(parts, (list, tuple)):
+        raise ValueError(f"parts must be a list of (scores, indices) pairs; got {type(parts).__name__}")
+    if len(parts) == 0:
+        raise ValueError("parts is empty; it needs at least one (scores, indices) pair")
+    all_scores, all_indices, widths = [], [], []
+    n_q = None
+    for p, part in enumerate(parts):
+        if not isinstance(part, (tuple, list)) or len(part) != 2:
+            raise ValueError(f"parts[{p}] must be a (scores, indices) pair; got {type(part).__name__}")
+        scores, indices = _inputs.to_numpy(part[0]), _inputs.to_numpy(part[1])
+        if scores.ndim != 2:
+            raise ValueError(f"parts[{p}] scores must be a 2-D array [Q, k_i]; got shape {tuple(scores.shape)}")
+        if indices.shape != scores.shape:
+            raise ValueError(f"parts[{p}] has scores of shape {tuple(scores.shape)} but indices of shape {tuple(indices.shape)}; they must match")
+        if n_q is None:
+            n_q = scores.shape[0]
+        elif scores.shape[0] != n_q:
+            raise ValueError(f"parts[{p}] has {scores.shape[0]} query rows but parts[0] has {n_q}; every part must answer the same queries")
+        if not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):
+            raise ValueError(f"parts[{p}] scores must hold numbers; got dtype {scores.dtype}")
+        if not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(f"parts[{p}] indices must be integers; got dtype {indices.dtype}")
+        scores = scores.astype(np.float32, copy=False)
+        finite = np.isfinite(scores).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"parts[{p}] scores contain NaN or inf (first at row {int(np.flatnonzero(~finite)[0])})")
+        if indices.size and indices.min() < 0:
+            raise ValueError(f"parts[{p}] holds a negative index ({int(indices.min())}); indices must be global reference ids >= 0")
+        all_scores.append(scores)
+        all_indices.append(indices.astype(np.int64, copy=False))
+        widths.append(scores.shape[1])
+    total = sum(widths)
+    if k > total:
+        raise ValueError(f"k={k} is larger than the {total} candidates per query in parts (widths {widths}); use k <= {total}")
+    scores = np.concatenate(all_scores, axis=1)
+    indices = np.concatenate(all_indices, axis=1)
+    ids = np.sort(indices, axis=1)
+    repeated = ids[:, 1:] == ids[:, :-1]
+    if repeated.any():
+        q, j = np.argwhere(repeated)[0]
+        raise ValueError(
+            f"reference index {int(ids[q, j])} appears twice in row {int(q)} of parts; "
+            "shift each part's indices to global ids (add its slice's start) and give each slice once"
+        )
+    scores, indices = _stable_order(scores, indices, metric)
+    return np.ascontiguousarray(scores[:, :k]), np.ascontiguousarray(indices[:, :k])
