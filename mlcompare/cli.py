@@ -21,8 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate every method of a comparison, then write the report")
     run.add_argument("comparison", help="a named comparison (see `mlcompare list`) or a FILE.toml")
     run.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
-    run.add_argument("--data", help="training data instead of the comparison's: synthfaces[:KEY=VALUE,...], imagefolder:PATH, digits")
+    run.add_argument("--data", help="training data instead of the comparison's: synthfaces[:KEY=VALUE,...], imagefolder:PATH, recordio:DIR, digits")
     run.add_argument("--test-data", help="a separate test set (disjoint identities) instead of holding out training identities")
+    run.add_argument("--workers", type=int,
+                     help="leave an imagefolder/recordio training set on disk and decode its batches in N worker processes "
+                          "(default 0: decode it into memory once)")
     run.add_argument("--device", default="auto", help="auto (GPU when torch sees one), cpu or cuda (default auto)")
     run.add_argument("--seeds", type=int, help="training seeds per method (overrides the comparison's)")
     run.add_argument("--steps", type=int, help="training steps per method (overrides the comparison's and --budget)")
@@ -80,7 +83,7 @@ def _run(args: argparse.Namespace) -> None:
 
     cfg = runner.apply_overrides(config.load(args.comparison), data=args.data, test_data=args.test_data,
                                  seeds=args.seeds, steps=args.steps, budget=args.budget,
-                                 precision=args.precision, compile=args.compile)
+                                 precision=args.precision, compile=args.compile, workers=args.workers)
     out = args.out or Path("runs") / cfg.name
     try:
         done = runner.run(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)

@@ -24,6 +24,9 @@ class DataConfig:
     size: int = 32
     verification_pairs: int = 3000
     split_seed: int = 0  # the protocol (split, pairs, gallery) is fixed across training seeds
+    # 0: decode an image folder / RecordIO training set into memory once; N: leave it on disk and
+    # decode each batch in N worker processes (sets larger than memory)
+    workers: int = 0
 
 
 @dataclass
@@ -138,6 +141,8 @@ def validate(config: ComparisonConfig, where: str) -> None:
         raise UserError(f"{where}: seeds must be >= 1, got {config.seeds}")
     if config.train.steps < 1:
         raise UserError(f"{where}: train.steps must be >= 1, got {config.train.steps}")
+    if config.data.workers < 0:
+        raise UserError(f"{where}: data.workers must be >= 0 (0: decode into memory), got {config.data.workers}")
     if config.train.optimizer not in ("adamw", "sgd"):
         raise UserError(f"{where}: train.optimizer must be 'adamw' or 'sgd', got '{config.train.optimizer}'")
     if config.train.precision not in ("fp32", "bf16", "fp16"):

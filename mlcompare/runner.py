@@ -54,11 +54,12 @@ def check_precision(precision: str, device: torch.device) -> None:
 def prepare_data(config: ComparisonConfig) -> tuple[FaceData, FaceData, TestProtocol]:
     """Train set, test set (disjoint identities) and the fixed protocol on the test set."""
     d = config.data
-    full = datasets.load(d.train, size=d.size, seed=d.split_seed)
+    full = datasets.load(d.train, size=d.size, seed=d.split_seed, stream=d.workers > 0)
     if d.test:
         train_set, test_set = full, datasets.load(d.test, size=d.size, seed=d.split_seed + 1)
     else:
         train_set, test_set = split_identities(full, test_fraction=d.test_fraction, seed=d.split_seed)
+    test_set = test_set.in_memory()  # every model embeds all of it
     return train_set, test_set, TestProtocol.build(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
 
 
@@ -181,7 +182,7 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     tic = time.perf_counter()
     try:
         result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
-                       resume=resume, on_step=on_step, ctx=ctx,
+                       resume=resume, on_step=on_step, ctx=ctx, workers=config.data.workers,
                        validate=(lambda: validation_accuracy(model, test_set, protocol, device)) if ctx.is_main else None)
         if not ctx.is_main:
             bar.close()
@@ -257,7 +258,8 @@ def _params_text(method: MethodConfig) -> str:
 
 def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
                     seeds: int | None = None, steps: int | None = None, budget: str | None = None,
-                    precision: str | None = None, compile: bool | None = None) -> ComparisonConfig:
+                    precision: str | None = None, compile: bool | None = None,
+                    workers: int | None = None) -> ComparisonConfig:
     """Command-line options replace the comparison's own values.
 
     ``budget`` scales the comparison's steps (and warm-up): quick x1, standard x4, long x16;
@@ -289,4 +291,8 @@ def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_d
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
     if compile is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, compile=compile))
+    if workers is not None:
+        if workers < 0:
+            raise UserError(f"--workers must be >= 0, got {workers}")
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, workers=workers))
     return config

@@ -22,6 +22,7 @@ from mlcompare.backbones import to_input
 from mlcompare.config import TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.sampler import PKSampler
+from mlcompare.data.stored import loaded_batches
 from mlcompare.distributed import Context, average_gradients, gather_keep_grad
 from mlcompare.losses import Loss
 from mlcompare.sync_batchnorm import synchronise_batchnorm
@@ -105,7 +106,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, seed: int,
           device: torch.device, checkpoint: Path | None = None, resume: bool = False,
           on_step: Callable[[int, float], None] | None = None,
-          validate: Callable[[], float] | None = None, ctx: Context = Context()) -> TrainResult:
+          validate: Callable[[], float] | None = None, ctx: Context = Context(), workers: int = 0) -> TrainResult:
     """Train ``model`` with ``loss`` on ``data`` for ``cfg.steps`` steps.
 
     ``checkpoint`` (model, loss, optimiser, step, RNG state, history) is written atomically every
@@ -126,6 +127,8 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     and rank 0 alone writes checkpoints (with every rank's RNG state) and calls ``validate``; with
     ``cfg.sync_batchnorm`` BatchNorm normalises over the global batch, so that a step on N ranks is
     the single-process step (``model``'s BatchNorm layers are replaced in place).
+    Images on disk (:class:`~mlcompare.data.stored.StoredImages`) are decoded by ``workers``
+    DataLoader processes into pinned memory on CUDA, each rank only its own share of the batch.
     Raises :class:`TrainingDiverged` on a NaN or inf loss (on every rank alike).
     """
     sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
@@ -181,13 +184,13 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     model.train()
     loss.train()
     tic = time.perf_counter()
-    for step in range(start, cfg.steps):
-        index = sampler.batch(step)
-        images = data.images[index]
-        if cfg.flip:
-            flip = torch.rand(len(index), generator=flip_gen.manual_seed(seed * 1_000_003 + step)) < 0.5
-            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-        index, images = index[local], images[local]  # this rank's identities of the global batch
+    batches = loaded_batches(data.images, lambda step: sampler.batch(step)[local], start, cfg.steps,
+                             workers=workers, pin_memory=device.type == "cuda")
+    for step, images in zip(range(start, cfg.steps), batches):
+        index = sampler.batch(step)[local]  # this rank's identities of the global batch
+        if cfg.flip:  # drawn for the global batch, so that the ranks' shares make the single-process batch
+            flip = torch.rand(sampler.batch_size, generator=flip_gen.manual_seed(seed * 1_000_003 + step))[local] < 0.5
+            images = torch.where(flip[:, None, None, None].to(images.device), images.flip(-1), images)
         x = to_input(images.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
         y = data.labels[index].to(device, non_blocking=True)
         loss.set_progress(step, cfg.steps)

@@ -2,8 +2,9 @@
 
 Specs: ``synthfaces`` or ``synthfaces:identities=200,difficulty=0.5`` (the default, rendered,
 nothing downloaded), ``imagefolder:PATH`` (one sub-folder per identity), ``recordio:DIR`` (insightface's
-``train.rec`` / ``train.idx``, read without mxnet, held in memory), ``digits`` (scikit-learn's
-bundled 8x8 digits).
+``train.rec`` / ``train.idx``, read without mxnet), ``digits`` (scikit-learn's bundled 8x8 digits).
+Image folders and RecordIO files are decoded into memory, or with ``stream`` left on disk and
+decoded when used (:mod:`mlcompare.data.stored`).
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ def _value(raw: str) -> int | float | bool | str:
     return raw
 
 
-def load(spec: str, *, size: int, seed: int = 0) -> FaceData:
-    """Load the data named by ``spec`` at ``size`` x ``size`` pixels.
+def load(spec: str, *, size: int, seed: int = 0, stream: bool = False) -> FaceData:
+    """Load the data named by ``spec`` at ``size`` x ``size`` pixels (file sources left on disk with
+    ``stream``; the generated ones are always in memory).
 
     Identities with one image are dropped (with a warning that counts them); fewer than two
     identities left is an error.
@@ -47,13 +49,13 @@ def load(spec: str, *, size: int, seed: int = 0) -> FaceData:
     if name == "imagefolder":
         if not rest:
             raise UserError("imagefolder needs a path: --data imagefolder:PATH")
-        data = imagefolder.load(rest, size=size)
+        data = imagefolder.load(rest, size=size, stream=stream)
     elif name == "recordio":
         from mlcompare.data import recordio
 
         if not rest:
             raise UserError("recordio needs a folder holding train.rec and train.idx: --data recordio:DIR")
-        data = recordio.load(rest, size=size)
+        data = recordio.load(rest, size=size, stream=stream)
     elif name == "digits":
         data = digits.load(size=size)
     elif name == "synthfaces":

@@ -5,13 +5,16 @@ from dataclasses import dataclass
 
 import torch
 
+from mlcompare.data.stored import StoredImages
+
 
 @dataclass
 class FaceData:
     """Images of identities.
 
     Attributes:
-        images: uint8 tensor ``[N, 3, H, W]`` (RGB; grey sources are repeated to 3 channels).
+        images: uint8 tensor ``[N, 3, H, W]`` (RGB; grey sources are repeated to 3 channels), or
+            :class:`StoredImages` indexed alike, decoded from disk when used.
         labels: int64 tensor ``[N]``, identity index in ``0 .. len(identities) - 1``.
         identities: a name for each identity index.
         noisy: bool tensor ``[N]``, True where a source gave the image a wrong identity on
@@ -19,7 +22,7 @@ class FaceData:
         source: the spec the data came from, for reports.
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | StoredImages
     labels: torch.Tensor
     identities: list[str]
     source: str
@@ -46,4 +49,12 @@ class FaceData:
             kept, labels = torch.unique(labels, return_inverse=True)
             identities = [self.identities[i] for i in kept.tolist()]
         noisy = None if self.noisy is None else self.noisy[index]
-        return FaceData(self.images[index], labels, identities, self.source, noisy)
+        images = self.images.take(index) if isinstance(self.images, StoredImages) else self.images[index]
+        return FaceData(images, labels, identities, self.source, noisy)
+
+    def in_memory(self, *, progress: bool = True) -> "FaceData":
+        """The same data with every image decoded into memory (itself when they already are)."""
+        if isinstance(self.images, torch.Tensor):
+            return self
+        images = self.images.decode_all(desc=f"reading {self.source}", progress=progress)
+        return FaceData(images, self.labels, self.identities, self.source, self.noisy)

@@ -9,6 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mlcompare.data.facedata import FaceData
+from mlcompare.data.stored import StoredImages
 from mlcompare.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
@@ -19,33 +20,45 @@ def read_image(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img = img.convert("RGB").resize((size, size), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+            return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"cannot read image {path}: {err.__class__.__name__}; remove or replace the file") from err
 
 
-def load(path: str, *, size: int) -> FaceData:
-    """Read ``path/<identity>/<image>``; identities are the sub-folder names, sorted."""
+class ImageFiles:
+    """Image files by position, read with Pillow (the :class:`~mlcompare.data.stored.ImageReader` of a folder)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def image(self, key: int, size: int) -> torch.Tensor:
+        return torch.from_numpy(read_image(self.paths[key], size))
+
+
+def load(path: str, *, size: int, stream: bool = False) -> FaceData:
+    """Read ``path/<identity>/<image>``; identities are the sub-folder names, sorted.
+
+    With ``stream`` the images stay on disk (:class:`StoredImages`, decoded when used).
+    """
     root = Path(path).expanduser()
     if not root.is_dir():
         raise UserError(f"image folder '{path}' does not exist; give a folder with one sub-folder per identity")
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     identities: list[str] = []
-    images: list[np.ndarray] = []
+    files: list[Path] = []
     labels: list[int] = []
     for folder in folders:
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in EXTENSIONS)
-        if not files:
+        found = sorted(f for f in folder.iterdir() if f.suffix.lower() in EXTENSIONS)
+        if not found:
             continue
-        label = len(identities)
+        labels += [len(identities)] * len(found)
         identities.append(folder.name)
-        for file in files:
-            images.append(read_image(file, size))
-            labels.append(label)
-    if not images:
+        files += found
+    if not files:
         raise UserError(f"image folder '{path}' holds no images in sub-folders; expected PATH/<identity>/<image>.png|jpg|pgm")
-    data = FaceData(torch.from_numpy(np.stack(images)), torch.tensor(labels), identities, f"imagefolder:{path}")
-    return data
+    images = StoredImages(ImageFiles(files), np.arange(len(files)), size)
+    return FaceData(images if stream else images.decode_all(desc=f"reading {path}"), torch.tensor(labels),
+                    identities, f"imagefolder:{path}")
 
 
 def drop_singletons(data: FaceData) -> FaceData:

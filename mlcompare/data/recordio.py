@@ -30,6 +30,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mlcompare.data.facedata import FaceData
+from mlcompare.data.stored import StoredImages
 from mlcompare.errors import UserError
 
 MAGIC = 0xCED7230A
@@ -239,11 +240,12 @@ class RecordIO:
         return self.read(key)[0].class_label
 
 
-def load(path: str, *, size: int) -> FaceData:
-    """Every image of the RecordIO pair at ``path`` in memory, classes renumbered ``0..C-1``.
+def load(path: str, *, size: int, stream: bool = False) -> FaceData:
+    """The images of the RecordIO pair at ``path``, classes renumbered ``0..C-1``.
 
-    Identity names are the original class numbers as text. MS1M-scale files do not fit in memory
-    (5.8M images x 3 x 112 x 112 bytes = 219 GB); stream those through ``RecordIO`` instead.
+    Identity names are the original class numbers as text. Without ``stream`` every image is
+    decoded into memory; MS1M-scale files do not fit there (5.8M images x 3 x 112 x 112 bytes =
+    219 GB): with ``stream`` they stay on disk (:class:`StoredImages`, decoded when used).
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise UserError(f"size must be a positive integer (pixels), got {size!r}")
@@ -251,8 +253,10 @@ def load(path: str, *, size: int) -> FaceData:
     if len(reader) == 0:
         raise UserError(f"{reader.rec_path} holds no image records")
     try:
-        images = torch.stack([reader.image(k, size) for k in reader.image_keys])
         raw = torch.tensor([reader.label(k) for k in reader.image_keys], dtype=torch.int64)
+        images = StoredImages(reader, np.asarray(reader.image_keys, dtype=np.int64), size)
+        if not stream:
+            images = images.decode_all(desc=f"reading {reader.rec_path}")
     finally:
         reader.close()
     classes, labels = torch.unique(raw, sorted=True, return_inverse=True)
