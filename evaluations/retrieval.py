@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -39,6 +39,7 @@ def retrieval(
     recall_at: Sequence[int] = (1, 2, 4, 8),
     nmi: bool = True,
     seed: int = 0,
+    search: Callable[..., tuple[np.ndarray, np.ndarray]] = knn,
 ) -> dict:
     """Leave-one-out retrieval metrics of a labelled set against itself.
 
@@ -75,6 +76,10 @@ def retrieval(
             max(recall_at)), which makes the metrics exact. A smaller k truncates
             R-Precision and MAP@R as AccuracyCalculator does for an int k (warning).
         metric: ``"cosine"`` or ``"l2"`` (squared Euclidean distance).
+        search: the neighbour search, called as ``search(x, x, k, metric=metric,
+            exclude_self=True)`` and returning what :func:`evaluations.knn` returns
+            (default: ``knn`` itself; pass e.g. a search whose references are split
+            over processes, merged with :func:`evaluations.merge_knn`).
 
     Returns:
         dict of Python floats: ``precision_at_1``, ``r_precision``, ``map_at_r``,
@@ -113,7 +118,7 @@ def retrieval(
         nan = float("nan")
         result.update(precision_at_1=nan, r_precision=nan, map_at_r=nan, recall_at={kk: nan for kk in recall_at})
     else:
-        _, neighbours = knn(x, x, int(k), metric=metric, exclude_self=True)
+        _, neighbours = search(x, x, int(k), metric=metric, exclude_self=True)
         p1 = rp = ap = 0.0
         hits_at = {kk: 0 for kk in recall_at}
         ranks = np.arange(1, k + 1, dtype=np.float64)

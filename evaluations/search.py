@@ -39,12 +39,21 @@ def _blas_blocks():
 def _use_gpu(device: str) -> bool:
     import faiss
 
-    if device not in ("auto", "cpu", "cuda", "gpu"):
-        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda'")
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda", "gpu") or _pinned_gpu(device) is not None):
+        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    if device in ("cuda", "gpu") and not has_gpu:
+    if device != "auto" and device != "cpu" and not has_gpu:
         raise ValueError(f"device={device!r} but faiss sees no GPU (faiss.get_num_gpus() == 0); use device='auto' or 'cpu'")
+    pinned = _pinned_gpu(device)
+    if pinned is not None and pinned >= faiss.get_num_gpus():
+        raise ValueError(f"device={device!r} but faiss sees {faiss.get_num_gpus()} GPU(s); use cuda:0 .. cuda:{faiss.get_num_gpus() - 1}")
     return has_gpu and device != "cpu"
+
+
+def _pinned_gpu(device: str) -> int | None:
+    """``"cuda:N"`` -> N (one GPU, e.g. a torchrun rank's own); None for any other device."""
+    name, _, number = device.partition(":")
+    return int(number) if name == "cuda" and number.isdigit() else None
 
 
 def _check_shards(shards: Any) -> None:
@@ -171,7 +180,9 @@ def knn(
             must be the same rows as ``references``; row i never returns i.
         device: ``"auto"`` uses a faiss GPU index when ``faiss.get_num_gpus() > 0``
             (and k <= 2048, faiss' GPU limit; larger k is searched on the CPU),
-            ``"cpu"`` forces the CPU, ``"cuda"`` requires a GPU.
+            ``"cpu"`` forces the CPU, ``"cuda"`` requires a GPU, ``"cuda:N"``
+            requires GPU N and searches there alone (one process per GPU, as
+            under torchrun, each searching its own share).
         query_chunk: queries searched per faiss call.
         shards: split the references into this many contiguous slices (sizes
             differ by at most one), one flat index each, searched together by a
@@ -230,7 +241,10 @@ def knn(
 
     k_wanted = k + 1 if exclude_self else k
     gpu = _use_gpu(device) and k_wanted + 1 <= GPU_MAX_K
-    index = _build_index(r, metric, gpu, _n_shards(shards, gpu, n_ref))
+    pinned = _pinned_gpu(device)
+    if pinned is not None and shards not in (None, 1):
+        raise ValueError(f"shards={shards} with device={device!r}: a search pinned to one GPU is not sharded; use shards=None")
+    index = _flat_index(r, metric, gpu, pinned) if pinned is not None else _build_index(r, metric, gpu, _n_shards(shards, gpu, n_ref))
     cpu_index = None if gpu else index
 
     def search(block: np.ndarray, k_search: int) -> tuple[np.ndarray, np.ndarray]:

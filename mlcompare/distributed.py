@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -48,6 +50,8 @@ def from_env(device: torch.device) -> Context:
     if world_size <= 1:
         return Context()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":  # NCCL's object collectives use the current device: this rank's own GPU
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Context(rank, world_size, local_rank)
@@ -78,3 +82,45 @@ def average_gradients(params: list[torch.nn.Parameter], ctx: Context, *, divide:
         if p.grad is not None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad.div_(ctx.world_size * divide)
+
+
+def share(n: int, ctx: Context) -> slice:
+    """This rank's contiguous share of ``n`` rows (shares differ in size by at most one)."""
+    return slice(ctx.rank * n // ctx.world_size, (ctx.rank + 1) * n // ctx.world_size)
+
+
+def gather_rows(x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """Every rank's rows of ``x`` (CPU tensors, sizes may differ) concatenated in rank order, on every rank."""
+    if not ctx.active:
+        return x
+    parts: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(parts, x)
+    return torch.cat(parts)
+
+
+def knn_over_ranks(ctx: Context, device: str = "cpu") -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """:func:`evaluations.knn` with the references split over the ranks: each rank searches every
+    query in its contiguous share of the references (on faiss ``device``: a rank's own GPU, or the
+    CPU), and the shares' top-k, gathered on every rank, are merged by :func:`evaluations.merge_knn`,
+    which is exact. All ranks must call it together, with the same arguments."""
+    import evaluations
+
+    def search(queries: Any, references: Any, k: int, *, metric: str = "cosine",
+               exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        wanted = k + 1 if exclude_self else k  # leave-one-out: drop each query's own row after the merge
+        part = share(len(references), ctx)
+        size = part.stop - part.start
+        found = (np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64))
+        if size:
+            scores, index = evaluations.knn(queries, references[part], min(wanted, size), metric=metric, device=device)
+            found = (scores, index + part.start)
+        parts: list[Any] = [None] * ctx.world_size
+        dist.all_gather_object(parts, found)
+        scores, index = evaluations.merge_knn([p for p in parts if p[0].shape[1]], wanted, metric=metric)
+        if exclude_self:
+            is_self = index == np.arange(len(queries))[:, None]
+            order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+            scores, index = np.take_along_axis(scores, order, axis=1), np.take_along_axis(index, order, axis=1)
+        return scores, index
+
+    return search

@@ -184,13 +184,17 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
         result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
                        resume=resume, on_step=on_step, ctx=ctx, workers=config.data.workers,
                        validate=(lambda: validation_accuracy(model, test_set, protocol, device)) if ctx.is_main else None)
+        # Under torchrun each rank embeds its share of the test set and searches its share of the
+        # references; every rank then holds the same scores, and rank 0 records them.
+        embeddings = distributed.gather_rows(embed(model, test_set.images[distributed.share(len(test_set), ctx)],
+                                                   device=device, precision=train_cfg.precision), ctx)
+        if not torch.isfinite(embeddings).all():
+            raise TrainingDiverged("the model produces NaN or inf embeddings")
+        search = distributed.knn_over_ranks(ctx, _faiss_device(device)) if ctx.active else evaluations.knn
+        metrics, curves = score(embeddings, protocol, search=search)
         if not ctx.is_main:
             bar.close()
             return row | {"status": "ok"}, None, []
-        embeddings = embed(model, test_set.images, device=device, precision=train_cfg.precision)
-        if not torch.isfinite(embeddings).all():
-            raise TrainingDiverged("the model produces NaN or inf embeddings")
-        metrics, curves = score(embeddings, protocol)
         curves["embeddings"] = embeddings[_projection_sample(protocol.labels)].numpy()
         curves |= angle_histograms(model, loss, train_set, device)
     except TrainingDiverged as err:
@@ -201,6 +205,15 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
     rows = [{"method": method.name, "seed": seed} | h for h in result.history]
     return row | {"status": "ok", **metrics, "train_seconds": result.seconds, "images_per_s": result.images_per_s,
                   "steps": result.steps, "message": ""}, curves, rows
+
+
+def _faiss_device(device: torch.device) -> str:
+    """The faiss device of a torchrun rank: its own GPU when faiss sees it, else the CPU."""
+    import faiss
+
+    if device.type == "cuda" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > (device.index or 0):
+        return f"cuda:{device.index or 0}"
+    return "cpu"
 
 
 def validation_accuracy(model: torch.nn.Module, test_set: FaceData, protocol: TestProtocol, device: torch.device) -> float:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,15 +32,19 @@ class TestProtocol:
         return cls(labels, verification_pairs(labels, pairs=pairs, seed=seed), gallery, probes)
 
 
-def score(embeddings: torch.Tensor, protocol: TestProtocol) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Metrics (a flat dict, the results.csv columns) and curves (ROC, CMC) for the plots."""
+def score(embeddings: torch.Tensor, protocol: TestProtocol, *,
+          search: Callable[..., tuple[np.ndarray, np.ndarray]] = evaluations.knn) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics (a flat dict, the results.csv columns) and curves (ROC, CMC) for the plots.
+
+    ``search``: the retrieval metrics' neighbour search (:func:`evaluations.knn`, or under torchrun
+    one split over the ranks, :func:`mlcompare.distributed.knn_over_ranks`)."""
     emb = embeddings.float()
     pairs = protocol.pairs
     scores = evaluations.pair_scores(emb[pairs.a], emb[pairs.b])
     ver = evaluations.verification(scores, pairs.same.numpy(), folds=pairs.folds, far=(1e-2, 1e-3))
     ident = evaluations.identification(emb[protocol.gallery], protocol.labels[protocol.gallery],
                                        emb[protocol.probes], protocol.labels[protocol.probes], ranks=(1, 5))
-    ret = evaluations.retrieval(emb, protocol.labels)
+    ret = evaluations.retrieval(emb, protocol.labels, search=search)
     metrics = head_tail_rank1(emb, protocol) | {
         "accuracy": ver["accuracy"], "accuracy_std": ver["accuracy_std"], "auc": ver["auc"], "eer": ver["eer"],
         "tar_far_1e-2": ver["tar_at_far"][1e-2], "tar_far_1e-3": ver["tar_at_far"][1e-3],

@@ -23,7 +23,7 @@ from mlcompare.config import TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.sampler import PKSampler
 from mlcompare.data.stored import loaded_batches
-from mlcompare.distributed import Context, average_gradients, gather_keep_grad
+from mlcompare.distributed import Context, average_gradients, gather_keep_grad, share
 from mlcompare.losses import Loss
 from mlcompare.sync_batchnorm import synchronise_batchnorm
 
@@ -134,7 +134,7 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
     if cfg.p % ctx.world_size:
         raise ValueError(f"p={cfg.p} identities per batch do not split over {ctx.world_size} ranks; make p a multiple of it")
-    local = slice(ctx.rank * sampler.batch_size // ctx.world_size, (ctx.rank + 1) * sampler.batch_size // ctx.world_size)
+    local = share(sampler.batch_size, ctx)
     gathered = ctx.active and loss.family == "pair"
     # channels_last: about 2x faster convolutions on CPU here, and the tensor-core layout on GPUs.
     model.to(device, memory_format=torch.channels_last)

@@ -265,3 +265,27 @@ def test_several_gpus_match_one(metric):
     s_one, i_one = knn(q, r, 50, metric=metric, device="cuda", shards=1)
     np.testing.assert_allclose(s_all, s_one, rtol=1e-4, atol=1e-4)
     assert np.mean(i_all == i_one) > 0.999  # GPU GEMM tiling may differ by an ulp per shard
+
+
+def test_pinned_gpu_device_is_checked():
+    x = np.eye(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="'cuda:x' is not supported"):
+        knn(x, x, 1, device="cuda:x")
+    if search._use_gpu("auto"):
+        pytest.skip("faiss sees a GPU here")
+    with pytest.raises(ValueError, match="faiss sees no GPU"):
+        knn(x, x, 1, device="cuda:0")
+
+
+@pytest.mark.gpu
+def test_pinned_gpu_equals_cpu():
+    import faiss
+
+    if faiss.get_num_gpus() == 0:
+        pytest.skip("faiss sees no GPU")
+    rng = np.random.default_rng(3)
+    q, r = rng.normal(size=(50, 16)).astype(np.float32), rng.normal(size=(500, 16)).astype(np.float32)
+    last = f"cuda:{faiss.get_num_gpus() - 1}"
+    np.testing.assert_array_equal(knn(q, r, 10, device=last)[1], knn(q, r, 10, device="cpu")[1])
+    with pytest.raises(ValueError, match="not sharded"):
+        knn(q, r, 10, device=last, shards=2)
