@@ -51,15 +51,19 @@ def check_precision(precision: str, device: torch.device) -> None:
                         "several times slower than fp32); use --precision bf16 or fp32 on the CPU")
 
 
-def prepare_data(config: ComparisonConfig) -> tuple[FaceData, FaceData, TestProtocol]:
-    """Train set, test set (disjoint identities) and the fixed protocol on the test set."""
+def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("cpu")
+                 ) -> tuple[FaceData, FaceData, TestProtocol]:
+    """Train set, test set (disjoint identities) and the fixed protocol on the test set.
+
+    Generated training images are rendered on ``device`` and stay there; the test set is on the CPU.
+    """
     d = config.data
-    full = datasets.load(d.train, size=d.size, seed=d.split_seed, stream=d.workers > 0)
+    full = datasets.load(d.train, size=d.size, seed=d.split_seed, stream=d.workers > 0, device=str(device))
     if d.test:
         train_set, test_set = full, datasets.load(d.test, size=d.size, seed=d.split_seed + 1)
     else:
         train_set, test_set = split_identities(full, test_fraction=d.test_fraction, seed=d.split_seed)
-    test_set = test_set.in_memory()  # every model embeds all of it
+    test_set = test_set.in_memory().to("cpu")  # every model embeds all of it
     return train_set, test_set, TestProtocol.build(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
 
 
@@ -96,7 +100,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     check_precision(config.train.precision, dev)
     rundir = RunDir(out, force=force, resume=resume)  # every rank checks before rank 0 creates anything
     ctx.barrier()
-    train_set, test_set, protocol = prepare_data(config)
+    train_set, test_set, protocol = prepare_data(config, dev)
     if ctx.is_main:
         rundir.create()
         np.save(rundir.path / "test_labels_sample.npy", protocol.labels[_projection_sample(protocol.labels)].numpy())

@@ -36,9 +36,10 @@ def _value(raw: str) -> int | float | bool | str:
     return raw
 
 
-def load(spec: str, *, size: int, seed: int = 0, stream: bool = False) -> FaceData:
+def load(spec: str, *, size: int, seed: int = 0, stream: bool = False, device: str = "cpu") -> FaceData:
     """Load the data named by ``spec`` at ``size`` x ``size`` pixels (file sources left on disk with
-    ``stream``; the generated ones are always in memory).
+    ``stream``; the generated ones are always in memory). ``synthfaces`` renders on ``device`` (unless
+    its spec names one) and its images stay there; file sources are read into host memory.
 
     Identities with one image are dropped (with a warning that counts them); fewer than two
     identities left is an error.
@@ -62,7 +63,7 @@ def load(spec: str, *, size: int, seed: int = 0, stream: bool = False) -> FaceDa
         from mlcompare.data import synthfaces
 
         try:
-            data = synthfaces.load(size=size, seed=seed, **parse_options(rest))
+            data = synthfaces.load(size=size, seed=seed, **({"device": device} | parse_options(rest)))
         except TypeError as err:  # an unknown knob
             raise UserError(f"synthfaces: {err}; see `mlcompare data --help` for the knobs") from err
     else:

@@ -52,6 +52,12 @@ class FaceData:
         images = self.images.take(index) if isinstance(self.images, StoredImages) else self.images[index]
         return FaceData(images, labels, identities, self.source, noisy)
 
+    def to(self, device: torch.device | str) -> "FaceData":
+        """The same data with in-memory images on ``device`` (labels stay on the CPU)."""
+        if not isinstance(self.images, torch.Tensor) or self.images.device == torch.device(device):
+            return self
+        return FaceData(self.images.to(device), self.labels, self.identities, self.source, self.noisy)
+
     def in_memory(self, *, progress: bool = True) -> "FaceData":
         """The same data with every image decoded into memory (itself when they already are)."""
         if isinstance(self.images, torch.Tensor):

@@ -155,3 +155,22 @@ def test_gpu_reduced_precision_training_tracks_fp32(precision: str) -> None:
         return [h["loss"] for h in train(model, loss, tiny_data(), cfg, seed=0, device=torch.device("cuda")).history]
 
     assert steps(precision)[0] == pytest.approx(steps("fp32")[0], rel=5e-2)
+
+
+@pytest.mark.gpu
+def test_synthfaces_train_set_lives_on_the_gpu_and_the_test_set_on_the_host(tiny):
+    from mlcompare import config
+    from mlcompare.runner import apply_overrides, prepare_data
+
+    cfg = apply_overrides(config.load(str(tiny)), data="synthfaces:identities=12,images_per_identity=4")
+    train_set, test_set, _ = prepare_data(cfg, torch.device("cuda"))
+    assert train_set.images.device.type == "cuda" and test_set.images.device.type == "cpu"
+
+
+def test_prepare_data_on_the_cpu_keeps_everything_on_the_cpu(tiny):
+    from mlcompare import config
+    from mlcompare.runner import apply_overrides, prepare_data
+
+    cfg = apply_overrides(config.load(str(tiny)), data="synthfaces:identities=12,images_per_identity=4")
+    train_set, test_set, _ = prepare_data(cfg, torch.device("cpu"))
+    assert train_set.images.device.type == test_set.images.device.type == "cpu"
