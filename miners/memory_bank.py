@@ -46,9 +46,12 @@ class MemoryBankMiner:
 
     Search: exact brute force (``faiss.knn``, the search behind ``IndexFlatL2``), over query
     chunks of ``query_chunk`` rows; on a GPU that faiss sees (``faiss.get_num_gpus() > 0``) and
-    ``use_gpu``, ``faiss.knn_gpu`` with memory limits of ``gpu_memory_limit`` bytes each for the
-    bank tiles and the queries. The bank lives in host memory (float32), so a GPU search copies
-    it to the device once per call. The candidate count ``k`` starts at ``negatives_per_anchor +
+    ``use_gpu``, faiss' GPU brute force (``bfKnn``). When the embeddings are CUDA tensors the bank
+    (float32) lives on their GPU and is searched there in place, through
+    ``faiss.contrib.torch_utils`` on torch's current stream: no host copy of the bank, only the
+    ``[Q, k]`` candidates come back to the host. With CPU embeddings the bank lives in host memory
+    and a GPU search copies it to the device once per call (``faiss.knn_gpu`` with memory limits of
+    ``gpu_memory_limit`` bytes each for the bank tiles and the queries). The candidate count ``k`` starts at ``negatives_per_anchor +
     extra_candidates`` and doubles for the anchors still short of valid (different-label, and
     for ``"semihard"`` farther than the positive) candidates until the bank is exhausted, so the
     result is exact; on a GPU ``k`` stops at faiss' limit of 2048, so an anchor whose 2048
@@ -96,7 +99,7 @@ class MemoryBankMiner:
         self.query_chunk = query_chunk
         self.use_gpu = bool(use_gpu)
         self.gpu_memory_limit = int(gpu_memory_limit)
-        self._bank = np.zeros((size, embedding_dim), dtype=np.float32)
+        self._bank = torch.zeros((size, embedding_dim), dtype=torch.float32)  # moves to the embeddings' GPU
         self._labels = np.zeros(size, dtype=np.int64)
         self._filled = 0
         self._next = 0
@@ -114,9 +117,15 @@ class MemoryBankMiner:
     def __len__(self) -> int:
         return self._filled
 
+    @property
+    def device(self) -> torch.device:
+        """Where the bank lives: the CPU, or the GPU of the embeddings when it is searched there."""
+        return self._bank.device
+
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The filled part of the bank, ``([N, D] float32, [N] int64)`` CPU tensors in slot order (shared memory)."""
-        return torch.from_numpy(self._bank[: self._filled]), torch.from_numpy(self._labels[: self._filled])
+        """The filled part of the bank, ``([N, D] float32 on :attr:`device`, [N] int64 CPU)`` in slot
+        order (views, not copies)."""
+        return self._bank[: self._filled], torch.from_numpy(self._labels[: self._filled])
 
     def reset(self) -> None:
         self._filled = 0
@@ -124,34 +133,45 @@ class MemoryBankMiner:
 
     def enqueue(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         """Write ``[B, D]`` embeddings (stored as given: normalise first if needed) into the ring buffer."""
-        x = embeddings.detach().to("cpu", torch.float32).numpy()
+        if embeddings.is_cuda and self.on_gpu and not self._bank.is_cuda:
+            self._bank = self._bank.to(embeddings.device)  # searched in place on that GPU from now on
+        x = embeddings.detach().to(self._bank.device, torch.float32)
         y = labels.detach().to("cpu", torch.int64).numpy()
         if len(x) > self.size:  # only the last `size` rows survive anyway
             x, y = x[-self.size:], y[-self.size:]
         slots = (self._next + np.arange(len(x))) % self.size
-        self._bank[slots] = x
+        self._bank[torch.from_numpy(slots).to(self._bank.device)] = x
         self._labels[slots] = y
         self._next = int((self._next + len(x)) % self.size)
         self._filled = min(self._filled + len(x), self.size)
 
-    def _knn(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact ``k`` nearest bank entries (squared L2, ascending), chunked over queries."""
+    def _knn(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact ``k`` nearest bank entries (squared L2, ascending), chunked over queries (float32
+        on the bank's device)."""
         base = self._bank[: self._filled]
         dists, slots = [], []
-        for start in range(0, len(queries), self.query_chunk):
-            chunk = np.ascontiguousarray(queries[start: start + self.query_chunk])
-            if self.on_gpu:
-                if self._gpu_resources is None:
-                    self._gpu_resources = faiss.StandardGpuResources()
-                d, i = gpu_knn_function()(self._gpu_resources, chunk, base, k,
-                                     vectorsMemoryLimit=self.gpu_memory_limit, queriesMemoryLimit=self.gpu_memory_limit)
+        for chunk in queries.split(self.query_chunk):
+            if base.is_cuda:
+                from faiss.contrib import torch_utils  # tensors in place, on torch's stream
+
+                d, i = torch_utils.torch_replacement_knn_gpu(self._resources(), chunk.contiguous(), base, k,
+                                                             device=base.device.index)
+                d, i = d.cpu().numpy(), i.cpu().numpy()
+            elif self.on_gpu:
+                d, i = gpu_knn_function()(self._resources(), np.ascontiguousarray(chunk.numpy()), base.numpy(), k,
+                                          vectorsMemoryLimit=self.gpu_memory_limit, queriesMemoryLimit=self.gpu_memory_limit)
             else:
-                d, i = faiss.knn(chunk, base, k)
+                d, i = faiss.knn(np.ascontiguousarray(chunk.numpy()), base.numpy(), k)
             dists.append(d)
             slots.append(i)
         return np.concatenate(dists), np.concatenate(slots)
 
-    def _search(self, queries: np.ndarray, query_labels: np.ndarray, min_sq_dist: np.ndarray) -> np.ndarray:
+    def _resources(self):
+        if self._gpu_resources is None:
+            self._gpu_resources = faiss.StandardGpuResources()
+        return self._gpu_resources
+
+    def _search(self, queries: torch.Tensor, query_labels: np.ndarray, min_sq_dist: np.ndarray) -> np.ndarray:
         """``[Q, n]`` bank slots (-1 where missing): per query, nearest different-label entries with ``d^2 > min_sq_dist``."""
         want = self.negatives_per_anchor
         result = np.full((len(queries), want), -1, dtype=np.int64)
@@ -160,7 +180,7 @@ class MemoryBankMiner:
         k_max = min(self._filled, _GPU_MAX_K) if self.on_gpu else self._filled
         while len(todo) and self._filled:
             k = min(k, k_max)
-            d, slots = self._knn(queries[todo], k)
+            d, slots = self._knn(queries[torch.from_numpy(todo).to(queries.device)], k)
             valid = (slots >= 0) & (self._labels[np.maximum(slots, 0)] != query_labels[todo, None])
             valid &= d > min_sq_dist[todo, None]
             # the first `want` valid candidates per row, in ascending distance
@@ -191,7 +211,7 @@ class MemoryBankMiner:
                 self.last_negative_slots = torch.empty(0, dtype=torch.int64)
                 empty = torch.empty(0, dtype=torch.int64, device=device)
                 return empty, empty.clone(), embeddings.new_empty((0, self.embedding_dim))
-            queries = x[anchors].to("cpu", torch.float32).numpy()
+            queries = x[anchors].to(self._bank.device, torch.float32)
             query_labels = labels[anchors].cpu().numpy().astype(np.int64)
             if self.rule == "semihard":
                 min_sq = (hardest_pos_dist[anchors] ** 2).cpu().numpy()
@@ -203,5 +223,5 @@ class MemoryBankMiner:
             rows_t = torch.from_numpy(rows).to(device)
             anchor = anchors[rows_t]
             self.last_negative_slots = chosen
-            negatives = torch.from_numpy(self._bank[chosen.numpy()]).to(device=device, dtype=embeddings.dtype)
+            negatives = self._bank[chosen.to(self._bank.device)].to(device=device, dtype=embeddings.dtype)
             return anchor, hardest_pos[anchor], negatives

@@ -87,8 +87,8 @@ def main() -> None:
     print(f"training step, memory bank        : {1000 * step_bank:.1f} ms ({1000 * (step_bank - step_bh):+.1f} ms)")
     print(f"mining share of the memory-bank step: {100 * mine_s / step_bank:.1f}% (miner call / step; target < 20%), "
           f"{100 * (step_bank - step_bh) / step_bank:.1f}% (extra step time / step)")
-    print(f"bank memory: {size * s['dim'] * 4 / 2**20:.0f} MiB float32 in host memory"
-          + ("; copied to the GPU on each search" if bank.on_gpu else ""))
+    # CUDA embeddings move the bank to their GPU on the first call: searched in place from then on.
+    print(f"bank memory: {size * s['dim'] * 4 / 2**20:.0f} MiB float32 on {bank.device}")
 
 
 if __name__ == "__main__":

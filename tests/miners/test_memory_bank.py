@@ -140,3 +140,39 @@ def test_gpu_search_matches_cpu_search() -> None:
         results.append(miner(emb, labels))
     for a, b in zip(results[0], results[1]):
         torch.testing.assert_close(a, b)
+
+
+def test_in_place_gpu_search_call_matches_faiss_torch_utils_signature() -> None:
+    """The in-place GPU branch cannot run here; check that its call binds to faiss' torch version."""
+    import inspect
+
+    from faiss.contrib import torch_utils
+
+    q = torch.zeros(2, 4)
+    inspect.signature(torch_utils.torch_replacement_knn_gpu).bind(None, q, q, 1, device=0)
+
+
+def test_cpu_embeddings_keep_the_bank_in_host_memory() -> None:
+    miner = MemoryBankMiner(size=100, embedding_dim=16)
+    miner(*random_batch(32, 16, 8, seed=1))
+    bank, labels = miner.bank()
+    assert miner.device.type == "cpu" and bank.shape == (32, 16) and labels.shape == (32,)
+
+
+@pytest.mark.gpu
+def test_cuda_embeddings_are_mined_against_a_bank_on_their_gpu() -> None:
+    import faiss
+
+    if faiss.get_num_gpus() == 0:
+        pytest.skip("faiss sees no GPU")
+    emb, labels = random_batch(64, 16, 8, seed=11)
+    host, device = (MemoryBankMiner(size=5000, embedding_dim=16, negatives_per_anchor=3) for _ in range(2))
+    for step in range(5):
+        batch = random_batch(1000, 16, 50, seed=100 + step)
+        host.enqueue(*batch)
+        device.enqueue(batch[0].cuda(), batch[1].cuda())
+    want = host(emb, labels)
+    got = device(emb.cuda(), labels.cuda())
+    assert device.device.type == "cuda" and got[2].is_cuda
+    for a, b in zip(want, got):
+        torch.testing.assert_close(a, b.cpu())
