@@ -239,6 +239,23 @@ class RecordIO:
         """The class of record ``key`` (``label`` or ``label[0]``), without decoding the image."""
         return self.read(key)[0].class_label
 
+    def labels(self) -> list[int]:
+        """The class of every image key, in ``image_keys`` order.
+
+        With identity records (insightface's layout) each gives the key range ``[first, end)`` of
+        one identity's images, so only one image header per identity is read, not every record
+        of a multi-gigabyte file; without them, or when the ranges do not tile the image keys,
+        every image record's header is read.
+        """
+        ranges = []
+        for key in self.identity_keys:
+            first, end = (int(v) for v in self.read(key)[0].label[:2])
+            ranges.append((first, end))
+        if ranges and sorted(ranges) == ranges and ranges[0][0] == 1 and ranges[-1][1] == len(self.image_keys) + 1 \
+                and all(a[1] == b[0] and a[0] < a[1] for a, b in zip(ranges, ranges[1:])):
+            return [c for first, end in ranges for c in [self.label(first)] * (end - first)]
+        return [self.label(k) for k in self.image_keys]
+
 
 def load(path: str, *, size: int, stream: bool = False) -> FaceData:
     """The images of the RecordIO pair at ``path``, classes renumbered ``0..C-1``.
@@ -253,7 +270,7 @@ def load(path: str, *, size: int, stream: bool = False) -> FaceData:
     if len(reader) == 0:
         raise UserError(f"{reader.rec_path} holds no image records")
     try:
-        raw = torch.tensor([reader.label(k) for k in reader.image_keys], dtype=torch.int64)
+        raw = torch.tensor(reader.labels(), dtype=torch.int64)
         images = StoredImages(reader, np.asarray(reader.image_keys, dtype=np.int64), size)
         if not stream:
             images = images.decode_all(desc=f"reading {reader.rec_path}")

@@ -187,3 +187,21 @@ def test_bad_inputs(tmp_path):
         write_recordio(tmp_path / "y", _images(3), [0, 1, 0])
     with pytest.raises(ValueError, match="images must be uint8"):
         write_recordio(tmp_path / "y", [np.zeros((3, 4, 4), dtype=np.float32)], [0])
+
+
+def test_labels_come_from_identity_records_reading_one_header_per_identity(tmp_path):
+    labels = [4, 4, 9, 9, 9, 2, 11]
+    write_recordio(tmp_path, _images(7), labels)
+    reader = RecordIO(tmp_path)
+    reads = []
+    original = reader.read
+    reader.read = lambda key: (reads.append(key), original(key))[1]
+    assert reader.labels() == labels
+    # 4 identity records + the first image of each of the 4 identities, not all 7 images
+    assert sorted(reads) == sorted([8, 9, 10, 11, 1, 3, 6, 7])
+
+
+def test_labels_without_identity_records_read_every_header(tmp_path):
+    bodies = [(k, pack(IRHeader(0, float(c), k, 0), b"")) for k, c in enumerate([5, 5, 1], 1)]
+    write_records(tmp_path / "train.rec", tmp_path / "train.idx", bodies)
+    assert RecordIO(tmp_path).labels() == [5, 5, 1]
