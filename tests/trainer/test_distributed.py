@@ -198,3 +198,30 @@ def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync):
         assert max(diffs) < 1e-5, max(diffs)
     else:
         assert max(diffs) > 1e-3, max(diffs)
+
+
+def test_two_nodes_through_torchruns_own_flags(tiny, tmp_path):
+    """Two torchrun launchers, one per "node" (here both on localhost), as the README's two-node
+    command: one run of world size 2, written by rank 0 only."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+                        "OMP_NUM_THREADS": "1"}
+    port = free_port()
+
+    def node(rank: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+             "-m", "mlcompare", "run", str(tiny), "--out", str(tmp_path / f"node{rank}" / "run"), "--steps", "3",
+             "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    nodes = [node(0), node(1)]
+    logs = [p.communicate(timeout=300)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], logs
+    assert json.loads((tmp_path / "node0" / "run" / "config.json").read_text())["world_size"] == 2
+    assert (pd.read_csv(tmp_path / "node0" / "run" / "results.csv").status == "ok").all()
+    assert not (tmp_path / "node1").exists()
