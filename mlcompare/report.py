@@ -342,7 +342,8 @@ def _setup_lines(config: dict) -> list[str]:
         f"Fair by construction: every method trains the same backbone (ResNet, widths {b.get('widths')}, blocks {b.get('blocks')}, "
         f"{b.get('embedding_dim')}-d embedding) from the same initial weights per seed, on the same P x K batches "
         f"(P={t.get('p')}, K={t.get('k')}), with {t.get('optimizer')} lr {t.get('lr')} (warm-up {t.get('warmup_steps')} steps + cosine) "
-        f"for {t.get('steps')} steps, {config.get('seeds')} seed(s), on {config.get('device')} in {t.get('precision', 'fp32')}.",
+        f"for {t.get('steps')} steps, {config.get('seeds')} seed(s), on {config.get('device')} in {t.get('precision', 'fp32')}"
+        + (f", {config['world_size']} torchrun processes." if config.get("world_size", 1) > 1 else "."),
     ]
 
 

@@ -4,7 +4,7 @@ Under DDP each rank normalises with its own share of the P x K batch unless Batc
 synchronised; then a distributed step is not the single-process step on the same global batch,
 and a comparison's result would depend on the number of processes. On GPUs torch's
 ``nn.SyncBatchNorm`` (fused NCCL kernels) does the job; it refuses CPU tensors, so on CPUs (gloo)
-:class:`GlobalBatchNorm` computes the same statistics with two differentiable all-reduces.
+:class:`GlobalBatchNorm` computes the same statistics with one differentiable all-reduce.
 """
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         \\sigma^2 = \\frac{1}{M} \\sum_{r, i} (x_{r i} - \\mu)^2, \\quad
         y = \\gamma \\frac{x - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}} + \\beta
 
-    with M the number of values per channel over all ranks. The variance is taken about the
-    global mean (a second all-reduce) rather than as E[x^2] - E[x]^2, which cancels badly; both
-    all-reduces pass gradients back to every rank, so backward is that of one big batch. The
-    running variance is unbiased (M / (M - 1)), as in ``nn.BatchNorm``. Outside training, or
-    without a process group, it is plain BatchNorm.
+    with M the number of values per channel over all ranks. One all-reduce carries, per channel,
+    each rank's sum and its sum of squares about the global origin, built from the rank's own mean
+    and squared deviations (float32, accurate) and added up in float64, so that
+    E[x^2] - E[x]^2 does not cancel; its backward is one all-reduce too, so every rank's gradient
+    is that of one big batch. The running variance is unbiased (M / (M - 1)), as in
+    ``nn.BatchNorm``. Outside training, or without a process group, it is plain BatchNorm.
     """
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
@@ -37,20 +38,24 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
-        xf = x.float()
-        local = torch.cat([xf.sum(dims), xf.new_tensor([xf.numel() / xf.shape[1]])])
-        total = _AllReduceSum.apply(local)
-        count = total[-1]
-        mean = total[:-1] / count
         shape = [1, -1, *([1] * (x.dim() - 2))]
+        xf = x.float()
+        n = xf.numel() / xf.shape[1]
+        local_mean = xf.mean(dims)
+        local_m2 = (xf - local_mean.view(shape)).pow(2).sum(dims)
+        mean_64 = local_mean.double()
+        total = _AllReduceSum.apply(torch.cat([n * mean_64, local_m2.double() + n * mean_64 * mean_64, mean_64.new_tensor([n])]))
+        channels, count = xf.shape[1], total[-1]
+        mean_64 = total[:channels] / count
+        mean = mean_64.float()
+        var = (total[channels:2 * channels] / count - mean_64 * mean_64).clamp_min(0).float()
         centred = xf - mean.view(shape)
-        var = _AllReduceSum.apply((centred * centred).sum(dims)) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                self.running_mean.lerp_(mean.detach(), momentum)
-                self.running_var.lerp_(var.detach() * count / max(float(count) - 1.0, 1.0), momentum)
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_((var * (count / (count - 1).clamp_min(1))).float(), momentum)
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)

@@ -91,7 +91,7 @@ def test_two_processes_run_a_comparison_and_rank0_writes_it(tiny, tmp_path):
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     state = torch.load(out / "checkpoints" / "softmax-s0.pt", weights_only=False)
     assert state["step"] == 4 and len(state["rng_ranks"]) == 2
-    assert (out / "report.html").exists()
+    assert (out / "report.html").exists() and "2 torchrun processes" in (out / "report.md").read_text()
 
 
 def test_partial_fc_trains_sharded_over_two_processes_and_checkpoints_each_shard(tiny, tmp_path):
@@ -126,9 +126,12 @@ def _batchnorm_worker(rank: int, world: int, port: int, x: torch.Tensor, out: di
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("shape", [(12, 5), (8, 3, 4, 4)])
-def test_global_batchnorm_over_two_ranks_equals_batchnorm_on_the_whole_batch(shape):
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 3 + 1
+# Mean 1000 x std: float32 inputs carry 6e-5 of rounding there (hence atol 1e-3), while E[x^2] - E[x]^2
+# in float32 would be off by ~3% of the variance.
+@pytest.mark.parametrize("shape, scale, offset, atol", [((12, 5), 3.0, 1.0, 1e-5), ((8, 3, 4, 4), 3.0, 1.0, 1e-5),
+                                                         ((16, 4), 1.0, 1000.0, 1e-3)])
+def test_global_batchnorm_over_two_ranks_equals_batchnorm_on_the_whole_batch(shape, scale, offset, atol):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * scale + offset
     torch.manual_seed(0)
     ref = torch.nn.BatchNorm1d(shape[1]) if len(shape) == 2 else torch.nn.BatchNorm2d(shape[1])
     with torch.no_grad():
@@ -142,12 +145,12 @@ def test_global_batchnorm_over_two_ranks_equals_batchnorm_on_the_whole_batch(sha
     (y * w).sum().backward()
     out = mp.Manager().dict()
     mp.spawn(_batchnorm_worker, args=(2, free_port(), x, out), nprocs=2, join=True)
-    torch.testing.assert_close(torch.cat([out[0]["y"], out[1]["y"]]), y.detach(), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.cat([out[0]["grad"], out[1]["grad"]]), whole.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.cat([out[0]["y"], out[1]["y"]]), y.detach(), rtol=1e-5, atol=atol)
+    torch.testing.assert_close(torch.cat([out[0]["grad"], out[1]["grad"]]), whole.grad, rtol=1e-4, atol=10 * atol)
     for got, want in zip(out[0]["params"], [ref.weight.grad, ref.bias.grad]):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=10 * atol)
     torch.testing.assert_close(out[0]["running"][0], ref.running_mean)
-    torch.testing.assert_close(out[1]["running"][1], ref.running_var)
+    torch.testing.assert_close(out[1]["running"][1], ref.running_var, rtol=atol, atol=1e-5)
 
 
 def _train_step_worker(rank: int, world: int, port: int, loss_name: str, data, cfg, out: dict) -> None:
