@@ -188,10 +188,11 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
                              workers=workers, pin_memory=device.type == "cuda")
     for step, images in zip(range(start, cfg.steps), batches):
         index = sampler.batch(step)[local]  # this rank's identities of the global batch
+        images = images.to(device, non_blocking=True)  # before flipping: a pinned batch is copied asynchronously
         if cfg.flip:  # drawn for the global batch, so that the ranks' shares make the single-process batch
             flip = torch.rand(sampler.batch_size, generator=flip_gen.manual_seed(seed * 1_000_003 + step))[local] < 0.5
-            images = torch.where(flip[:, None, None, None].to(images.device), images.flip(-1), images)
-        x = to_input(images.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
+            images = torch.where(flip[:, None, None, None].to(device), images.flip(-1), images)
+        x = to_input(images).contiguous(memory_format=torch.channels_last)
         y = data.labels[index].to(device, non_blocking=True)
         loss.set_progress(step, cfg.steps)
         with autocast(device, cfg.precision):
