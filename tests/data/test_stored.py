@@ -91,3 +91,15 @@ def test_negative_workers_is_one_clear_line(tiny, capsys):
     assert main(["run", str(tiny), "--workers", "-1", "--no-progress"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--workers must be >= 0" in err[0]
+
+
+@pytest.mark.gpu
+def test_batches_from_disk_come_pinned_and_train_on_the_gpu(digits_rec, tiny, tmp_path):
+    folder, digits = digits_rec
+    stored = datasets.load(f"recordio:{folder}", size=16, stream=True)
+    batch = next(loaded_batches(stored.images, lambda step: torch.arange(12), 0, 1, workers=1, pin_memory=True))
+    assert batch.is_pinned() and torch.equal(batch, digits.images[:12])
+    out = tmp_path / "run"
+    assert main(["run", str(tiny), "--out", str(out), "--no-progress", "--steps", "3", "--device", "cuda",
+                 "--data", f"recordio:{folder}", "--workers", "1"]) == 0
+    assert (pd.read_csv(out / "results.csv").status == "ok").all()
