@@ -5,6 +5,7 @@ import dataclasses
 import inspect
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,9 @@ def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("
         train_set, test_set = full, datasets.load(d.test, size=d.size, seed=d.split_seed + 1)
     else:
         train_set, test_set = split_identities(full, test_fraction=d.test_fraction, seed=d.split_seed)
+    if d.workers and isinstance(train_set.images, torch.Tensor):
+        warnings.warn(f"workers = {d.workers} applies to imagefolder: and recordio: training sets; "
+                      f"{d.train.partition(':')[0]} is held in memory, so no worker processes are started", stacklevel=2)
     test_set = test_set.in_memory().to("cpu")  # every model embeds all of it
     return train_set, test_set, TestProtocol.build(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
 

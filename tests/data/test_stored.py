@@ -103,3 +103,8 @@ def test_batches_from_disk_come_pinned_and_train_on_the_gpu(digits_rec, tiny, tm
     assert main(["run", str(tiny), "--out", str(out), "--no-progress", "--steps", "3", "--device", "cuda",
                  "--data", f"recordio:{folder}", "--workers", "1"]) == 0
     assert (pd.read_csv(out / "results.csv").status == "ok").all()
+
+
+def test_workers_with_a_source_held_in_memory_warns(tiny, tmp_path):
+    with pytest.warns(UserWarning, match="digits is held in memory, so no worker processes are started"):
+        assert main(["run", str(tiny), "--out", str(tmp_path / "run"), "--no-progress", "--steps", "2", "--workers", "2"]) == 0
