@@ -83,11 +83,20 @@ def _run_worker(rank: int, world: int, port: int, toml: str, run_dir: str) -> No
 
 
 def test_two_processes_run_a_comparison_and_rank0_writes_it(tiny, tmp_path):
+    """Two processes write one run directory, and score as one process does: same batches, global
+    BatchNorm, gathered mining, evaluation split over the ranks. (SGD: see the single-step test on AdamW.)"""
+    tiny.write_text(tiny.read_text().replace("[train]\n", '[train]\noptimizer = "sgd"\nlr = 0.05\n'))
     out = tmp_path / "run"
     mp.spawn(_run_worker, args=(2, free_port(), str(tiny), str(out)), nprocs=2, join=True)
     results = pd.read_csv(out / "results.csv")
     assert results.method.tolist() == ["raw pixels", "softmax", "triplet-bh"]
     assert (results.status == "ok").all() and results.accuracy.between(0, 1).all()
+    from mlcompare.cli import main
+
+    assert main(["run", str(tiny), "--out", str(tmp_path / "single"), "--no-progress", "--steps", "4"]) == 0
+    single = pd.read_csv(tmp_path / "single" / "results.csv")
+    metrics = ["accuracy", "auc", "eer", "rank_1", "map_at_r", "precision_at_1"]
+    assert (results[metrics] - single[metrics]).abs().max().max() < 1e-3
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     state = torch.load(out / "checkpoints" / "softmax-s0.pt", weights_only=False)
     assert state["step"] == 4 and len(state["rng_ranks"]) == 2
