@@ -186,8 +186,7 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     tic = time.perf_counter()
     batches = loaded_batches(data.images, lambda step: sampler.batch(step)[local], start, cfg.steps,
                              workers=workers, pin_memory=device.type == "cuda")
-    for step, images in zip(range(start, cfg.steps), batches):
-        index = sampler.batch(step)[local]  # this rank's identities of the global batch
+    for step, (index, images) in zip(range(start, cfg.steps), batches):  # index: this rank's share of the batch
         images = images.to(device, non_blocking=True)  # before flipping: a pinned batch is copied asynchronously
         if cfg.flip:  # drawn for the global batch, so that the ranks' shares make the single-process batch
             flip = torch.rand(sampler.batch_size, generator=flip_gen.manual_seed(seed * 1_000_003 + step))[local] < 0.5

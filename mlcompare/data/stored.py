@@ -8,7 +8,7 @@ once: every model embeds all of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -69,14 +69,14 @@ class _Decoded(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
+        return i, self.images[i]
 
 
 class _Batches:
     """The trainer's batch index for each step ``start .. stop - 1``, computed in the main process."""
 
-    def __init__(self, batch_of_step, start: int, stop: int) -> None:
+    def __init__(self, batch_of_step: Callable[[int], torch.Tensor], start: int, stop: int) -> None:
         self.batch_of_step, self.start, self.stop = batch_of_step, start, stop
 
     def __len__(self) -> int:
@@ -86,16 +86,16 @@ class _Batches:
         return (self.batch_of_step(step).tolist() for step in range(self.start, self.stop))
 
 
-def loaded_batches(images: torch.Tensor | StoredImages, batch_of_step, start: int, stop: int, *,
-                   workers: int = 0, pin_memory: bool = False) -> Iterator[torch.Tensor]:
-    """The images of ``batch_of_step(step)`` (an index tensor) for each step ``start .. stop - 1``.
+def loaded_batches(images: torch.Tensor | StoredImages, batch_of_step: Callable[[int], torch.Tensor], start: int,
+                   stop: int, *, workers: int = 0, pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(index, images[index])`` with ``index = batch_of_step(step)`` for each step ``start .. stop - 1``.
 
     In-memory images are indexed directly. :class:`StoredImages` are decoded by ``workers``
     DataLoader processes (in this process with 0), a few steps ahead, into pinned memory
     with ``pin_memory``, so that a GPU step does not wait for the disk or the JPEG decoder.
     """
     if isinstance(images, torch.Tensor):
-        return (images[batch_of_step(step)] for step in range(start, stop))
+        return ((index, images[index]) for index in map(batch_of_step, range(start, stop)))
     loader = torch.utils.data.DataLoader(
         _Decoded(images), batch_sampler=_Batches(batch_of_step, start, stop), num_workers=workers,
         pin_memory=pin_memory, prefetch_factor=4 if workers else None)

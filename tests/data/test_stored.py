@@ -57,8 +57,9 @@ def test_loaded_batches_from_disk_equal_indexing_memory(digits_rec, workers):
     got = list(loaded_batches(stored.images, batch_of, 3, 7, workers=workers))
     want = list(loaded_batches(digits.images, batch_of, 3, 7))
     assert len(got) == len(want) == 4
-    for a, b in zip(got, want):
-        assert torch.equal(a, b)
+    for step, ((index, images), (want_index, want_images)) in enumerate(zip(got, want), 3):
+        assert torch.equal(index, batch_of(step)) and torch.equal(want_index, batch_of(step))
+        assert torch.equal(images, want_images) and torch.equal(images, digits.images[batch_of(step)])
 
 
 def _trained(data, workers: int) -> dict[str, torch.Tensor]:
@@ -97,7 +98,7 @@ def test_negative_workers_is_one_clear_line(tiny, capsys):
 def test_batches_from_disk_come_pinned_and_train_on_the_gpu(digits_rec, tiny, tmp_path):
     folder, digits = digits_rec
     stored = datasets.load(f"recordio:{folder}", size=16, stream=True)
-    batch = next(loaded_batches(stored.images, lambda step: torch.arange(12), 0, 1, workers=1, pin_memory=True))
+    _, batch = next(loaded_batches(stored.images, lambda step: torch.arange(12), 0, 1, workers=1, pin_memory=True))
     assert batch.is_pinned() and torch.equal(batch, digits.images[:12])
     out = tmp_path / "run"
     assert main(["run", str(tiny), "--out", str(out), "--no-progress", "--steps", "3", "--device", "cuda",
