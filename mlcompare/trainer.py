@@ -215,7 +215,7 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         last = step + 1 == cfg.steps
         validate_now = cfg.eval_every > 0 and ((step + 1) % cfg.eval_every == 0 or last)
         if step % cfg.log_every == 0 or last or validate_now:
-            # The only host-device sync, on logged steps.
+            # The trainer reads the loss (a host-device sync) on logged steps only.
             current = _global_loss(float(value.detach()), ctx, device, local=not gathered)
             if not math.isfinite(current):
                 raise TrainingDiverged(f"loss became {current} at step {step}; lower the learning rate or the loss's scale")
