@@ -51,8 +51,8 @@ class MemoryBankMiner:
     ``faiss.contrib.torch_utils`` on torch's current stream: no host copy of the bank, only the
     ``[Q, k]`` candidates come back to the host. With CPU embeddings the bank lives in host memory
     and a GPU search copies it to the device once per call (``faiss.knn_gpu`` with memory limits of
-    ``gpu_memory_limit`` bytes each for the bank tiles and the queries). The candidate count ``k`` starts at ``negatives_per_anchor +
-    extra_candidates`` and doubles for the anchors still short of valid (different-label, and
+    ``gpu_memory_limit`` bytes each for the bank tiles and the queries). The candidate count ``k``
+    starts at ``negatives_per_anchor + extra_candidates`` and doubles for the anchors still short of valid (different-label, and
     for ``"semihard"`` farther than the positive) candidates until the bank is exhausted, so the
     result is exact; on a GPU ``k`` stops at faiss' limit of 2048, so an anchor whose 2048
     nearest entries are all invalid gets fewer negatives there.
