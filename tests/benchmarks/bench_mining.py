@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run as a script from anywhere
 import miners  # noqa: E402
-from bench_train import CPU, GPU, make_data, make_model, sync  # noqa: E402
+from bench_train import CPU, GPU, best_time, make_data, make_model, sync  # noqa: E402
 from mlcompare import losses  # noqa: E402
 from mlcompare.config import TrainConfig  # noqa: E402
 from mlcompare.trainer import train  # noqa: E402
@@ -34,16 +33,6 @@ def filled_bank(size: int, dim: int, classes: int, seed: int = 0) -> miners.Memo
         x = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
         bank.enqueue(x, torch.randint(0, classes, (n,), generator=g))
     return bank
-
-
-def best(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -68,7 +57,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(1)
     emb = torch.randn(batch, s["dim"], generator=g).to(device)
     labels = torch.arange(s["p"]).repeat_interleave(s["k"]).to(device)
-    mine_s = best(lambda: (bank(emb, labels), sync(device)), args.repeats)
+    mine_s = best_time(lambda: (bank(emb, labels), sync(device)), args.repeats)
     print(f"miner call ({'faiss GPU' if bank.on_gpu else 'faiss CPU'} search): {1000 * mine_s:.1f} ms")
 
     cfg = TrainConfig(steps=args.steps, p=s["p"], k=s["k"], warmup_steps=1, log_every=10**9, checkpoint_every=10**9,
@@ -79,7 +68,7 @@ def main() -> None:
             loss = losses.get("triplet", num_classes=s["classes"], embedding_dim=s["dim"], miner=miner_factory())
             train(make_model(s), loss, data, cfg, seed=0, device=device)
             sync(device)
-        return best(run, args.repeats) / args.steps
+        return best_time(run, args.repeats) / args.steps
 
     step_bh = step_time(lambda: miners.get("batch_hard"))
     step_bank = step_time(lambda: bank)
