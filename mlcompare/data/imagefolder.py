@@ -1,4 +1,13 @@
-"""``imagefolder:PATH``: one sub-folder per identity, images read with Pillow."""
+"""``imagefolder:PATH``: one sub-folder per identity; every file Pillow recognises is an image.
+
+The layout is ``PATH/<identity>/<image>``: identities are the immediate sub-folders of PATH, their
+images the files directly inside them. Nested layouts (``alphabet/character/``) are not flattened;
+PATH must be the level whose sub-folders are the identities. Whatever the layout rule leaves out is
+skipped with one warning per kind, never silently, since a wrong layout otherwise shows up only as
+a smaller data set: files at the root, folders nested in an identity, files Pillow does not
+recognise, and identity folders left with no image. Hidden names (``.DS_Store``,
+``.ipynb_checkpoints``) are skipped without a word: tools put them there, not the user.
+"""
 from __future__ import annotations
 
 import warnings
@@ -12,17 +21,59 @@ from mlcompare.data.facedata import FaceData
 from mlcompare.data.stored import StoredImages
 from mlcompare.errors import UserError
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
+# Pillow's 16-bit grey modes, and "I" (32-bit), which is how some PNG and TIFF readers hand 16-bit grey over.
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+# Believed without opening the file: the formats face sets ship in. Not all of Pillow's registered
+# suffixes, which include stubs it cannot decode (.h5, .grib) and video (.mpg); those are probed.
+TRUSTED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def _unreadable(path: Path, err: OSError) -> UserError:
+    return UserError(f"cannot read image {path}: {err.__class__.__name__}; remove or replace the file")
+
+
+def is_image(path: Path) -> bool:
+    """Whether Pillow recognises ``path`` as an image.
+
+    A suffix in :data:`TRUSTED_SUFFIXES` is believed without opening the file, so that a folder of
+    a million JPEGs is listed without a million opens; a file whose suffix claims an image but is
+    broken then fails, named, when read. Any other file (no suffix, Yale's ``subject01.happy``) is identified by its
+    header: ``Image.open`` reads only that, nothing is decoded.
+    """
+    if path.suffix.lower() in TRUSTED_SUFFIXES:
+        return True
+    try:
+        with Image.open(path):
+            return True
+    except UnidentifiedImageError:
+        return False
+    except OSError as err:
+        raise _unreadable(path, err) from err
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB; grey is repeated to three channels.
+
+    16-bit grey is scaled by 1/257 (65535 -> 255, rounded): Pillow's own ``convert`` clips it at
+    255, which turns almost every pixel white. 16-bit RGB PNGs need nothing here: Pillow already
+    opens them as 8-bit ``RGB``, keeping the high byte.
+    """
+    if img.mode in SIXTEEN_BIT_MODES:
+        wide = np.asarray(img).astype(np.int64).clip(0, 65535)
+        # 257 is odd, so v / 257 is never exactly half-way and rounding has no ties to break.
+        img = Image.fromarray(np.rint(wide / 257).astype(np.uint8))
+    return img.convert("RGB")
 
 
 def read_image(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 ``[3, size, size]``: grey repeated to RGB, resized (bilinear)."""
+    """One image as uint8 ``[3, size, size]``: converted by :func:`to_rgb`, resized (bilinear)."""
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+            img = to_rgb(img).resize((size, size), Image.BILINEAR)
             return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
     except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"cannot read image {path}: {err.__class__.__name__}; remove or replace the file") from err
+        raise _unreadable(path, err) from err
 
 
 class ImageFiles:
@@ -35,6 +86,17 @@ class ImageFiles:
         return torch.from_numpy(read_image(self.paths[key], size))
 
 
+def _visible(folder: Path) -> list[Path]:
+    """``folder``'s entries, sorted, without dot-names: those are tools' (``.DS_Store``), skipped silently."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _warn_skipped(source: str, paths: list[Path], what: str) -> None:
+    """One warning for a whole kind of skipped entry: ``what`` with ``{n}`` for the count, then an example."""
+    if paths:  # stacklevel 3: point at load's caller, as drop_singletons does
+        warnings.warn(f"{source}: {what.format(n=len(paths))}, e.g. {paths[0]}", stacklevel=3)
+
+
 def load(path: str, *, size: int, stream: bool = False) -> FaceData:
     """Read ``path/<identity>/<image>``; identities are the sub-folder names, sorted.
 
@@ -43,22 +105,44 @@ def load(path: str, *, size: int, stream: bool = False) -> FaceData:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise UserError(f"image folder '{path}' does not exist; give a folder with one sub-folder per identity")
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    at_root: list[Path] = []
+    nested: list[Path] = []
+    non_images: list[Path] = []
+    empty: list[Path] = []
     identities: list[str] = []
     files: list[Path] = []
     labels: list[int] = []
-    for folder in folders:
-        found = sorted(f for f in folder.iterdir() if f.suffix.lower() in EXTENSIONS)
+    for entry in _visible(root):
+        if not entry.is_dir():
+            at_root.append(entry)
+            continue
+        found: list[Path] = []
+        for f in _visible(entry):
+            if f.is_dir():
+                nested.append(f)
+            elif is_image(f):
+                found.append(f)
+            else:
+                non_images.append(f)
         if not found:
+            empty.append(entry)
             continue
         labels += [len(identities)] * len(found)
-        identities.append(folder.name)
+        identities.append(entry.name)
         files += found
+    source = f"imagefolder:{path}"
+    _warn_skipped(source, at_root, "skipped {n} file(s) at the root (images are read from PATH/<identity>/)")
+    _warn_skipped(source, nested, "skipped {n} folder(s) nested in identity folders (not flattened: "
+                                  "identities are PATH's immediate sub-folders)")
+    _warn_skipped(source, non_images, "skipped {n} file(s) that Pillow does not recognise as images")
+    _warn_skipped(source, empty, "dropped {n} identity folder(s) with no readable images")
     if not files:
-        raise UserError(f"image folder '{path}' holds no images in sub-folders; expected PATH/<identity>/<image>.png|jpg|pgm")
+        hint = (f"; its sub-folders hold folders such as {nested[0]}: point PATH at the level whose sub-folders are "
+                "the identities") if nested else ""
+        raise UserError(f"image folder '{path}' holds no images in sub-folders; expected PATH/<identity>/<image>{hint}")
     images = StoredImages(ImageFiles(files), np.arange(len(files)), size)
     return FaceData(images if stream else images.decode_all(desc=f"reading {path}"), torch.tensor(labels),
-                    identities, f"imagefolder:{path}")
+                    identities, source)
 
 
 def drop_singletons(data: FaceData) -> FaceData:
