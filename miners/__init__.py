@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 
+from miners._validation import NonFiniteEmbeddings
 from miners.base import Miner
 from miners.batch_all import BatchAllMiner
 from miners.batch_hard import BatchHardMiner
@@ -43,6 +44,6 @@ def get(name: str, **params) -> Miner | MemoryBankMiner:
 
 
 __all__ = [
-    "Miner", "REGISTRY", "get", "BatchHardMiner", "SemiHardMiner", "BatchAllMiner", "PairMiner",
+    "Miner", "NonFiniteEmbeddings", "REGISTRY", "get", "BatchHardMiner", "SemiHardMiner", "BatchAllMiner", "PairMiner",
     "RandomTripletMiner", "DistanceWeightedMiner", "MemoryBankMiner",
 ]

@@ -4,6 +4,10 @@ from __future__ import annotations
 import torch
 
 
+class NonFiniteEmbeddings(ValueError):
+    """The embeddings hold NaN or inf: the model diverged (a trainer marks the run failed on this)."""
+
+
 def check_embeddings_and_labels(embeddings: torch.Tensor, labels: torch.Tensor) -> None:
     """Raise ``ValueError`` unless ``embeddings`` is finite float ``[B, D]`` and ``labels`` integer ``[B]``."""
     if not isinstance(embeddings, torch.Tensor):
@@ -25,7 +29,7 @@ def check_embeddings_and_labels(embeddings: torch.Tensor, labels: torch.Tensor) 
     if labels.device != embeddings.device:
         raise ValueError(f"labels are on {labels.device} but embeddings on {embeddings.device}; put both on one device")
     if not bool(torch.isfinite(embeddings).all()):
-        raise ValueError("embeddings contain NaN or infinite values; check the model output")
+        raise NonFiniteEmbeddings("embeddings contain NaN or infinite values; check the model output")
 
 
 def check_positive(name: str, value: float) -> None:

@@ -23,6 +23,8 @@ class BatchAllMiner(Miner):
     and, within a pair, by increasing ``d_an``. Never builds a ``B^3`` mask.
     """
 
+    shown_params = ('margin',)
+
     def __init__(self, *, margin: float = 0.2, only_nonzero: bool = False, normalize: bool = True) -> None:
         super().__init__(normalize=normalize)
         check_non_negative("margin", margin)

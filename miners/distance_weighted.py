@@ -48,7 +48,6 @@ class DistanceWeightedMiner(Miner):
         self.cutoff = float(cutoff)
         self.nonzero_loss_cutoff = float(nonzero_loss_cutoff)
         self.seed = seed
-        self._generator: torch.Generator | None = None
 
     def negative_probabilities(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[B, B]``: row ``a`` is the sampling distribution over negatives of anchor ``a`` (zero rows: none)."""

@@ -5,6 +5,8 @@ Learning"): in-batch miners see ``B`` candidates per anchor, this one sees the l
 """
 from __future__ import annotations
 
+from typing import Any
+
 import faiss
 import numpy as np
 import torch
@@ -69,6 +71,9 @@ class MemoryBankMiner:
         gpu_memory_limit: bytes for ``vectorsMemoryLimit`` and ``queriesMemoryLimit`` (0: faiss decides).
     """
 
+    keeps_embeddings = True  # stores embeddings: the registry layer passes the method's embedding_dim
+    shown_params = ('size', 'rule')
+
     def __init__(
         self,
         *,
@@ -126,6 +131,22 @@ class MemoryBankMiner:
         """The filled part of the bank, ``([N, D] float32 on :attr:`device`, [N] int64 CPU)`` in slot
         order (views, not copies)."""
         return self._bank[: self._filled], torch.from_numpy(self._labels[: self._filled])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The bank's contents and write position (tensors and ints: ``torch.load(weights_only=True)``)."""
+        return {"bank": self._bank[: self._filled].cpu().clone(), "labels": torch.from_numpy(self._labels[: self._filled].copy()),
+                "filled": self._filled, "next": self._next}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        filled = int(state["filled"])
+        if filled > self.size or state["bank"].shape[1:] != self._bank.shape[1:]:
+            raise ValueError(f"memory bank state of {filled} x {tuple(state['bank'].shape[1:])} does not fit a bank "
+                             f"of {self.size} x {self.embedding_dim}")
+        self._bank.zero_()
+        self._bank[:filled] = state["bank"].to(self._bank.device, torch.float32)
+        self._labels[:] = 0
+        self._labels[:filled] = state["labels"].cpu().numpy()
+        self._filled, self._next = filled, int(state["next"])
 
     def reset(self) -> None:
         self._filled = 0

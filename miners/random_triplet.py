@@ -22,7 +22,6 @@ class RandomTripletMiner(Miner):
     def __init__(self, *, seed: int | None = None, normalize: bool = True) -> None:
         super().__init__(normalize=normalize)
         self.seed = seed
-        self._generator: torch.Generator | None = None
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pos_mask, neg_mask = same_label_masks(labels)

@@ -33,6 +33,8 @@ class SemiHardMiner(Miner):
     ``B^3`` candidate triplets (negatives are sorted per anchor and found by binary search).
     """
 
+    shown_params = ('margin', 'selection')
+
     def __init__(
         self,
         *,

@@ -18,7 +18,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the named comparisons, one line each")
     sub.add_parser("doctor", help="torch, CUDA and faiss versions, which faiss build (cpu/gpu), and whether they see GPUs")
 
-    run = sub.add_parser("run", help="train and evaluate every method of a comparison, then write the report")
+    run = sub.add_parser("run", help="train and evaluate every method of a comparison, then write the report",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="examples:\n"
+                                "  mlcompare run quick --set train.p=8 --set train.lr=1e-3 --set seeds=2\n"
+                                "  mlcompare run quick --set data.train=digits --set backbone.widths=[8,16] --set backbone.blocks=[1,1]\n"
+                                "  mlcompare run batch-size --set sweep.values=[4,8] --set methods.arcface.params.m=0.3")
     run.add_argument("comparison", help="a named comparison (see `mlcompare list`) or a FILE.toml")
     run.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
     run.add_argument("--data", help="training data instead of the comparison's: synthfaces[:KEY=VALUE,...], imagefolder:PATH, recordio:DIR, digits")
@@ -37,10 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an existing run directory (only once the new run is complete)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                     help="set any comparison key by its dotted path (train.lr=1e-3, seeds=2, methods.NAME.params.m=0.3), "
+                          "checked like the file; VALUE is read as TOML (a bare word is a string); repeatable; "
+                          "the options above win over it")
 
     rep = sub.add_parser("report", help="re-render the report of a run directory from its saved results (no training)")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--out", type=Path, help="write the report here instead of into RUN_DIR (e.g. reports/NAME)")
+    rep.add_argument("--force", action="store_true",
+                     help="replace an existing report even when the run lacks rows its config lists (an unfinished run)")
 
     ev = sub.add_parser("eval", help="score a trained model on a benchmark, without training")
     ev.add_argument("--checkpoint", type=Path, required=True, metavar="RUN_DIR/METHOD",
@@ -79,11 +90,13 @@ def _list() -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from mlcompare import config, runner
+    from mlcompare import config
 
-    cfg = runner.apply_overrides(config.load(args.comparison), data=args.data, test_data=args.test_data,
+    cfg = config.apply_overrides(config.load(args.comparison, sets=args.sets), data=args.data, test_data=args.test_data,
                                  seeds=args.seeds, steps=args.steps, budget=args.budget,
                                  precision=args.precision, compile=args.compile, workers=args.workers)
+    from mlcompare import runner  # after the config is checked: a bad value fails before torch loads
+
     out = args.out or Path("runs") / cfg.name
     try:
         done = runner.run(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
@@ -131,7 +144,29 @@ def _eval(args: argparse.Namespace) -> None:
             print(f"{key:16s} {'not measurable' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *rest: object) -> str:
+    return f"warning: {message}\n"
+
+
+def _report_bug() -> None:
+    """Print the traceback of the exception being handled and a line saying it is our bug."""
+    import traceback
+
+    from mlcompare import __version__
+
+    traceback.print_exc()
+    print(f"mlcompare: this is a bug in mlcompare {__version__}, not a problem with your input; please report it "
+          "with the traceback above and the output of `mlcompare doctor`", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status is 0 when it is done, 2 for bad input (a
+    :class:`~mlcompare.errors.UserError`, shown as one line), 1 for anything else (a bug in mlcompare:
+    its traceback and a line asking to report it; returned, not re-raised, so that the console script
+    and ``main()`` called from Python behave alike) and 130 when interrupted. ``MLCOMPARE_DEBUG=1``
+    re-raises instead. Warnings are printed as one ``warning: ...`` line while the command runs, and
+    ``warnings.formatwarning`` is restored afterwards (``main()`` may be called from a longer-lived process).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -143,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command is None:
         parser.error("a command is required (list, run, report, eval, data, doctor)")
-    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         if args.command == "list":
             _list()
@@ -156,17 +192,24 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from mlcompare import report
 
-            print(report.render(args.run_dir, args.out) / "report.md")
+            print(report.render(args.run_dir, args.out, force=args.force) / "report.md")
         elif args.command == "data":
             _data(args)
         elif args.command == "eval":
             _eval(args)
-    except (UserError, ValueError, FileExistsError, FileNotFoundError) as err:
+    except UserError as err:
         if os.environ.get("MLCOMPARE_DEBUG"):
             raise
-        print(f"mlcompare: error: {err}", file=sys.stderr)
+        print("mlcompare: error: " + " ".join(str(err).splitlines()), file=sys.stderr)  # one line, whatever the message
         return 2
     except KeyboardInterrupt:
         print("mlcompare: interrupted; continue with --resume", file=sys.stderr)
         return 130
+    except Exception:  # not the user's input: keep the traceback, and say where to send it
+        if os.environ.get("MLCOMPARE_DEBUG"):
+            raise
+        _report_bug()
+        return 1
+    finally:
+        warnings.formatwarning = previous_format
     return 0

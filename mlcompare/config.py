@@ -1,12 +1,25 @@
 """Comparison configs: TOML files, read strictly into dataclasses.
 
-An unknown key is an error naming the file, the key and the valid keys: a misspelt option
-must never be silently ignored.
+A file may start with ``extends = "NAME"`` (a comparison in ``mlcompare/comparisons/`` by stem, or
+``FILE.toml`` relative to the extending file): the base is read first and the file deep-merged over
+it (tables key by key, arrays such as ``[[methods]]`` replaced whole). A ``[sweep]`` table expands
+methods over the values of one field, so a comparison states each method once. ``--set KEY=VALUE``
+edits the merged table before it is built, so a value from the command line meets the same checks
+as one from a file.
+
+Every value is checked against its field's type and range in one place (:data:`RULES`) before any
+work starts; an unknown key is an error naming the file, the key and the valid keys: a misspelt
+option must never be silently ignored.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import inspect
+import math
 import tomllib
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +27,8 @@ from typing import Any
 from mlcompare.errors import UserError
 
 COMPARISONS = Path(__file__).parent / "comparisons"
+BUDGETS = {"quick": 1, "standard": 4, "long": 16}  # multiples of a comparison's own steps
+SWEEPABLE = ("label_noise", "embedding_dim", "p", "k")  # MethodConfig fields; or params.NAME
 
 
 @dataclass
@@ -44,6 +59,7 @@ class TrainConfig:
     k: int = 4
     optimizer: str = "adamw"
     lr: float = 1e-3
+    loss_lr: float = 0.0  # learning rate of the loss's own parameters (class weights, proxies); 0: lr
     weight_decay: float = 5e-4
     momentum: float = 0.9
     warmup_steps: int = 50
@@ -61,7 +77,9 @@ class TrainConfig:
 class MethodConfig:
     """One method: a loss (+ miner). The optional overrides let a comparison sweep one factor
     (label noise, embedding size, batch shape) while everything else stays shared; ``group``
-    names the base method that a sweep's variants belong to (for the sweep plot)."""
+    names the base method that a sweep's variants belong to (for the sweep plot).
+
+    In a file ``name`` may be left out: it is then the loss's name."""
 
     name: str
     loss: str
@@ -76,12 +94,33 @@ class MethodConfig:
 
 
 @dataclass
+class SweepConfig:
+    """A ``[sweep]`` table: each method named in ``methods`` (default: all) becomes one row per value
+    of ``key``, value-major (for each value, each method), after the methods that are not swept.
+
+    ``key`` is a MethodConfig field (label_noise, embedding_dim, p, k) or ``params.NAME`` (a loss
+    parameter). A row is named by ``name``, a template with ``{method}`` (the swept method's name)
+    and ``{label}`` (``labels[i]``, default the value as written, ``0.1`` -> ``"0.1"``); its group is
+    ``group``, default the swept method's group or name. ``keep = true`` keeps the swept methods
+    themselves as rows too (the margins comparison keeps CosFace at its default margin)."""
+
+    key: str
+    values: list[Any]
+    methods: list[str] = field(default_factory=list)
+    name: str = ""  # empty: "{method}-FIELD{label}", FIELD the key's last part (p, embedding_dim, m)
+    labels: list[str] = field(default_factory=list)
+    group: str = ""
+    keep: bool = False
+
+
+@dataclass
 class ComparisonConfig:
     name: str
     description: str
     question: str = ""
     seeds: int = 1
-    sweep: str = ""  # a MethodConfig field the methods vary (label_noise, embedding_dim, p); plotted
+    # the key the methods vary (a MethodConfig field, plotted by the report, or params.NAME, not plotted)
+    sweep: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -91,31 +130,209 @@ class ComparisonConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type, table: Any, where: str) -> Any:
-    if not isinstance(table, dict):
-        raise UserError(f"{where}: expected a table, got {type(table).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
+SECTIONS: dict[str, type] = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig}
+
+
+def _positive_ints(v: list[int]) -> bool:
+    return len(v) > 0 and all(x >= 1 for x in v)
+
+
+def _finite(v: float) -> bool:
+    return math.isfinite(v)
+
+
+# The one place a value's range is checked: dotted key -> (test, what the valid values are).
+# Types come from the dataclass annotations; cross-field checks (widths vs blocks) are in validate().
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seeds": (lambda v: v >= 1, ">= 1"),
+    "data.test_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "data.size": (lambda v: 16 <= v <= 224, "in 16..224 (pixels)"),
+    "data.verification_pairs": (lambda v: v >= 2, ">= 2"),
+    "data.split_seed": (lambda v: v >= 0, ">= 0"),
+    "data.workers": (lambda v: v >= 0, ">= 0 (0: decode into memory)"),
+    "backbone.widths": (_positive_ints, "a non-empty list of positive integers"),
+    "backbone.blocks": (_positive_ints, "a non-empty list of positive integers"),
+    "backbone.embedding_dim": (lambda v: v >= 1, ">= 1"),
+    "backbone.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.steps": (lambda v: v >= 1, ">= 1"),
+    "train.p": (lambda v: v >= 1, ">= 1 (identities per batch)"),
+    "train.k": (lambda v: v >= 2, ">= 2 (images per identity in a batch)"),
+    "train.optimizer": (lambda v: v in ("adamw", "sgd"), "'adamw' or 'sgd'"),
+    "train.lr": (lambda v: _finite(v) and v > 0, "finite and > 0"),
+    "train.loss_lr": (lambda v: _finite(v) and v >= 0, "finite and >= 0 (0: the same as lr)"),
+    "train.weight_decay": (lambda v: _finite(v) and v >= 0, "finite and >= 0"),
+    "train.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "train.grad_clip": (lambda v: _finite(v) and v >= 0, "finite and >= 0 (0: no clipping)"),
+    "train.log_every": (lambda v: v >= 1, ">= 1"),
+    "train.eval_every": (lambda v: v >= 0, ">= 0 (0: only at the end)"),
+    "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "train.precision": (lambda v: v in ("fp32", "bf16", "fp16"), "'fp32', 'bf16' or 'fp16'"),
+    "methods.label_noise": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "methods.embedding_dim": (lambda v: v >= 0, ">= 0 (0: the backbone's)"),
+    "methods.p": (lambda v: v >= 0, ">= 0 (0: the train section's)"),
+    "methods.k": (lambda v: v == 0 or v >= 2, "0 (the train section's) or >= 2"),
+    "sweep.values": (lambda v: len(v) > 0, "a non-empty list"),
+}
+
+def _with_defaults(cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` preceded by the class's declared ``shown_params`` at their constructor defaults: the
+    constructor is the one source of truth for a default (read, never restated)."""
+    defaults = inspect.signature(cls.__init__).parameters
+    return {name: given.get(name, defaults[name].default) for name in cls.shown_params} | given
+
+
+# ----------------------------------------------------------------------------- typed building
+
+def _typed(value: Any, hint: Any, label: str) -> Any:
+    """``value`` as the annotation ``hint`` wants it (an int is accepted as a float), or a UserError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        ok, want = isinstance(value, bool), "true or false"
+    elif hint is int:
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif hint is float:
+        ok, want = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        value = float(value) if ok else value
+    elif hint is str:
+        ok, want = isinstance(value, str), "a string"
+    elif origin is list:
+        item = args[0] if args else Any
+        names = {int: "integers", str: "strings"}
+        ok = isinstance(value, list) and (item is Any or all(
+            isinstance(x, item) and not isinstance(x, bool) for x in value))
+        want = f"a list of {names[item]}" if item in names else "a list"
+    elif origin is dict:
+        ok, want = isinstance(value, dict), "a table"
+    else:
+        raise TypeError(f"config field {label}: unsupported annotation {hint!r}")
+    if not ok:
+        raise UserError(f"{label} must be {want}, got {value!r}")
+    return value
+
+
+def check_range(key: str, value: Any, label: str) -> None:
+    """The range rule of dotted ``key`` (see :data:`RULES`), or nothing when it has none."""
+    if key in RULES:
+        test, want = RULES[key]
+        if not test(value):
+            raise UserError(f"{label} must be {want}, got {value!r}")
+
+
+def _check_known(cls: type, table: dict[str, Any], where: str, also: tuple[str, ...] = ()) -> None:
+    names = [f.name for f in dataclasses.fields(cls)] + list(also)
     unknown = sorted(set(table) - set(names))
     if unknown:
         raise UserError(f"{where}: unknown key '{unknown[0]}'; valid keys: {', '.join(names)}")
-    missing = [n for n, f in names.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in table]
-    if missing:
-        raise UserError(f"{where}: missing key '{missing[0]}'")
-    return cls(**table)
 
+
+def _build(cls: type, table: Any, *, where: str, section: str, label: str) -> Any:
+    """``cls(**table)`` once every key is known, present where required, typed and in range.
+
+    ``section`` names the rules (``train`` -> ``train.lr``), ``label`` prefixes the key in a message."""
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: {label.rstrip('. :') or 'the file'} must be a table, got {type(table).__name__}")
+    _check_known(cls, table, f"{where} [{section}]" if section else where)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and n not in table]
+    if missing:
+        raise UserError(f"{where}: {label}missing key '{missing[0]}'")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in table.items():
+        if cls is ComparisonConfig and key in (*SECTIONS, "methods"):
+            values[key] = value  # built by from_dict
+            continue
+        values[key] = _typed(value, hints[key], f"{where}: {label}{key}")
+        check_range(f"{section}.{key}" if section else key, values[key], f"{where}: {label}{key}")
+    return cls(**values)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+def _expand_sweep(sweep: SweepConfig, methods: list[MethodConfig], where: str) -> list[MethodConfig]:
+    """The methods with the swept ones replaced by (``keep``: followed by) one row per value."""
+    _check_sweep_key(sweep.key, where)
+    names = [m.name for m in methods]
+    for name in sweep.methods:
+        if name not in names:
+            raise UserError(f"{where}: sweep.methods names '{name}', which is not a method; methods: {', '.join(names)}")
+    swept = [m for m in methods if not sweep.methods or m.name in sweep.methods]
+    if sweep.labels and len(sweep.labels) != len(sweep.values):
+        raise UserError(f"{where}: sweep.labels has {len(sweep.labels)} entries for {len(sweep.values)} values; "
+                        "give one label per value (or none)")
+    labels = sweep.labels or [format(v, "g") if isinstance(v, float) else str(v) for v in sweep.values]
+    template = sweep.name or "{method}-" + sweep.key.rpartition(".")[2] + "{label}"
+    param = sweep.key.removeprefix("params.") if sweep.key.startswith("params.") else ""
+    unset = MethodConfig(name="", loss="")
+    for method in swept:
+        # a value the sweep would overwrite is an error, never silently replaced
+        stated = param in method.params if param else getattr(method, sweep.key) != getattr(unset, sweep.key)
+        if stated:
+            raise UserError(f"{where}: method '{method.name}' sets {sweep.key}, which the sweep varies; "
+                            f"remove it from the method (or the method from sweep.methods)")
+    hint = typing.get_type_hints(MethodConfig).get(sweep.key, Any)
+    rows = [m for m in methods if sweep.keep or m not in swept]
+    for value, label in zip(sweep.values, labels):
+        for method in swept:
+            try:
+                name = template.format(method=method.name, label=label)
+            except (KeyError, IndexError, ValueError) as err:
+                raise UserError(f"{where}: sweep.name '{template}' is not a valid template ({err}); "
+                                "use {method} and {label}") from err
+            change: dict[str, Any] = {"name": name, "group": sweep.group or method.group or method.name}
+            if param:
+                change["params"] = method.params | {param: value}  # the loss checks it when it is built
+            else:
+                change[sweep.key] = _typed(value, hint, f"{where}: method '{name}': {sweep.key}")
+                check_range(f"methods.{sweep.key}", change[sweep.key], f"{where}: method '{name}': {sweep.key}")
+            rows.append(dataclasses.replace(method, **change))
+    return rows
+
+
+# ----------------------------------------------------------------------------- from a table
 
 def from_dict(raw: dict[str, Any], where: str) -> ComparisonConfig:
+    """Build and validate a comparison from its (merged) table; ``where`` names it in messages."""
     raw = dict(raw)
-    sections = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig}
-    for key, cls in sections.items():
-        raw[key] = _build(cls, raw.get(key, {}), f"{where} [{key}]")
-    raw["methods"] = [_build(MethodConfig, m, f"{where} [[methods]] #{i + 1}") for i, m in enumerate(raw.get("methods", []))]
-    config = _build(ComparisonConfig, raw, where)
+    if not isinstance(raw.get("methods", []), list):
+        raise UserError(f"{where}: methods must be an array of tables ([[methods]]), got {type(raw['methods']).__name__}")
+    methods = [_named(m, where, i) for i, m in enumerate(raw.get("methods", []))]
+    raw["methods"] = [_build(MethodConfig, m, where=where, section="methods", label=f"method '{m['name']}': ")
+                      for m in methods]
+    if isinstance(raw.get("sweep"), dict):
+        sweep = _build(SweepConfig, raw["sweep"], where=where, section="sweep", label="sweep.")
+        raw["methods"], raw["sweep"] = _expand_sweep(sweep, raw["methods"], where), sweep.key
+    for key, cls in SECTIONS.items():
+        raw[key] = _build(cls, raw.get(key, {}), where=where, section=key, label=f"{key}.")
+    config = _build(ComparisonConfig, raw, where=where, section="", label="")
     validate(config, where)
-    return config
+    return _fill_params(config)
+
+
+def _named(method: Any, where: str, i: int) -> dict[str, Any]:
+    if not isinstance(method, dict):
+        raise UserError(f"{where}: [[methods]] #{i + 1} must be a table, got {type(method).__name__}")
+    _check_known(MethodConfig, method, f"{where} [[methods]] #{i + 1}")
+    if "loss" not in method:
+        raise UserError(f"{where}: [[methods]] #{i + 1}: missing key 'loss'")
+    return {"name": method["loss"]} | method
+
+
+def _fill_params(config: ComparisonConfig) -> ComparisonConfig:
+    from mlcompare import losses
+    import miners
+
+    methods = [dataclasses.replace(
+        m, params=_with_defaults(losses.REGISTRY[m.loss], m.params),
+        miner_params=_with_defaults(miners.REGISTRY[m.miner], m.miner_params) if m.miner else m.miner_params)
+        for m in config.methods]
+    return dataclasses.replace(config, methods=methods)
 
 
 def validate(config: ComparisonConfig, where: str) -> None:
+    """Checks across fields and against the registries (single values are checked as they are built)."""
     from mlcompare import losses
     import miners
 
@@ -129,46 +346,219 @@ def validate(config: ComparisonConfig, where: str) -> None:
             raise UserError(f"{where}: method '{m.name}': unknown loss '{m.loss}'; valid losses: {', '.join(sorted(losses.REGISTRY))}")
         if m.miner and m.miner not in miners.REGISTRY:
             raise UserError(f"{where}: method '{m.name}': unknown miner '{m.miner}'; valid miners: {', '.join(sorted(miners.REGISTRY))}")
-    for m in config.methods:
-        if not 0.0 <= m.label_noise < 1.0:
-            raise UserError(f"{where}: method '{m.name}': label_noise must be in [0, 1), got {m.label_noise}")
-        if m.embedding_dim < 0 or m.p < 0 or m.k < 0:
-            raise UserError(f"{where}: method '{m.name}': embedding_dim, p and k must be >= 0 (0: shared value)")
-    sweepable = ("label_noise", "embedding_dim", "p", "k")
-    if config.sweep and config.sweep not in sweepable:
-        raise UserError(f"{where}: sweep must be one of {', '.join(sweepable)}, got '{config.sweep}'")
-    if config.seeds < 1:
-        raise UserError(f"{where}: seeds must be >= 1, got {config.seeds}")
-    if config.train.steps < 1:
-        raise UserError(f"{where}: train.steps must be >= 1, got {config.train.steps}")
-    if config.data.workers < 0:
-        raise UserError(f"{where}: data.workers must be >= 0 (0: decode into memory), got {config.data.workers}")
-    if config.train.optimizer not in ("adamw", "sgd"):
-        raise UserError(f"{where}: train.optimizer must be 'adamw' or 'sgd', got '{config.train.optimizer}'")
-    if config.train.precision not in ("fp32", "bf16", "fp16"):
-        raise UserError(f"{where}: train.precision must be 'fp32', 'bf16' or 'fp16', got '{config.train.precision}'")
-    if not isinstance(config.train.compile, bool):
-        raise UserError(f"{where}: train.compile must be true or false, got {config.train.compile!r}")
+    b = config.backbone
+    if len(b.widths) != len(b.blocks):
+        raise UserError(f"{where}: backbone.widths {b.widths} and backbone.blocks {b.blocks} must have the same "
+                        "length (one entry per stage)")
+    if config.sweep:
+        _check_sweep_key(config.sweep, where)
 
+
+def _check_sweep_key(key: str, where: str) -> None:
+    if key not in SWEEPABLE and not (key.startswith("params.") and len(key) > len("params.")):
+        raise UserError(f"{where}: sweep must be one of {', '.join(SWEEPABLE)} or params.NAME, got '{key}'")
+
+
+# ----------------------------------------------------------------------------- files and extends
 
 def named() -> dict[str, Path]:
-    """The comparisons shipped in the package, name -> TOML path."""
-    return {p.stem: p for p in sorted(COMPARISONS.glob("*.toml"))}
+    """The comparisons shipped in the package, name -> TOML path. Files whose name starts with
+    ``_`` are bases that others extend, not comparisons of their own, and are not listed."""
+    return {p.stem: p for p in sorted(COMPARISONS.glob("*.toml")) if not p.stem.startswith("_")}
 
 
-def load(name_or_path: str) -> ComparisonConfig:
-    """A named comparison (``quick``) or a TOML file path."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        shipped = named()
-        if name_or_path not in shipped:
-            raise UserError(f"unknown comparison '{name_or_path}'; valid: {', '.join(shipped)} (or a FILE.toml)")
-        path = shipped[name_or_path]
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base``: tables merge key by key, recursively; anything else (arrays too) replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _parse(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"comparison file '{path}' does not exist")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path}: invalid TOML: {err}") from err
+
+
+def _read(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The table of ``path`` merged over the bases it extends (its own keys checked against the schema)."""
+    chain = chain + (path.resolve(),)
+    raw = _parse(path)
+    _check_known(ComparisonConfig, raw, str(path), also=("extends",))
+    for key, cls in SECTIONS.items():
+        if isinstance(raw.get(key), dict):
+            _check_known(cls, raw[key], f"{path} [{key}]")
+    if isinstance(raw.get("sweep"), dict):
+        _check_known(SweepConfig, raw["sweep"], f"{path} [sweep]")
+    for i, method in enumerate(raw.get("methods", [])):
+        if isinstance(method, dict):
+            _check_known(MethodConfig, method, f"{path} [[methods]] #{i + 1}")
+    if "extends" not in raw:
+        return raw
+    base = raw.pop("extends")
+    if not isinstance(base, str):
+        raise UserError(f"{path}: extends must be a string (a comparison name or FILE.toml), got {base!r}")
+    if base.endswith(".toml"):
+        base_path = path.parent / base
+    else:
+        base_path = COMPARISONS / f"{base}.toml"
+        if not base_path.is_file():
+            valid = sorted(p.stem for p in COMPARISONS.glob("*.toml"))
+            raise UserError(f"{path}: extends '{base}': no such comparison; valid: {', '.join(valid)} "
+                            f"(or FILE.toml relative to {path.parent})")
+    if base_path.resolve() in chain:
+        cycle = " -> ".join(p.name for p in chain + (base_path.resolve(),))
+        raise UserError(f"{path}: extends makes a cycle ({cycle}); remove one of these extends")
+    if not base_path.is_file():
+        raise UserError(f"{path}: extends '{base}': file '{base_path}' does not exist")
+    return _merge(_read(base_path, chain), raw)
+
+
+def _locate(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        return path
+    shipped = named()
+    if name_or_path not in shipped:
+        raise UserError(f"unknown comparison '{name_or_path}'; valid: {', '.join(shipped)} (or a FILE.toml)")
+    return shipped[name_or_path]
+
+
+def load(name_or_path: str, *, sets: Sequence[str] = ()) -> ComparisonConfig:
+    """A named comparison (``quick``) or a TOML file path, with ``--set KEY=VALUE`` edits ``sets``."""
+    path = _locate(name_or_path)
+    raw = _read(path)
     raw.setdefault("name", path.stem)
-    return from_dict(raw, str(path))
+    if sets:
+        raw = apply_sets(raw, sets, where=str(path))
+    return from_dict(raw, str(path) + (f" (with --set {' '.join(sets)})" if sets else ""))
+
+
+# ----------------------------------------------------------------------------- --set
+
+SET_EXAMPLES = "--set train.p=8 --set train.lr=1e-3 --set data.train=digits --set backbone.widths=[8,16]"
+
+
+def valid_set_keys() -> list[str]:
+    """Every key ``--set`` accepts, dotted as in the file."""
+    top = [f.name for f in dataclasses.fields(ComparisonConfig) if f.name not in (*SECTIONS, "methods")]
+    keys = top + [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+    keys += [f"sweep.{f.name}" for f in dataclasses.fields(SweepConfig)]
+    keys += [f"methods.NAME.{f.name}" for f in dataclasses.fields(MethodConfig) if f.name != "name"]
+    return keys + ["methods.NAME.params.PARAM", "methods.NAME.miner_params.PARAM"]
+
+
+def _parse_value(text: str, annotation: Any) -> Any:
+    # A string field takes the text as it is (``data.train=digits``, a description of digits);
+    # anything else is read as a TOML value, and text that is none is a bare string.
+    if annotation is str and not text.startswith(('"', "'")):
+        return text
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_sets(raw: dict[str, Any], sets: Sequence[str], *, where: str) -> dict[str, Any]:
+    """``raw`` with each ``KEY=VALUE`` of ``sets`` applied (KEY dotted as in the file, see
+    :func:`valid_set_keys`; a method by its name: ``methods.arcface.params.m=0.3``)."""
+    raw = copy.deepcopy(raw)
+    for item in sets:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise UserError(f"--set '{item}': expected KEY=VALUE, e.g. {SET_EXAMPLES}")
+        parts = key.split(".")
+        unknown = UserError(f"--set {key}: unknown key '{key}'; valid keys: {', '.join(valid_set_keys())}")
+        hints = typing.get_type_hints(ComparisonConfig)
+        if len(parts) == 1 and parts[0] in hints and parts[0] not in (*SECTIONS, "methods"):
+            raw[parts[0]] = _parse_value(text, hints[parts[0]] if parts[0] != "sweep" else str)
+        elif len(parts) == 2 and parts[0] in SECTIONS:
+            section = typing.get_type_hints(SECTIONS[parts[0]])
+            if parts[1] not in section:
+                raise unknown
+            table = raw.setdefault(parts[0], {})
+            if not isinstance(table, dict):
+                raise UserError(f"{where}: {parts[0]} must be a table, got {type(table).__name__}")
+            table[parts[1]] = _parse_value(text, section[parts[1]])
+        elif len(parts) == 2 and parts[0] == "sweep":
+            sweep = typing.get_type_hints(SweepConfig)
+            if parts[1] not in sweep:
+                raise unknown
+            table = raw.setdefault("sweep", {})
+            if not isinstance(table, dict):
+                raise UserError(f"--set {key}: this comparison's sweep is the plain string '{table}', not a [sweep] "
+                                f"table; use --set sweep=FIELD")
+            table[parts[1]] = _parse_value(text, sweep[parts[1]])
+        elif len(parts) >= 3 and parts[0] == "methods":
+            _set_method(raw, key, text, unknown=unknown, where=where)
+        else:
+            raise unknown
+    return raw
+
+
+def _set_method(raw: dict[str, Any], key: str, text: str, *, unknown: UserError, where: str) -> None:
+    """``methods.NAME.FIELD`` or ``methods.NAME.params.PARAM`` (NAME may hold dots: cosface-m0.1)."""
+    methods = [m for m in raw.get("methods", []) if isinstance(m, dict)]
+    names = [m.get("name", m.get("loss")) for m in methods]  # a method's name defaults to its loss
+    rest = key.removeprefix("methods.")
+    found = [(m, n) for m, n in zip(methods, names) if isinstance(n, str) and rest.startswith(n + ".")]
+    if not found:
+        raise UserError(f"--set {key}: no method '{rest.split('.')[0]}' in {where}; methods: {', '.join(map(str, names))}")
+    method, name = max(found, key=lambda pair: len(pair[1]))
+    parts = rest.removeprefix(name + ".").split(".")
+    hints = typing.get_type_hints(MethodConfig)
+    if len(parts) == 1 and parts[0] in hints and parts[0] != "name":
+        method[parts[0]] = _parse_value(text, hints[parts[0]])
+    elif len(parts) == 2 and parts[0] in ("params", "miner_params"):
+        table = method.setdefault(parts[0], {})
+        if not isinstance(table, dict):
+            raise UserError(f"{where}: method '{name}': {parts[0]} must be a table, got {table!r}")
+        table[parts[1]] = _parse_value(text, Any)
+    else:
+        raise unknown
+
+
+# ----------------------------------------------------------------------------- command-line options
+
+def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
+                    seeds: int | None = None, steps: int | None = None, budget: str | None = None,
+                    precision: str | None = None, compile: bool | None = None,
+                    workers: int | None = None) -> ComparisonConfig:
+    """Command-line options replace the comparison's own values (after any ``--set``).
+
+    ``budget`` scales the comparison's steps (and warm-up): quick x1, standard x4, long x16;
+    ``steps`` sets them outright and wins over ``budget``. Values are checked by the same
+    :data:`RULES` as the file's, the message naming the option.
+    """
+    if budget:
+        if budget not in BUDGETS:
+            raise UserError(f"--budget must be one of {', '.join(BUDGETS)}, got '{budget}'")
+        t = config.train
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            t, steps=t.steps * BUDGETS[budget], warmup_steps=t.warmup_steps * BUDGETS[budget]))
+    if data:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=data))
+    if test_data:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, test=test_data))
+    if seeds is not None:
+        check_range("seeds", seeds, "--seeds")
+        config = dataclasses.replace(config, seeds=seeds)
+    if steps is not None:
+        check_range("train.steps", steps, "--steps")
+        train = config.train
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            train, steps=steps, warmup_steps=min(train.warmup_steps, max(1, steps // 10))))
+    if precision is not None:
+        check_range("train.precision", precision, "--precision")
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
+    if compile is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, compile=compile))
+    if workers is not None:
+        check_range("data.workers", workers, "--workers")
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, workers=workers))
+    return config

@@ -12,27 +12,42 @@ import torch.nn.functional as F
 import evaluations
 from mlcompare import data as datasets
 from mlcompare.backbones import ResNetFace
+from mlcompare.checkpoints import load_checkpoint
 from mlcompare.data.imagefolder import read_image
 from mlcompare.errors import UserError
 from mlcompare.rundir import checkpoint_path
 from mlcompare.scoring import TestProtocol, score
-from mlcompare.trainer import embed
+from mlcompare.backbones import embed
 
 
 def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[ResNetFace, int]:
-    """The backbone of ``method`` (seed ``seed``) from a run directory, and its input size."""
+    """The backbone of ``method`` (seed ``seed``) from a run directory, and its input size.
+
+    The checkpoint is read with :func:`~mlcompare.checkpoints.load_checkpoint` (no code in it runs);
+    a run directory whose config.json and checkpoint do not fit together is a one-line
+    :class:`~mlcompare.errors.UserError`, as is a missing or unreadable config.json.
+    """
     config_path = run_dir / "config.json"
     if not config_path.exists():
         raise UserError(f"'{run_dir}' holds no config.json: not a run directory")
-    config = json.loads(config_path.read_text())
     checkpoint = checkpoint_path(run_dir, method, seed)
     if not checkpoint.exists():
         methods = sorted({p.stem.rsplit("-s", 1)[0] for p in (run_dir / "checkpoints").glob("*.pt")})
         raise UserError(f"no checkpoint for method '{method}' seed {seed} in {run_dir}; methods there: {', '.join(methods) or 'none'}")
-    b, size = config["backbone"], config["data"]["size"]
-    model = ResNetFace(image_size=size, widths=tuple(b["widths"]), blocks=tuple(b["blocks"]),
-                       embedding_dim=b["embedding_dim"], dropout=b["dropout"])
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    try:
+        config = json.loads(config_path.read_text())
+        b, size = config["backbone"], config["data"]["size"]
+        model = ResNetFace(image_size=size, widths=tuple(b["widths"]), blocks=tuple(b["blocks"]),
+                           embedding_dim=b["embedding_dim"], dropout=b["dropout"])
+    except (ValueError, KeyError) as err:  # JSONDecodeError is a ValueError; so are ResNetFace's size checks
+        raise UserError(f"{config_path} is not the config.json of an mlcompare run ({type(err).__name__}: {err}); "
+                        "give the run directory that `mlcompare run` wrote") from err
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # load_state_dict lists every mismatched key on its own line
+        raise UserError(f"checkpoint {checkpoint} does not fit the backbone in {config_path} "
+                        f"({str(err).strip().splitlines()[0]}); was the config.json edited or copied from another run?") from err
     return model, size
 
 
@@ -53,7 +68,10 @@ def on_data(model: ResNetFace, size: int, spec: str, device: torch.device, *, pa
 
 def on_bin(model: ResNetFace, size: int, path: Path, device: torch.device) -> dict[str, Any]:
     """An insightface verification ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin, ...)."""
-    images, same = evaluations.read_bin(path)
+    try:
+        images, same = evaluations.read_bin(path)
+    except ValueError as err:  # the readers' ValueErrors all describe the file (each names it and the problem)
+        raise UserError(f"--bin {err}") from err
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
     return _verification_of(model, x, same, device)
@@ -61,7 +79,10 @@ def on_bin(model: ResNetFace, size: int, path: Path, device: torch.device) -> di
 
 def on_pairs(model: ResNetFace, size: int, pairs_txt: Path, root: Path, device: torch.device) -> dict[str, Any]:
     """LFW's ``pairs.txt`` over an LFW-style folder."""
-    paths_a, paths_b, same = evaluations.read_lfw_pairs(pairs_txt, root)
+    try:
+        paths_a, paths_b, same = evaluations.read_lfw_pairs(pairs_txt, root)
+    except ValueError as err:  # as in on_bin: a bad pairs.txt or root
+        raise UserError(f"--pairs {err}") from err
     order = [p for pair in zip(paths_a, paths_b) for p in pair]
     images = torch.from_numpy(np.stack([read_image(Path(p), size) for p in order]))
     return _verification_of(model, images, same, device)

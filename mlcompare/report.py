@@ -1,15 +1,17 @@
 """Render a run directory's results as ``report.md`` (+ PNG figures) and a self-contained ``report.html``.
 
-Rendering reads only what the run saved (config.json, results.csv, history.csv, curves/), so
-``mlcompare report RUN_DIR`` re-renders without training.
+Rendering reads only what the run saved (config.json, results.csv, history.csv, curves/,
+test_labels_sample.npy), checked first by :mod:`mlcompare.report_inputs`, so ``mlcompare report
+RUN_DIR`` re-renders without training and refuses a damaged run rather than drawing it.
 """
 from __future__ import annotations
 
 import base64
 import html
-import json
 import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,9 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcompare import stats  # noqa: E402
+from mlcompare import report_inputs, stats  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
-from mlcompare.rundir import curves_path, read_history, read_results, write_text_atomic  # noqa: E402
 
 # (column, header, digits) of the summary table; eer is lower-is-better.
 COLUMNS = [("accuracy", "Verif. acc.", 3), ("auc", "AUC", 3), ("eer", "EER", 3), ("tar_far_1e-2", "TAR@FAR=1e-2", 3),
@@ -40,9 +41,11 @@ def columns(results: pd.DataFrame) -> list[tuple[str, str, int]]:
     return COLUMNS[:8] + extra + COLUMNS[8:]
 
 
-def summarise(results: pd.DataFrame, run: Path | None = None) -> pd.DataFrame:
+def summarise(results: pd.DataFrame, curves: dict[tuple[str, int], dict[str, np.ndarray]] | None = None
+              ) -> pd.DataFrame:
     """One row per method: mean and std over seeds of every metric (successful runs only), and,
-    with ``run``, the p-value of the difference to the best method (see :mod:`mlcompare.stats`)."""
+    with ``curves`` (every 'ok' row's, by (method, seed)), the p-value of the difference to the best
+    method (see :mod:`mlcompare.stats`)."""
     ok = results[results.status == "ok"]
     rows = []
     for method, group in results.groupby("method", sort=False):
@@ -58,12 +61,13 @@ def summarise(results: pd.DataFrame, run: Path | None = None) -> pd.DataFrame:
             row[col + "_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         rows.append(row)
     table = pd.DataFrame(rows)
-    if run is not None and not table.empty:
-        table = table.join(significance(run, results, table), on="method")
+    if curves is not None and not table.empty:
+        table = table.join(significance(curves, results, table), on="method")
     return table
 
 
-def significance(run: Path, results: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+def significance(curves: dict[tuple[str, int], dict[str, np.ndarray]], results: pd.DataFrame,
+                 table: pd.DataFrame) -> pd.DataFrame:
     """Per method: ``vs_best`` text and ``p_value`` of its difference to the best trained method.
 
     Several seeds for both: paired t-test across seeds on verification accuracy. Otherwise: paired
@@ -80,9 +84,7 @@ def significance(run: Path, results: pd.DataFrame, table: pd.DataFrame) -> pd.Da
         return ok[ok.method == method].set_index("seed").accuracy
 
     def first_seed_curves(method: str) -> dict[str, np.ndarray]:
-        seeds = ok[ok.method == method].seed
-        path = curves_path(run, method, int(seeds.min()) if len(seeds) else 0)
-        return dict(np.load(path)) if path.exists() else {}
+        return curves[(method, int(ok[ok.method == method].seed.min()))]
 
     out.loc[best, "vs_best"] = "best"
     for method in table.method:
@@ -94,8 +96,6 @@ def significance(run: Path, results: pd.DataFrame, table: pd.DataFrame) -> pd.Da
             p, test = stats.paired_t(a[common].to_numpy(), b[common].to_numpy()), "t"
         else:
             ca, cb = first_seed_curves(best), first_seed_curves(method)
-            if "pair_scores" not in ca or "pair_scores" not in cb:
-                continue
             p, test = stats.bootstrap_auc(ca["pair_scores"], cb["pair_scores"], ca["same"]), "boot"
         out.loc[method, "p_value"] = p
         out.loc[method, "vs_best"] = f"p={p:.3f} ({test})" + (" n.s." if p >= stats.ALPHA else "")
@@ -138,218 +138,298 @@ def summary_sentence(table: pd.DataFrame) -> str:
     return text
 
 
-def _figures(run: Path, results: pd.DataFrame, table: pd.DataFrame, history: pd.DataFrame, out: Path,
-             config: dict) -> list[tuple[str, str, Path]]:
-    """ROC, CMC, loss curves and a bar chart; returns (title, caption, path)."""
-    figures = []
-    curves = {}
-    for row in results[results.status == "ok"].itertuples():
-        path = curves_path(run, row.method, row.seed)
-        if path.exists() and row.method not in curves:  # the first seed's curves stand for the method
-            curves[row.method] = (row.family, np.load(path))
-    styles = {"classification": "-", "pair": "--", "baseline": ":"}
-    if curves:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for method, (family, c) in curves.items():
-            ax.plot(c["fpr"], c["tpr"], styles.get(family, "-"), label=method)
-        ax.set_xscale("log")
-        ax.set_xlim(1e-3, 1)
-        ax.set_xlabel("false accept rate")
-        ax.set_ylabel("true accept rate")
-        ax.set_title("Verification ROC (held-out identities)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-        figures.append(("ROC", "Verification ROC of every method (solid: classification, dashed: metric learning, dotted: raw pixels).", _save(fig, out / "roc.png")))
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for method, (family, c) in curves.items():
-            cmc = c["cmc"][:20]
-            ax.plot(np.arange(1, len(cmc) + 1), cmc, styles.get(family, "-"), marker=".", label=method)
-        ax.set_xlabel("rank")
-        ax.set_ylabel("identification rate")
-        ax.set_title("CMC (closed-set 1:N, one gallery image per identity)")
+Figure = tuple[str, str, Path]  # (title, caption, PNG path)
+Curves = dict[str, tuple[str, dict[str, np.ndarray]]]  # method -> (family, its first seed's curves)
+STYLES = {"classification": "-", "pair": "--", "baseline": ":"}  # line style per family, in every figure
+
+
+def _figures(inputs: report_inputs.RunInputs, table: pd.DataFrame, out: Path) -> list[Figure]:
+    """Every figure the run has data for, drawn into ``out``, in report order."""
+    results, history = inputs.results, inputs.history
+    curves: Curves = {}
+    for row in results[results.status == "ok"].itertuples():  # the first seed's curves stand for the method
+        curves.setdefault(row.method, (row.family, inputs.curves[(row.method, int(row.seed))]))
+    drawn = [_scores(table, out), _sweep(results, report_inputs.plotted_sweep(inputs.config), out), _roc(curves, out),
+             _cmc(curves, out), _loss_curves(history, out), _training_stats(history, out), _angles(curves, out),
+             _embeddings(curves, inputs.labels, out), _cost(results, inputs.config["device"], out)]
+    return [figure for figure in drawn if figure is not None]
+
+
+def _roc(curves: Curves, out: Path) -> Figure | None:
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for method, (family, c) in curves.items():
+        ax.plot(c["fpr"], c["tpr"], STYLES.get(family, "-"), label=method)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title("Verification ROC (held-out identities)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ("ROC", "Verification ROC of every method (solid: classification, dashed: metric learning, dotted: raw pixels).",
+            _save(fig, out / "roc.png"))
+
+
+def _cmc(curves: Curves, out: Path) -> Figure | None:
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for method, (family, c) in curves.items():
+        cmc = c["cmc"][:20]
+        ax.plot(np.arange(1, len(cmc) + 1), cmc, STYLES.get(family, "-"), marker=".", label=method)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate")
+    ax.set_title("CMC (closed-set 1:N, one gallery image per identity)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ("CMC", "Cumulative match characteristic: the share of probes whose identity is within the top k.",
+            _save(fig, out / "cmc.png"))
+
+
+def _loss_curves(history: pd.DataFrame, out: Path) -> Figure | None:
+    if history.empty:
+        return None
+    methods = list(dict.fromkeys(history.method))
+    cols = min(3, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax, method in zip(axes.flat, methods):
+        for seed, h in history[history.method == method].groupby("seed"):
+            ax.plot(h.step, h.loss, label=f"seed {seed}")
+        ax.set_title(method, fontsize=10)
+        ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        figures.append(("CMC", "Cumulative match characteristic: the share of probes whose identity is within the top k.", _save(fig, out / "cmc.png")))
-    if not history.empty:
-        methods = list(dict.fromkeys(history.method))
-        cols = min(3, len(methods))
-        rows = math.ceil(len(methods) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-        for ax, method in zip(axes.flat, methods):
-            for seed, h in history[history.method == method].groupby("seed"):
-                ax.plot(h.step, h.loss, label=f"seed {seed}")
-            ax.set_title(method, fontsize=10)
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(methods):]:
-            ax.axis("off")
-        fig.suptitle("Training loss (each loss on its own scale)")
-        figures.append(("Loss curves", "Training loss per step for each method and seed.", _save(fig, out / "loss.png")))
-    stat_cols = [c for c in history.columns if c not in ("method", "seed", "step", "loss", "lr")] if not history.empty else []
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    fig.suptitle("Training loss (each loss on its own scale)")
+    return ("Loss curves", "Training loss per step for each method and seed.", _save(fig, out / "loss.png"))
+
+
+STAT_TITLES = {"theta_target": "mean target angle (deg)", "theta_other": "mean non-target angle (deg)",
+               "active_fraction": "share of active (non-zero loss) tuples",
+               "val_accuracy": "verification accuracy on the test pairs"}
+
+
+def _training_stats(history: pd.DataFrame, out: Path) -> Figure | None:
+    """One panel per statistic the losses logged besides the loss (angles in radians, drawn in degrees)."""
+    stat_cols = [c for c in history.columns if c not in ("method", "seed", "step", "loss", "lr")]
     stat_cols.sort(key=lambda c: c != "val_accuracy")  # the validation curve first
-    if stat_cols:
-        titles = {"theta_target": "mean target angle (deg)", "theta_other": "mean non-target angle (deg)",
-                  "active_fraction": "share of active (non-zero loss) tuples",
-                  "val_accuracy": "verification accuracy on the test pairs"}
-        cols = min(3, len(stat_cols))
-        rows = math.ceil(len(stat_cols) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3 * rows), squeeze=False)
-        first_seed = history[history.seed == history.seed.min()]
-        for ax, stat in zip(axes.flat, stat_cols):
-            for method, h in first_seed.groupby("method", sort=False):
-                h = h[h[stat].notna()]  # a stat logged on some steps only (val_accuracy) is one line
-                if len(h):
-                    ax.plot(h.step, np.degrees(h[stat]) if stat.startswith("theta") else h[stat], label=method,
-                            marker="." if len(h) < 15 else None)
-            ax.set_title(titles.get(stat, stat.replace("_", " ")), fontsize=10)
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        for ax in list(axes.flat)[len(stat_cols):]:
-            ax.axis("off")
-        fig.suptitle("What each loss logged per step (first seed)")
-        figures.append(("Training statistics", "Per-step statistics the losses log: target and non-target angles of "
-                        "normalised losses (as in the ArcFace paper), the share of active tuples of pair losses, "
-                        "feature norms and scales where a loss has them.", _save(fig, out / "stats.png")))
-    angles = {m: c for m, (_, c) in curves.items() if "theta_target_hist" in c.files}
-    if angles:
-        cols = min(4, len(angles))
-        rows = math.ceil(len(angles) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
-        centres = np.arange(1.0, 180.0, 2.0)  # the runner's 2-degree bins
-        for ax, (method, c) in zip(axes.flat, angles.items()):
-            for key, colour, label in (("theta_target_hist", "tab:blue", "target"), ("theta_other_hist", "tab:gray", "non-target")):
-                counts = c[key].astype(float)
-                ax.fill_between(centres, counts / max(counts.sum(), 1.0), step="mid", alpha=0.6, color=colour, label=label)
-            ax.set_title(method, fontsize=9)
-            ax.set_xlim(0, 180)
-            ax.set_yticks([])
-            ax.set_xlabel("angle to class centre (deg)", fontsize=8)
-        axes.flat[0].legend(fontsize=7)
-        for ax in list(axes.flat)[len(angles):]:
-            ax.axis("off")
-        fig.suptitle("Angles between training embeddings and class centres at the end of training", fontsize=10)
-        figures.append(("Angles", "Distribution of the angle between each training embedding and its own class "
-                        "centre (target) and the other centres (non-target), as in the ArcFace paper: a margin "
-                        "loss should push the target mass left and keep the non-target mass near 90 degrees.",
-                        _save(fig, out / "angles.png")))
-    projected = {m: c["embeddings"] for m, (_, c) in curves.items() if "embeddings" in c.files}
-    if projected:
-        labels = np.load(run / "test_labels_sample.npy") if (run / "test_labels_sample.npy").exists() else None
-        cols = min(4, len(projected))
-        rows = math.ceil(len(projected) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
-        for ax, (method, emb) in zip(axes.flat, projected.items()):
-            x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-            x = x - x.mean(axis=0)
-            xy = x @ np.linalg.svd(x, full_matrices=False)[2][:2].T  # PCA to 2-D
-            ax.scatter(xy[:, 0], xy[:, 1], c=labels if labels is not None and len(labels) == len(xy) else None,
-                       cmap="tab10", s=10)
-            ax.set_title(method, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        for ax in list(axes.flat)[len(projected):]:
-            ax.axis("off")
-        fig.suptitle("Test embeddings of 8 held-out identities\n(PCA of the L2-normalised embeddings)", fontsize=10)
-        figures.append(("Embeddings", "2-D projection of the test embeddings of a few identities never seen in "
-                        "training, one colour per identity: tight, separate clusters are what verification needs.",
-                        _save(fig, out / "embeddings.png")))
-    trained = results[(results.status == "ok") & (results.family != "baseline")]
-    if not trained.empty:
-        speed = trained.groupby("method", sort=False)[["images_per_s", "train_seconds"]].mean()
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 0.4 * len(speed) + 1.5))
-        y = np.arange(len(speed))
-        a1.barh(y, speed.images_per_s, color="tab:green")
-        a1.set_yticks(y, speed.index)
-        a1.invert_yaxis()
-        a1.set_xlabel("training images / s")
-        a2.barh(y, speed.train_seconds, color="tab:purple")
-        a2.set_yticks(y, [])
-        a2.invert_yaxis()
-        a2.set_xlabel("training wall time (s)")
-        fig.suptitle(f"Cost on {config.get('device', '?')}")
-        figures.append(("Cost", "Throughput and wall time of each method's training (mean over seeds).", _save(fig, out / "cost.png")))
-    sweep = config.get("sweep")
-    if sweep and sweep in results:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        good = results[(results.status == "ok") & (results.family != "baseline")]
-        for group, g in good.groupby("group", sort=False):
-            means = g.groupby(sweep).accuracy.agg(["mean", "std"]).reset_index()
-            ax.errorbar(means[sweep], means["mean"], yerr=means["std"].fillna(0), marker="o", capsize=3,
-                        linestyle=styles.get(g.family.iloc[0], "-"), label=group)
-        ax.set_xlabel(sweep.replace("_", " "))
-        ax.set_ylabel("verification accuracy")
-        ax.set_title(f"Verification accuracy against {sweep.replace('_', ' ')}")
+    if not stat_cols:
+        return None
+    cols = min(3, len(stat_cols))
+    rows = math.ceil(len(stat_cols) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3 * rows), squeeze=False)
+    first_seed = history[history.seed == history.seed.min()]
+    for ax, stat in zip(axes.flat, stat_cols):
+        for method, h in first_seed.groupby("method", sort=False):
+            h = h[h[stat].notna()]  # a stat logged on some steps only (val_accuracy) is one line
+            if len(h):
+                ax.plot(h.step, np.degrees(h[stat]) if stat.startswith("theta") else h[stat], label=method,
+                        marker="." if len(h) < 15 else None)
+        ax.set_title(STAT_TITLES.get(stat, stat.replace("_", " ")), fontsize=10)
+        ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        figures.insert(0, ("Sweep", f"Verification accuracy of each method as {sweep.replace('_', ' ')} varies "
-                           "(solid: classification, dashed: metric learning; whiskers: std over seeds).",
-                           _save(fig, out / "sweep.png")))
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(stat_cols):]:
+        ax.axis("off")
+    fig.suptitle("What each loss logged per step (first seed)")
+    return ("Training statistics", "Per-step statistics the losses log: target and non-target angles of "
+            "normalised losses (as in the ArcFace paper), the share of active tuples of pair losses, "
+            "feature norms and scales where a loss has them.", _save(fig, out / "stats.png"))
+
+
+def _angles(curves: Curves, out: Path) -> Figure | None:
+    """Target and non-target angle histograms of the methods that have class centres, on the bins
+    each curves file was saved with."""
+    angles = {m: c for m, (_, c) in curves.items() if "theta_target_hist" in c}
+    if not angles:
+        return None
+    cols = min(4, len(angles))
+    rows = math.ceil(len(angles) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    for ax, (method, c) in zip(axes.flat, angles.items()):
+        edges = report_inputs.theta_bins(c)
+        centres = (edges[:-1] + edges[1:]) / 2
+        for key, colour, label in (("theta_target_hist", "tab:blue", "target"), ("theta_other_hist", "tab:gray", "non-target")):
+            counts = c[key].astype(float)
+            ax.fill_between(centres, counts / max(counts.sum(), 1.0), step="mid", alpha=0.6, color=colour, label=label)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_yticks([])
+        ax.set_xlabel("angle to class centre (deg)", fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    for ax in list(axes.flat)[len(angles):]:
+        ax.axis("off")
+    fig.suptitle("Angles between training embeddings and class centres at the end of training", fontsize=10)
+    return ("Angles", "Distribution of the angle between each training embedding and its own class "
+            "centre (target) and the other centres (non-target), as in the ArcFace paper: a margin "
+            "loss should push the target mass left and keep the non-target mass near 90 degrees.",
+            _save(fig, out / "angles.png"))
+
+
+def _embeddings(curves: Curves, labels: np.ndarray | None, out: Path) -> Figure | None:
+    """PCA of each method's embedded test sample, one colour per identity of ``labels`` (the sample's
+    identities, one label per embedding; :mod:`mlcompare.report_inputs` checks they match)."""
+    projected = {m: c["embeddings"] for m, (_, c) in curves.items() if "embeddings" in c}
+    if not projected or labels is None:
+        return None
+    cols = min(4, len(projected))
+    rows = math.ceil(len(projected) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (method, emb) in zip(axes.flat, projected.items()):
+        x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        x = x - x.mean(axis=0)
+        xy = x @ np.linalg.svd(x, full_matrices=False)[2][:2].T  # PCA to 2-D
+        ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=10)
+        ax.set_title(method, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(projected):]:
+        ax.axis("off")
+    fig.suptitle(f"Test embeddings of {len(np.unique(labels))} held-out identities\n"
+                 "(PCA of the L2-normalised embeddings)", fontsize=10)
+    return ("Embeddings", "2-D projection of the test embeddings of a few identities never seen in "
+            "training, one colour per identity: tight, separate clusters are what verification needs.",
+            _save(fig, out / "embeddings.png"))
+
+
+def _cost(results: pd.DataFrame, device: str, out: Path) -> Figure | None:
+    trained = results[(results.status == "ok") & (results.family != "baseline")]
+    if trained.empty:
+        return None
+    speed = trained.groupby("method", sort=False)[["images_per_s", "train_seconds"]].mean()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 0.4 * len(speed) + 1.5))
+    y = np.arange(len(speed))
+    a1.barh(y, speed.images_per_s, color="tab:green")
+    a1.set_yticks(y, speed.index)
+    a1.invert_yaxis()
+    a1.set_xlabel("training images / s")
+    a2.barh(y, speed.train_seconds, color="tab:purple")
+    a2.set_yticks(y, [])
+    a2.invert_yaxis()
+    a2.set_xlabel("training wall time (s)")
+    fig.suptitle(f"Cost on {device}")
+    return ("Cost", "Throughput and wall time of each method's training (mean over seeds).", _save(fig, out / "cost.png"))
+
+
+def _sweep(results: pd.DataFrame, sweep: str, out: Path) -> Figure | None:
+    """Accuracy against the swept factor (a results column, e.g. label_noise; empty: no figure), one
+    line per method group."""
+    if not sweep:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    good = results[(results.status == "ok") & (results.family != "baseline")]
+    for group, g in good.groupby("group", sort=False):
+        means = g.groupby(sweep).accuracy.agg(["mean", "std"]).reset_index()
+        ax.errorbar(means[sweep], means["mean"], yerr=means["std"].fillna(0), marker="o", capsize=3,
+                    linestyle=STYLES.get(g.family.iloc[0], "-"), label=group)
+    ax.set_xlabel(sweep.replace("_", " "))
+    ax.set_ylabel("verification accuracy")
+    ax.set_title(f"Verification accuracy against {sweep.replace('_', ' ')}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ("Sweep", f"Verification accuracy of each method as {sweep.replace('_', ' ')} varies "
+            "(solid: classification, dashed: metric learning; whiskers: std over seeds).", _save(fig, out / "sweep.png"))
+
+
+def _scores(table: pd.DataFrame, out: Path) -> Figure | None:
     ok = table[table.status != "failed"]
-    if not ok.empty:
-        fig, ax = plt.subplots(figsize=(7, 0.5 * len(ok) + 1.5))
-        y = np.arange(len(ok))
-        colors = {"classification": "tab:blue", "pair": "tab:orange", "baseline": "tab:gray"}
-        ax.barh(y + 0.2, ok.accuracy, height=0.4, xerr=ok.accuracy_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], label="verification accuracy")
-        ax.barh(y - 0.2, ok.rank_1, height=0.4, xerr=ok.rank_1_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], alpha=0.5, label="rank-1")
-        ax.set_yticks(y, ok.method)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("score (bars: mean over seeds; whiskers: std)")
-        ax.set_title("Verification accuracy (solid) and rank-1 (light)")
-        ax.grid(alpha=0.3, axis="x")
-        figures.insert(0, ("Scores", "Verification accuracy and rank-1 per method (blue: classification, orange: metric learning, grey: raw pixels).", _save(fig, out / "scores.png")))
-    return figures
+    if ok.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(ok) + 1.5))
+    y = np.arange(len(ok))
+    colors = {"classification": "tab:blue", "pair": "tab:orange", "baseline": "tab:gray"}
+    ax.barh(y + 0.2, ok.accuracy, height=0.4, xerr=ok.accuracy_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], label="verification accuracy")
+    ax.barh(y - 0.2, ok.rank_1, height=0.4, xerr=ok.rank_1_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], alpha=0.5, label="rank-1")
+    ax.set_yticks(y, ok.method)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("score (bars: mean over seeds; whiskers: std)")
+    ax.set_title("Verification accuracy (solid) and rank-1 (light)")
+    ax.grid(alpha=0.3, axis="x")
+    return ("Scores", "Verification accuracy and rank-1 per method (blue: classification, orange: metric learning, grey: raw pixels).",
+            _save(fig, out / "scores.png"))
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(path, dpi=110)  # into the staging folder: render() swaps it in only once all is written
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
-def render(run: Path, out: Path | None = None) -> Path:
-    """Write report.md, report.html and figures/ for the run in ``run`` (into ``out``, default ``run``)."""
+def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
+    """Write report.md, report.html and figures/ for the run in ``run`` (into ``out``, default ``run``).
+
+    A damaged run (see :mod:`mlcompare.report_inputs`) raises :class:`UserError` before anything is
+    written, even with ``force``. A run that lacks rows config.json lists (unfinished, or results.csv
+    cut at a row boundary) would give a worse report than a complete one: it replaces an existing
+    ``out/report.md`` only with ``force``. Everything is written to a staging folder inside ``out``
+    first and swapped in at the end, so a crash mid-render leaves the previous report as it was.
+    """
     run = Path(run)
-    if not (run / "results.csv").exists():
-        raise UserError(f"'{run}' holds no results.csv: not a run directory (run `mlcompare run NAME --out {run}` first)")
     out = Path(out) if out else run
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
-    results, history = read_results(run), read_history(run)
-    table = summarise(results, run)
-    figures = _figures(run, results, table, history, out / "figures", config)
-    if out != run:
-        shutil.copyfile(run / "results.csv", out / "results.csv")
-    cols = columns(results)
-    write_text_atomic(out / "report.md", _markdown(config, table, figures, out, cols))
-    write_text_atomic(out / "report.html", _html(config, table, figures, cols))
+    inputs = report_inputs.load(run)
+    missing = report_inputs.missing_rows(inputs)
+    if missing and (out / "report.md").exists() and not force:
+        raise UserError(f"'{run / 'results.csv'}' lacks {len(missing)} method x seed row(s) of config.json "
+                        f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): not replacing "
+                        f"'{out / 'report.md'}' with a partial report; finish the run with --resume, or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        (staging / "figures").mkdir()
+        table = summarise(inputs.results, inputs.curves)
+        figures = _figures(inputs, table, staging / "figures")
+        cols = columns(inputs.results)
+        (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols))
+        (staging / "report.html").write_text(_html(inputs.config, table, figures, cols))
+        if out != run:
+            shutil.copyfile(run / "results.csv", staging / "results.csv")
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
+def _publish(staging: Path, out: Path) -> None:
+    """Move the staged figures/ and files into ``out``: renames only, nothing left to compute or fail on.
+
+    figures/ is replaced as a whole (a figure the new report lacks must not linger); the old one is
+    moved into the staging folder, which the caller removes.
+    """
+    if (out / "figures").exists():
+        os.replace(out / "figures", staging / "figures.old")
+    os.replace(staging / "figures", out / "figures")
+    for name in ("report.html", "results.csv", "report.md"):  # report.md last: it names the figures
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+
+
 def _setup_lines(config: dict) -> list[str]:
-    d, b, t = config.get("data", {}), config.get("backbone", {}), config.get("train", {})
+    """The setup in three lines; indexes only keys of :data:`report_inputs.CONFIG_KEYS` (checked present),
+    and reads with a default the keys older run directories lack."""
+    d, b, t = config["data"], config["backbone"], config["train"]
     return [
-        f"Data: `{d.get('train')}`" + (f", tested on `{d.get('test')}`" if d.get("test") else
-                                       f", identities split {1 - d.get('test_fraction', 0):.0%} train / {d.get('test_fraction', 0):.0%} test (disjoint)")
-        + f"; {config.get('train_identities')} training identities ({config.get('train_images')} images), "
-          f"{config.get('test_identities')} test identities ({config.get('test_images')} images), {d.get('size')} px.",
-        f"Protocol: 1:1 verification on {config.get('verification_pairs')} balanced pairs in 10 folds (accuracy: threshold "
+        f"Data: `{d['train']}`" + (f", tested on `{d['test']}`" if d["test"] else
+                                   f", identities split {1 - d['test_fraction']:.0%} train / {d['test_fraction']:.0%} test (disjoint)")
+        + f"; {config['train_identities']} training identities ({config['train_images']} images), "
+          f"{config['test_identities']} test identities ({config['test_images']} images), {d['size']} px.",
+        f"Protocol: 1:1 verification on {config['verification_pairs']} balanced pairs in 10 folds (accuracy: threshold "
         f"chosen on 9 folds, measured on the 10th); 1:N identification with one gallery image per test identity; MAP@R leave-one-out.",
-        f"Fair by construction: every method trains the same backbone (ResNet, widths {b.get('widths')}, blocks {b.get('blocks')}, "
-        f"{b.get('embedding_dim')}-d embedding) from the same initial weights per seed, on the same P x K batches "
-        f"(P={t.get('p')}, K={t.get('k')}), with {t.get('optimizer')} lr {t.get('lr')} (warm-up {t.get('warmup_steps')} steps + cosine) "
-        f"for {t.get('steps')} steps, {config.get('seeds')} seed(s), on {config.get('device')} in {t.get('precision', 'fp32')}"
+        f"Fair by construction: every method trains the same backbone (ResNet, widths {b['widths']}, blocks {b['blocks']}, "
+        f"{b['embedding_dim']}-d embedding) from the same initial weights per seed, on the same P x K batches "
+        f"(P={t['p']}, K={t['k']}), with {t['optimizer']} lr {t['lr']} (warm-up {t['warmup_steps']} steps + cosine) "
+        f"for {t['steps']} steps, {config['seeds']} seed(s), on {config['device']} in {t.get('precision', 'fp32')}"
         + (f", {config['world_size']} torchrun processes." if config.get("world_size", 1) > 1 else "."),
     ]
 
 
-def _markdown(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]], out: Path,
+def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Path,
               cols: list[tuple[str, str, int]]) -> str:
-    lines = [f"# mlcompare report: {config.get('name', '')}", "", config.get("description", ""), "",
+    lines = [f"# mlcompare report: {config['name']}", "", config["description"], "",
              *([f"*Question: {config['question']}*", ""] if config.get("question") else []),
              f"**{summary_sentence(table)}**", "", "## Setup", ""]
     lines += [f"- {line}" for line in _setup_lines(config)]
@@ -368,7 +448,7 @@ def _markdown(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, P
     return "\n".join(lines) + "\n"
 
 
-def _html(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]], cols: list[tuple[str, str, int]]) -> str:
+def _html(config: dict, table: pd.DataFrame, figures: list[Figure], cols: list[tuple[str, str, int]]) -> str:
     head = "".join(f"<th onclick='sortTable({i})'>{html.escape(h)}</th>" for i, h in
                    enumerate(["Method", "Family", "Loss (params)"] + [h for _, h, _ in cols] + ["vs best", "Status"]))
     body = []
@@ -386,15 +466,15 @@ def _html(config: dict, table: pd.DataFrame, figures: list[tuple[str, str, Path]
         f"{base64.b64encode(p.read_bytes()).decode()}'>" for t, c, p in figures)
     setup = "".join(f"<li>{html.escape(line)}</li>" for line in _setup_lines(config))
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mlcompare report: {html.escape(config.get('name', ''))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>mlcompare report: {html.escape(config['name'])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 th {{ background: #f0f0f0; cursor: pointer; }} td:nth-child(-n+3) {{ text-align: left; }}
 img {{ max-width: 100%; }} .summary {{ font-size: 1.1em; font-weight: bold; }}
 </style></head><body>
-<h1>mlcompare report: {html.escape(config.get('name', ''))}</h1>
-<p>{html.escape(config.get('description', ''))}</p>
+<h1>mlcompare report: {html.escape(config['name'])}</h1>
+<p>{html.escape(config['description'])}</p>
 {f"<p><em>Question: {html.escape(config['question'])}</em></p>" if config.get("question") else ""}
 <p class="summary">{html.escape(summary_sentence(table))}</p>
 <h2>Setup</h2><ul>{setup}</ul>

@@ -61,12 +61,32 @@ class RunDir:
         self.final = final
         if force and resume:
             raise UserError("--force and --resume contradict each other: --resume continues a run, --force replaces it")
-        exists = final.exists() and any(final.iterdir()) if final.is_dir() else final.exists()
+        if final.exists() and not final.is_dir():
+            raise UserError(f"--out '{final}' is a file, not a run directory; give a new folder (nothing was changed)")
+        exists = final.is_dir() and any(final.iterdir())
+        is_run = (final / "config.json").is_file()
         if exists and not (force or resume):
             raise UserError(f"run directory '{final}' already exists; use --resume to continue it or --force to replace it")
-        if resume and not (final / "config.json").exists():
+        if exists and force and not is_run:
+            raise UserError(f"--force replaces only a run directory, and '{final}' holds no config.json; "
+                            "give a new folder for --out (nothing of yours was moved)")
+        if resume and not is_run:
             raise UserError(f"--resume: '{final}' holds no run (no config.json); start it without --resume")
+        parent = next(p for p in (final.absolute(), *final.absolute().parents) if p.exists())
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write the run directory '{final}': '{parent}' is not writable; choose another --out")
         self.path = final.with_name(final.name + ".partial") if (force and exists) else final
+
+    def check_resumable(self, config: dict[str, Any]) -> None:
+        """``--resume`` continues the saved run only with the same settings: a run trained to 200 steps
+        and resumed as 5 would be reported as what it is not. Refuses with the differences listed."""
+        saved = _flatten(json.loads((self.final / "config.json").read_text()))
+        # A key the saved run lacks was added to mlcompare since, at a default that keeps old behaviour.
+        changed = [f"{key}: {saved[key]!r} -> {value!r}" for key, value in _flatten(config).items()
+                   if key in saved and saved[key] != value]
+        if changed:
+            raise UserError(f"--resume with settings that differ from the saved run ({'; '.join(changed)}); "
+                            "resume with the saved settings, or start a new run (another --out, or --force)")
 
     def create(self) -> None:
         """Make the folders; called once the inputs are known to be good, so a bad input leaves nothing."""
@@ -89,6 +109,17 @@ class RunDir:
 
     def save_config(self, config: dict[str, Any]) -> None:
         write_text_atomic(self.path / "config.json", json.dumps(config, indent=2, default=str))
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"p": 8}}`` -> ``{"train.p": 8}`` (lists of methods compared whole, as JSON)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
+    return out
 
 
 def read_results(run: Path) -> pd.DataFrame:

@@ -2,34 +2,31 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import evaluations
-import miners
 from mlcompare import data as datasets
 from mlcompare import distributed
 from mlcompare import losses
-from mlcompare.backbones import ResNetFace
-from mlcompare.config import ComparisonConfig, MethodConfig
+from mlcompare.backbones import build_backbone, embed
+from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.noise import flip_labels
-from mlcompare.data.protocol import split_identities
 from mlcompare.errors import UserError
 from mlcompare.rundir import (RunDir, checkpoint_path, curves_path, read_history, read_results, write_csv_atomic,
                               write_npz_atomic)
-from mlcompare.scoring import TestProtocol, score
-from mlcompare.trainer import TrainingDiverged, embed, train
+from mlcompare.scoring import TestProtocol, score, validation_accuracy
+from mlcompare.trainer import TrainingDiverged, train
 
 RAW_PIXELS = "raw pixels"
 
@@ -57,13 +54,12 @@ def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("
     """Train set, test set (disjoint identities) and the fixed protocol on the test set.
 
     Generated training images are rendered on ``device`` and stay there; the test set is on the CPU.
+    Label noise asked for on the data spec (``synthfaces:label_noise=X``) is applied after the split,
+    to training images only and towards training identities only: test labels stay clean.
     """
     d = config.data
-    full = datasets.load(d.train, size=d.size, seed=d.split_seed, stream=d.workers > 0, device=str(device))
-    if d.test:
-        train_set, test_set = full, datasets.load(d.test, size=d.size, seed=d.split_seed + 1)
-    else:
-        train_set, test_set = split_identities(full, test_fraction=d.test_fraction, seed=d.split_seed)
+    train_set, test_set = datasets.load_split(d.train, d.test, size=d.size, seed=d.split_seed,
+                                              test_fraction=d.test_fraction, stream=d.workers > 0, device=str(device))
     if d.workers and isinstance(train_set.images, torch.Tensor):
         warnings.warn(f"workers = {d.workers} applies to imagefolder: and recordio: training sets; "
                       f"{d.train.partition(':')[0]} is held in memory, so no worker processes are started", stacklevel=2)
@@ -71,19 +67,44 @@ def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("
     return train_set, test_set, TestProtocol.build(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
 
 
+def method_batch(config: ComparisonConfig, method: MethodConfig) -> TrainConfig:
+    """The train section as ``method`` runs it (its own P or K where it sets them)."""
+    return dataclasses.replace(config.train, p=method.p or config.train.p, k=method.k or config.train.k)
+
+
 def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int,
                ctx: distributed.Context = distributed.Context()) -> losses.Loss:
-    params = dict(method.params)
-    if "world_size" in inspect.signature(losses.REGISTRY[method.loss].__init__).parameters and ctx.active:
-        params.setdefault("rank", ctx.rank)  # a sharded classifier (partial_fc) takes its shard from torchrun
-        params.setdefault("world_size", ctx.world_size)
-    if method.miner:
-        miner_params = dict(method.miner_params)
-        # A miner that keeps embeddings (the memory bank) needs their size: the method's, unless set.
-        if "embedding_dim" in inspect.signature(miners.REGISTRY[method.miner].__init__).parameters:
-            miner_params.setdefault("embedding_dim", embedding_dim)
-        params["miner"] = miners.get(method.miner, **miner_params)
-    return losses.get(method.loss, num_classes=num_classes, embedding_dim=embedding_dim, **params)
+    """``method``'s loss with its miner, for this process's rank. A bad parameter is a :class:`UserError`
+    naming the method (the loss's own ``ValueError`` says which parameter and its valid range)."""
+    try:
+        miner = losses.build_miner(method.miner, method.miner_params, embedding_dim=embedding_dim) if method.miner else None
+        return losses.get(method.loss, num_classes=num_classes, embedding_dim=embedding_dim, miner=miner,
+                          rank=ctx.rank, world_size=ctx.world_size, **method.params)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"method '{method.name}': {err}") from err
+
+
+def check_methods(config: ComparisonConfig, train_set: FaceData, ctx: distributed.Context) -> None:
+    """Everything that can fail before training, checked before anything is written: every method's
+    loss and miner are built (on the meta device: no memory, no RNG draws) and its batch shape is
+    checked against the loaded training set."""
+    counts = torch.bincount(train_set.labels.cpu(), minlength=train_set.num_identities)
+    identities, most = train_set.num_identities, int(counts.max())
+    for method in config.methods:
+        dim = method.embedding_dim or config.backbone.embedding_dim
+        batch = method_batch(config, method)
+        where = f"method '{method.name}'" if (method.p or method.k) else "train"
+        if batch.p > identities:
+            raise UserError(f"{where}: p={batch.p} identities per batch but the training set has {identities}; "
+                            f"lower it, e.g. --set train.p={max(2, identities // 2)}")
+        if batch.k > most:
+            raise UserError(f"{where}: k={batch.k} images per identity per batch but no training identity has more "
+                            f"than {most}; lower it, e.g. --set train.k={max(2, most)}")
+        if batch.p % ctx.world_size:
+            raise UserError(f"{where}: p={batch.p} identities per batch do not split over {ctx.world_size} ranks; "
+                            f"make p a multiple of {ctx.world_size}")
+        with torch.device("meta"):
+            build_loss(method, num_classes=identities, embedding_dim=dim, ctx=ctx)
 
 
 def raw_pixel_embeddings(images: torch.Tensor) -> torch.Tensor:
@@ -92,9 +113,50 @@ def raw_pixel_embeddings(images: torch.Tensor) -> torch.Tensor:
     return flat - flat.mean(dim=1, keepdim=True)
 
 
+@dataclass
+class MethodResult:
+    """What one method x seed leaves in the run directory: its results.csv row, its curves file
+    (None: nothing to save, e.g. failed) and its history.csv rows."""
+
+    row: dict[str, Any]
+    curves: dict[str, np.ndarray] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RunRecords:
+    """results.csv, history.csv and curves/ of a run directory, each rewritten atomically per result."""
+
+    def __init__(self, path: Path, *, resume: bool) -> None:
+        self.path = path
+        self.results = read_results(path) if resume else pd.DataFrame()
+        self.history = read_history(path) if resume else pd.DataFrame()
+
+    def done(self, method: str, seed: int) -> bool:
+        r = self.results
+        return not r.empty and bool(((r.method == method) & (r.seed == seed) & (r.status == "ok")).any())
+
+    def write(self, result: MethodResult) -> None:
+        method, seed = result.row["method"], result.row["seed"]
+        self.results = pd.concat([_without(self.results, method, seed), pd.DataFrame([result.row])], ignore_index=True)
+        write_csv_atomic(self.path / "results.csv", self.results)
+        if result.curves is not None:
+            write_npz_atomic(curves_path(self.path, method, seed), **result.curves)
+        if result.history:
+            self.history = pd.concat([_without(self.history, method, seed), pd.DataFrame(result.history)], ignore_index=True)
+            write_csv_atomic(self.path / "history.csv", self.history)
+
+
+def _without(frame: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
+    return frame if frame.empty else frame[~((frame.method == method) & (frame.seed == seed))]
+
+
 def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
         progress: bool = True) -> Path:
-    """Train and score every method of ``config`` for each seed; write the run directory and report."""
+    """Train and score every method of ``config`` for each seed; write the run directory and report.
+
+    Every input is checked (devices, data, every method's loss and batch shape) before the run
+    directory is created, so that bad input leaves nothing behind.
+    """
     from mlcompare import report
 
     dev = resolve_device(device)
@@ -103,56 +165,37 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
         dev = torch.device("cuda", ctx.local_rank)
     check_precision(config.train.precision, dev)
     rundir = RunDir(out, force=force, resume=resume)  # every rank checks before rank 0 creates anything
+    if resume:
+        rundir.check_resumable(config.to_dict())
     ctx.barrier()
     train_set, test_set, protocol = prepare_data(config, dev)
+    check_methods(config, train_set, ctx)
     if ctx.is_main:
         rundir.create()
         np.save(rundir.path / "test_labels_sample.npy", protocol.labels[_projection_sample(protocol.labels)].numpy())
-        resolved = config.to_dict() | {"device": str(dev), "world_size": ctx.world_size,
-                                       "train_identities": train_set.num_identities,
-                                       "train_images": len(train_set), "test_identities": test_set.num_identities,
-                                       "test_images": len(test_set), "verification_pairs": len(protocol.pairs.same),
-                                       "torch": torch.__version__}
-        rundir.save_config(resolved)
+        rundir.save_config(config.to_dict() | {
+            "device": str(dev), "world_size": ctx.world_size, "train_identities": train_set.num_identities,
+            "train_images": len(train_set), "test_identities": test_set.num_identities, "test_images": len(test_set),
+            "verification_pairs": len(protocol.pairs.same), "torch": torch.__version__})
     ctx.barrier()
-    results = read_results(rundir.path) if resume else pd.DataFrame()
-    history = read_history(rundir.path) if resume else pd.DataFrame()
-
-    def done(method: str, seed: int) -> bool:
-        return not results.empty and bool(((results.method == method) & (results.seed == seed) & (results.status == "ok")).any())
-
-    def record(row: dict[str, Any], curves: dict | None, rows: list[dict[str, Any]] | None) -> None:
-        nonlocal results, history
-        if not ctx.is_main:
-            return
-        if not results.empty:
-            results = results[~((results.method == row["method"]) & (results.seed == row["seed"]))]
-        results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
-        write_csv_atomic(rundir.path / "results.csv", results)
-        if curves is not None:
-            write_npz_atomic(curves_path(rundir.path, row["method"], row["seed"]), **curves)
-        if rows:
-            if not history.empty:
-                history = history[~((history.method == row["method"]) & (history.seed == row["seed"]))]
-            history = pd.concat([history, pd.DataFrame(rows)], ignore_index=True)
-            write_csv_atomic(rundir.path / "history.csv", history)
-
-    if ctx.is_main and not done(RAW_PIXELS, 0):
+    records = RunRecords(rundir.path, resume=resume)
+    if ctx.is_main and not records.done(RAW_PIXELS, 0):
         metrics, curves = score(raw_pixel_embeddings(test_set.images), protocol)
-        record({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, "loss": "none", "family": "baseline", "status": "ok",
-                **metrics, "train_seconds": float("nan"), "images_per_s": float("nan"), "steps": 0, "message": ""}, curves, None)
-
+        records.write(MethodResult({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, "loss": "none",
+                                    "family": "baseline", "status": "ok", **metrics, "train_seconds": float("nan"),
+                                    "images_per_s": float("nan"), "steps": 0, "message": ""}, curves))
     noisy_sets: dict[float, FaceData] = {0.0: train_set}
     for seed in range(config.seeds):
         for method in config.methods:
-            if done(method.name, seed):
+            if records.done(method.name, seed):
                 continue
             if method.label_noise not in noisy_sets:  # same flips for every method at this level
                 noisy_sets[method.label_noise] = flip_labels(train_set, method.label_noise, seed=config.data.split_seed)
-            row, curves, rows = _train_and_score(config, method, seed, noisy_sets[method.label_noise], test_set, protocol, dev,
-                                                 checkpoint_path(rundir.path, method.name, seed),
-                                                 resume, progress, ctx)
-            record(row, curves, rows)
+            result = train_and_score(config, method, seed, noisy_sets[method.label_noise], test_set, protocol, dev,
+                                     checkpoint=checkpoint_path(rundir.path, method.name, seed), resume=resume,
+                                     progress=progress, ctx=ctx)
+            if ctx.is_main:
+                records.write(result)
             ctx.barrier()
     if not ctx.is_main:
         return rundir.final
@@ -160,38 +203,30 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     return rundir.commit()
 
 
-def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, train_set: FaceData,
-                     test_set: FaceData, protocol: TestProtocol, device: torch.device, checkpoint: Path,
-                     resume: bool, progress: bool, ctx: distributed.Context = distributed.Context(),
-                     ) -> tuple[dict[str, Any], dict | None, list[dict[str, Any]]]:
-    """Train one method x seed (on every rank) and score it (on rank 0: other ranks return no metrics)."""
-    b = config.backbone
-    dim = method.embedding_dim or b.embedding_dim
-    train_cfg = dataclasses.replace(config.train, p=method.p or config.train.p, k=method.k or config.train.k)
+def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, train_set: FaceData,
+                    test_set: FaceData, protocol: TestProtocol, device: torch.device, *, checkpoint: Path,
+                    resume: bool, progress: bool, ctx: distributed.Context = distributed.Context()) -> MethodResult:
+    """Train one method x seed (on every rank) and score it (on rank 0: other ranks return no metrics).
+
+    A diverging model (a NaN or inf loss, or NaN embeddings met by a miner or by the scoring) marks
+    the method failed with the reason; the comparison goes on."""
+    dim = method.embedding_dim or config.backbone.embedding_dim
+    train_cfg = method_batch(config, method)
     # Same seed -> same backbone initialisation for every method; the loss's weights come after.
     torch.manual_seed(seed)
-    model = ResNetFace(image_size=config.data.size, widths=tuple(b.widths), blocks=tuple(b.blocks),
-                       embedding_dim=dim, dropout=b.dropout)
+    model = build_backbone(config.backbone, image_size=config.data.size, embedding_dim=dim)
     loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim, ctx=ctx)
     row: dict[str, Any] = {"method": method.name, "group": method.group or method.name, "seed": seed,
                            "loss": method.loss, "family": loss.family, "params": _params_text(method),
                            "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k,
                            "precision": train_cfg.precision}
-    batch = train_cfg.p * train_cfg.k
-    bar = tqdm(total=train_cfg.steps * batch, unit="img", unit_scale=True, desc=f"{method.name} s{seed}",
-               disable=not progress or not ctx.is_main, file=sys.stderr, dynamic_ncols=True, leave=True)
-    shown = {"steps": 0}
-
-    def on_step(steps_done: int, value: float) -> None:
-        bar.update((steps_done - shown["steps"]) * batch)
-        shown["steps"] = steps_done
-        bar.set_postfix(step=f"{steps_done}/{train_cfg.steps}", loss=f"{value:.3f}")
-
+    bar = _ProgressBar(method.name, seed, train_cfg, enabled=progress and ctx.is_main)
+    validate = (lambda: validation_accuracy(model, test_set.images, protocol.pairs, device=device,
+                                            precision=train_cfg.precision)) if ctx.is_main else None
     tic = time.perf_counter()
     try:
         result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
-                       resume=resume, on_step=on_step, ctx=ctx, workers=config.data.workers,
-                       validate=(lambda: validation_accuracy(model, test_set, protocol, device)) if ctx.is_main else None)
+                       resume=resume, on_step=bar.on_step, ctx=ctx, workers=config.data.workers, validate=validate)
         # Under torchrun each rank embeds its share of the test set and searches its share of the
         # references; every rank then holds the same scores, and rank 0 records them.
         embeddings = distributed.gather_rows(embed(model, test_set.images[distributed.share(len(test_set), ctx)],
@@ -200,19 +235,35 @@ def _train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, 
             raise TrainingDiverged("the model produces NaN or inf embeddings")
         search = distributed.knn_over_ranks(ctx, _faiss_device(device)) if ctx.active else evaluations.knn
         metrics, curves = score(embeddings, protocol, search=search)
-        if not ctx.is_main:
-            bar.close()
-            return row | {"status": "ok"}, None, []
-        curves["embeddings"] = embeddings[_projection_sample(protocol.labels)].numpy()
-        curves |= angle_histograms(model, loss, train_set, device)
     except TrainingDiverged as err:
         bar.close()
         print(f"{method.name} (seed {seed}) failed: {err}; the other methods go on", file=sys.stderr)
-        return row | {"status": "failed", "message": str(err), "train_seconds": time.perf_counter() - tic}, None, []
+        return MethodResult(row | {"status": "failed", "message": str(err), "train_seconds": time.perf_counter() - tic})
     bar.close()
-    rows = [{"method": method.name, "seed": seed} | h for h in result.history]
-    return row | {"status": "ok", **metrics, "train_seconds": result.seconds, "images_per_s": result.images_per_s,
-                  "steps": result.steps, "message": ""}, curves, rows
+    if not ctx.is_main:
+        return MethodResult(row | {"status": "ok"})
+    curves["embeddings"] = embeddings[_projection_sample(protocol.labels)].numpy()
+    curves |= angle_histograms(model, loss, train_set, device)
+    return MethodResult(row | {"status": "ok", **metrics, "train_seconds": result.seconds,
+                               "images_per_s": result.images_per_s, "steps": result.steps, "message": ""},
+                        curves, [{"method": method.name, "seed": seed} | h for h in result.history])
+
+
+class _ProgressBar:
+    """A tqdm bar over training images (rate and ETA), advanced on the trainer's logged steps."""
+
+    def __init__(self, method: str, seed: int, cfg: TrainConfig, *, enabled: bool) -> None:
+        self.batch, self.steps, self.shown = cfg.p * cfg.k, cfg.steps, 0
+        self.bar = tqdm(total=cfg.steps * self.batch, unit="img", unit_scale=True, desc=f"{method} s{seed}",
+                        disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def on_step(self, steps_done: int, value: float) -> None:
+        self.bar.update((steps_done - self.shown) * self.batch)
+        self.shown = steps_done
+        self.bar.set_postfix(step=f"{steps_done}/{self.steps}", loss=f"{value:.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _faiss_device(device: torch.device) -> str:
@@ -224,48 +275,30 @@ def _faiss_device(device: torch.device) -> str:
     return "cpu"
 
 
-def validation_accuracy(model: torch.nn.Module, test_set: FaceData, protocol: TestProtocol, device: torch.device) -> float:
-    """10-fold verification accuracy on the test pairs, for the per-step curve (only the images the pairs use)."""
-    pairs = protocol.pairs
-    used, inverse = torch.unique(torch.cat([pairs.a, pairs.b]), return_inverse=True)
-    emb = embed(model, test_set.images[used], device=device)
-    a, b = inverse[: len(pairs.a)], inverse[len(pairs.a):]
-    return evaluations.verification(evaluations.pair_scores(emb[a], emb[b]), pairs.same.numpy(), folds=pairs.folds)["accuracy"]
-
-
-ANGLE_BINS = np.linspace(0.0, 180.0, 91)  # degrees, 2-degree bins
+ANGLE_BINS = np.linspace(0.0, 180.0, 91)  # degrees, 2-degree bins; saved with each histogram as theta_bins
 
 
 @torch.no_grad()
 def angle_histograms(model: torch.nn.Module, loss: losses.Loss, train_set: FaceData, device: torch.device,
                      *, images: int = 1000) -> dict[str, np.ndarray]:
     """Histograms of the angles between training embeddings and their own class centre (target) and
-    the other class centres (non-target), as in the ArcFace paper's figures; empty for pair losses."""
-    if loss.family != "classification" or not isinstance(getattr(loss, "weight", None), torch.Tensor):
-        return {}
+    the other class centres (non-target), as in the ArcFace paper's figures, with their bin edges;
+    empty for a loss without class centres (:meth:`Loss.angle_cosines` is None)."""
     pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:images]
     emb = embed(model, train_set.images[pick], device=device).to(device)
-    if hasattr(loss, "subcenter_cosines"):  # [N, C, K]: the angle to a class is to its nearest sub-centre
-        cos = loss.subcenter_cosines(emb).max(dim=2).values
-    elif hasattr(loss, "class_cosines"):
-        cos = loss.class_cosines(emb)
-    else:
-        cos = F.normalize(emb, dim=1) @ F.normalize(loss.weight, dim=1).t()
-    if cos.shape != (len(pick), train_set.num_identities):
+    cos = loss.angle_cosines(emb)
+    if cos is None or cos.shape != (len(pick), train_set.num_identities):
         return {}
     theta = torch.rad2deg(torch.acos(cos.float().clamp(-1, 1))).cpu()
     target = torch.zeros_like(theta, dtype=torch.bool)
     target[torch.arange(len(pick)), train_set.labels[pick]] = True
     return {"theta_target_hist": np.histogram(theta[target].numpy(), ANGLE_BINS)[0],
-            "theta_other_hist": np.histogram(theta[~target].numpy(), ANGLE_BINS)[0]}
+            "theta_other_hist": np.histogram(theta[~target].numpy(), ANGLE_BINS)[0], "theta_bins": ANGLE_BINS}
 
 
 def _projection_sample(labels: torch.Tensor, identities: int = 8) -> torch.Tensor:
     """Test images of the first ``identities`` identities: kept per method for the report's 2-D view."""
     return torch.nonzero(labels < identities).squeeze(1)
-
-
-BUDGETS = {"quick": 1, "standard": 4, "long": 16}  # multiples of a comparison's own steps
 
 
 def _params_text(method: MethodConfig) -> str:
@@ -275,45 +308,3 @@ def _params_text(method: MethodConfig) -> str:
         inner = ",".join(f"{k}={v}" for k, v in method.miner_params.items())
         parts.append(f"miner={method.miner}" + (f"({inner})" if inner else ""))
     return " ".join(parts)
-
-
-def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
-                    seeds: int | None = None, steps: int | None = None, budget: str | None = None,
-                    precision: str | None = None, compile: bool | None = None,
-                    workers: int | None = None) -> ComparisonConfig:
-    """Command-line options replace the comparison's own values.
-
-    ``budget`` scales the comparison's steps (and warm-up): quick x1, standard x4, long x16;
-    ``steps`` sets them outright and wins over ``budget``.
-    """
-    if budget:
-        if budget not in BUDGETS:
-            raise UserError(f"--budget must be one of {', '.join(BUDGETS)}, got '{budget}'")
-        t = config.train
-        config = dataclasses.replace(config, train=dataclasses.replace(
-            t, steps=t.steps * BUDGETS[budget], warmup_steps=t.warmup_steps * BUDGETS[budget]))
-    if data:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=data))
-    if test_data:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, test=test_data))
-    if seeds is not None:
-        if seeds < 1:
-            raise UserError(f"--seeds must be >= 1, got {seeds}")
-        config = dataclasses.replace(config, seeds=seeds)
-    if steps is not None:
-        if steps < 1:
-            raise UserError(f"--steps must be >= 1, got {steps}")
-        train = config.train
-        config = dataclasses.replace(config, train=dataclasses.replace(
-            train, steps=steps, warmup_steps=min(train.warmup_steps, max(1, steps // 10))))
-    if precision is not None:
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise UserError(f"--precision must be fp32, bf16 or fp16, got '{precision}'")
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
-    if compile is not None:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, compile=compile))
-    if workers is not None:
-        if workers < 0:
-            raise UserError(f"--workers must be >= 0, got {workers}")
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, workers=workers))
-    return config

@@ -6,7 +6,6 @@ and the same number of steps. Only the loss (and its miner) differs.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -18,12 +17,15 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from mlcompare.backbones import to_input
+from miners import NonFiniteEmbeddings
+from mlcompare.backbones import autocast, to_input
+from mlcompare.checkpoints import load_checkpoint
 from mlcompare.config import TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.sampler import PKSampler
 from mlcompare.data.stored import loaded_batches
 from mlcompare.distributed import Context, average_gradients, gather_keep_grad, share
+from mlcompare.errors import UserError
 from mlcompare.losses import Loss
 from mlcompare.sync_batchnorm import synchronise_batchnorm
 
@@ -40,18 +42,6 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-# --precision names -> autocast dtypes (fp32: no autocast at all).
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` on ``device``'s type at ``precision``; a no-op context for fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    dtype = PRECISIONS[precision]
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def lr_factor(step: int, *, warmup: int, total: int) -> float:
     """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
     if step < warmup:
@@ -60,11 +50,16 @@ def lr_factor(step: int, *, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW; weight decay on matrices and kernels only (not on biases, BN, a learnable
+def make_optimizer(backbone: list[nn.Parameter], head: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over the backbone's and the loss's own parameters (:meth:`Loss.head_parameters`,
+    at ``cfg.loss_lr`` when set: margin-softmax heads and proxies often want a larger one), each a
+    group of its own; the schedule scales every group alike. Weight decay on matrices and kernels only (not on biases, BN, a learnable
     scale or a ring radius, which decay would pull towards zero for no regularising benefit)."""
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = []
+    for params, lr in ((backbone, cfg.lr), (head, cfg.loss_lr or cfg.lr)):
+        groups.append({"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay, "lr": lr})
+        groups.append({"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": lr})
+    groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -133,7 +128,7 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     """
     sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
     if cfg.p % ctx.world_size:
-        raise ValueError(f"p={cfg.p} identities per batch do not split over {ctx.world_size} ranks; make p a multiple of it")
+        raise UserError(f"p={cfg.p} identities per batch do not split over {ctx.world_size} ranks; make p a multiple of it")
     local = share(sampler.batch_size, ctx)
     gathered = ctx.active and loss.family == "pair"
     # channels_last: about 2x faster convolutions on CPU here, and the tensor-core layout on GPUs.
@@ -141,15 +136,16 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     if ctx.active and cfg.sync_batchnorm:  # before the optimiser is given the parameters
         model = synchronise_batchnorm(model, device)
     loss.to(device)
-    params = list(model.parameters()) + list(loss.parameters())
-    optimizer = make_optimizer(params, cfg)
+    head = loss.head_parameters()
+    params = list(model.parameters()) + head
+    optimizer = make_optimizer(list(model.parameters()), head, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, warmup=cfg.warmup_steps, total=cfg.steps))
     # A disabled scaler passes everything through; only fp16 on CUDA needs loss scaling.
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
     start, history, seconds = 0, [], 0.0
     if resume and checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, map_location=device)
         model.load_state_dict(state["model"])
         shards = state.get("shards", [])
         own = shards[ctx.rank] if len(shards) == ctx.world_size > 1 else state
@@ -171,7 +167,7 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         if ctx.active:
             rng = [None] * ctx.world_size
             torch.distributed.all_gather_object(rng, _rng_state())
-            if getattr(loss, "sharded", False):  # each rank's class rows and their optimiser moments
+            if loss.sharded:  # each rank's class rows and their optimiser moments
                 per_rank = [None] * ctx.world_size
                 torch.distributed.all_gather_object(per_rank, {"loss": loss.state_dict(), "optimizer": optimizer.state_dict()})
         if checkpoint is not None and ctx.is_main:
@@ -196,16 +192,19 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
         loss.set_progress(step, cfg.steps)
         with autocast(device, cfg.precision):
             features = forward(x)
-        if gathered:
-            value = loss(gather_keep_grad(features.float(), ctx), gather_keep_grad(y, ctx))
-        else:
-            value = loss(features.float(), y)
+        try:
+            if gathered:
+                value = loss(gather_keep_grad(features.float(), ctx), gather_keep_grad(y, ctx))
+            else:
+                value = loss(features.float(), y)
+        except NonFiniteEmbeddings as err:  # a miner met the diverged model's NaNs before the loss did
+            raise TrainingDiverged(f"{err} at step {step}; lower the learning rate or the loss's scale") from err
         optimizer.zero_grad(set_to_none=True)
         # A gathered loss is the global loss on every rank, its gradient only through local images:
         # x world_size, so that DDP's mean over ranks is the global gradient.
         scaler.scale(value * ctx.world_size if gathered else value).backward()
-        if not getattr(loss, "sharded", False):  # a sharded classifier (partial_fc) owns its rows per rank
-            average_gradients(list(loss.parameters()), ctx, divide=ctx.world_size if gathered else 1)
+        if not loss.sharded:  # a sharded classifier (partial_fc) owns its rows per rank
+            average_gradients(head, ctx, divide=ctx.world_size if gathered else 1)
         if cfg.grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -235,17 +234,3 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     seconds += time.perf_counter() - tic
     done = cfg.steps - start
     return TrainResult(cfg.steps, seconds, done * sampler.batch_size / seconds if seconds > 0 and done else 0.0, history)
-
-
-@torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 256,
-          precision: str = "fp32") -> torch.Tensor:
-    """Embeddings ``[N, D]`` (float32, CPU, not normalised) of uint8 images, in eval mode,
-    the backbone run under autocast at ``precision`` as in training."""
-    was_training = model.training
-    model.eval()
-    with autocast(device, precision):
-        out = [model(to_input(images[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)).float().cpu()
-               for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    return torch.cat(out)

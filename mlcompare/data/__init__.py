@@ -8,6 +8,8 @@ decoded when used (:mod:`mlcompare.data.stored`).
 """
 from __future__ import annotations
 
+import dataclasses
+
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
 
@@ -74,4 +76,47 @@ def load(spec: str, *, size: int, seed: int = 0, stream: bool = False, device: s
     return data
 
 
-__all__ = ["FaceData", "load", "parse_options", "SOURCES"]
+def load_split(train: str, test: str = "", *, size: int, seed: int, test_fraction: float, stream: bool = False,
+               device: str = "cpu") -> tuple[FaceData, FaceData]:
+    """The training and test sets of a comparison: ``test`` loaded on its own (disjoint identities by
+    the user's word), or ``train``'s identities split seeded (:func:`~mlcompare.data.protocol.split_identities`).
+
+    ``synthfaces:label_noise=X`` flips labels after the split, of training images only and towards
+    other training identities (:func:`~mlcompare.data.noise.flip_labels`): test labels stay clean,
+    and no wrong label names a test identity. Noise asked for on a separate test set is an error.
+    """
+    from mlcompare.data.noise import flip_labels
+    from mlcompare.data.protocol import split_identities
+
+    train, noise = _split_label_noise(train)
+    if _split_label_noise(test)[1]:
+        raise UserError(f"--test-data {test}: label_noise would corrupt the test labels; put it on the training data")
+    full = load(train, size=size, seed=seed, stream=stream, device=device)
+    if test:
+        train_set, test_set = full, load(test, size=size, seed=seed + 1)
+    else:
+        train_set, test_set = split_identities(full, test_fraction=test_fraction, seed=seed)
+    if noise:
+        noisy = flip_labels(train_set, noise, seed=seed)
+        train_set = dataclasses.replace(noisy, source=f"{noisy.source},label_noise={noise}")
+    return train_set, test_set
+
+
+def _split_label_noise(spec: str) -> tuple[str, float]:
+    """``("synthfaces:identities=9", 0.3)`` from ``"synthfaces:identities=9,label_noise=0.3"``."""
+    name, _, rest = spec.partition(":")
+    if name != "synthfaces":
+        return spec, 0.0
+    kept, noise = [], 0.0
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, _, raw = item.partition("=")
+        if key.strip() != "label_noise":
+            kept.append(item)
+            continue
+        noise = _value(raw.strip())
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 0.9:
+            raise UserError(f"synthfaces: label_noise must be a number in [0, 0.9], got {raw.strip()!r}")
+    return name + (":" + ",".join(kept) if kept else ""), float(noise)
+
+
+__all__ = ["FaceData", "load", "load_split", "parse_options", "SOURCES"]

@@ -5,7 +5,9 @@ Every loss is one class in one file, formula and paper in its docstring.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
+import miners
 from mlcompare.losses.base import Loss
 
 # classification (margin-softmax) losses
@@ -55,23 +57,49 @@ REGISTRY: dict[str, type[Loss]] = {
 }
 
 
-def get(name: str, *, num_classes: int, embedding_dim: int, **params) -> Loss:
+def get(name: str, *, num_classes: int, embedding_dim: int, miner: Any = None, rank: int = 0, world_size: int = 1,
+        **params: Any) -> Loss:
     """Build the loss called ``name``.
 
     ``num_classes`` and ``embedding_dim`` are passed to every loss (pair losses may use
     ``num_classes``, e.g. a per-class beta); ``params`` are the loss's own, named as in its
-    paper (and ``miner=`` for pair losses). An unknown name or parameter raises ``ValueError``
+    paper. ``miner`` (a miner object, see :func:`build_miner`) goes to pair losses, None meaning
+    the loss's default miner. ``rank`` / ``world_size``, the distributed context, go to losses
+    declared ``shardable`` and to no other. An unknown name or parameter raises ``ValueError``
     naming the valid ones.
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown loss '{name}'; valid losses: {', '.join(sorted(REGISTRY))}")
     cls = REGISTRY[name]
-    accepted = inspect.signature(cls.__init__).parameters
+    valid = parameters(name)
     for key in params:
-        if key not in accepted:
-            valid = [p for p in accepted if p not in ("self", "num_classes", "embedding_dim")]
-            raise ValueError(f"loss '{name}' has no parameter '{key}'; valid parameters: {', '.join(valid)}")
+        if key not in valid:
+            raise ValueError(f"loss '{name}' has no parameter '{key}'; valid parameters: {', '.join(valid) or 'none'}")
+    if cls.family == "pair":
+        params["miner"] = miner
+    elif miner is not None:
+        raise ValueError(f"loss '{name}' is a classification loss and takes no miner")
+    if cls.shardable:
+        params |= {"rank": rank, "world_size": world_size}
     return cls(num_classes=num_classes, embedding_dim=embedding_dim, **params)
+
+
+def parameters(name: str) -> list[str]:
+    """The parameters a comparison may set for loss ``name`` (its constructor's own keywords, without
+    the sizes, the miner and the distributed context, which are not the user's to set)."""
+    reserved = {"self", "num_classes", "embedding_dim", "miner", "rank", "world_size"}
+    return [p for p in inspect.signature(REGISTRY[name].__init__).parameters if p not in reserved]
+
+
+def build_miner(name: str, params: dict[str, Any], *, embedding_dim: int) -> Any:
+    """The one place where a miner *name* becomes a miner: ``miners.get(name, **params)``, with the
+    method's ``embedding_dim`` given to a miner that stores embeddings (the memory bank) unless set."""
+    if name not in miners.REGISTRY:
+        raise ValueError(f"unknown miner '{name}'; valid miners: {', '.join(sorted(miners.REGISTRY))}")
+    params = dict(params)
+    if miners.REGISTRY[name].keeps_embeddings:
+        params.setdefault("embedding_dim", embedding_dim)
+    return miners.get(name, **params)
 
 
 def family(name: str) -> str:
@@ -81,4 +109,4 @@ def family(name: str) -> str:
     return REGISTRY[name].family
 
 
-__all__ = ["Loss", "REGISTRY", "get", "family"]
+__all__ = ["Loss", "REGISTRY", "get", "family", "parameters", "build_miner"]

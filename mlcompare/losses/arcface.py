@@ -22,6 +22,8 @@ class ArcFace(MarginHead):
     ``cos theta = +-1``. ArcFace is ``combined`` with (m1, m2, m3) = (1, m, 0).
     """
 
+    shown_params = ('s', 'm')
+
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 64.0, m: float = 0.5,
                  easy_margin: bool = False) -> None:
         super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)

@@ -1,8 +1,14 @@
-"""What every loss in mlcompare is: a module called as ``loss(embeddings, labels)``."""
+"""What every loss in mlcompare is: a module called as ``loss(embeddings, labels)``, and what the
+runner and trainer may ask of it. Everything they ask is declared here, with its default, so that a
+new loss is one file plus one registry line and a reader sees the whole interface in one place."""
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+FAMILIES = ("classification", "pair")
 
 
 class Loss(nn.Module):
@@ -10,19 +16,57 @@ class Loss(nn.Module):
 
     ``forward(embeddings [B, D] float, labels [B] int64) -> scalar tensor``.
 
-    ``family`` is ``"classification"`` (owns ``.weight``, ``[num_classes, embedding_dim]``,
-    optimised with the backbone) or ``"pair"`` (takes a miner from the ``miners`` package).
+    Declared interface (class attributes and methods with defaults):
+
+    - ``family``: ``"classification"`` (owns class weights, optimised with the backbone) or
+      ``"pair"`` (takes a miner object from the ``miners`` package as ``miner=``).
+    - ``shardable``: its constructor takes ``rank`` and ``world_size`` and holds only that rank's
+      share of its parameters (Partial FC). The registry passes the distributed context to such a
+      loss and to no other.
+    - ``sharded``: this instance's parameters differ per rank (``shardable`` and ``world_size > 1``):
+      the trainer must not average their gradients over ranks, and checkpoints keep every shard.
+    - ``miner``: the miner a pair loss calls (None for classification losses). Its state (a memory
+      bank's contents) is saved with the loss's ``state_dict`` (``get_extra_state``), so that
+      ``--resume`` continues a stateful miner exactly.
+    - :meth:`angle_cosines`: ``[N, num_classes]`` cosines between embeddings and class centres for the
+      report's angle histograms, or None where a loss has no class centres.
+    - :meth:`head_parameters`: the loss's own trainable parameters (class weights, proxies, a
+      learnable scale), which the trainer optimises as a group of their own.
+    - :meth:`set_progress`: called before each step, for schedules (margin annealing, scale warm-up).
+    - ``shown_params``: the parameters that a run's config and report always name (a margin, a
+      scale), at the constructor's default when a comparison file leaves them out, so that files
+      state only what differs from a default while reports still say what ran.
 
     After each forward, ``stats`` holds detached scalar tensors that the trainer logs to
     ``history.csv`` (for example ``active_fraction``, ``theta_target``); tensors, not floats,
     so that logging forces no host-device synchronisation on steps that do not log.
     """
 
-    family: str = ""
+    family: ClassVar[str] = ""
+    shardable: ClassVar[bool] = False
+    shown_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
         self.stats: dict[str, torch.Tensor] = {}
+        self.miner: Any = None
+        self.sharded: bool = False
 
     def set_progress(self, step: int, total_steps: int) -> None:
         """Called by the trainer before each step; schedules (annealing, scale) override it."""
+
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """``[N, num_classes]`` cosines to each class centre, for the angle figures; None: no centres."""
+        return None
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The loss's own trainable parameters (empty for most pair losses)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def get_extra_state(self) -> dict[str, Any]:
+        # nn.Module stores this under "_extra_state" in state_dict(): the miner is not a module.
+        return {"miner": self.miner.state_dict()} if self.miner is not None else {}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if self.miner is not None and state.get("miner") is not None:
+            self.miner.load_state_dict(state["miner"])

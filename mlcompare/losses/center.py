@@ -21,6 +21,8 @@ class Center(Loss):
     ``weight [C, D]`` Xavier normal, ``bias`` optional (default off). Stats add ``center_loss``.
     """
 
+    shown_params = ('lambda_c',)
+
     family = "classification"
 
     def __init__(self, *, num_classes: int, embedding_dim: int, lambda_c: float = 0.003, alpha: float = 0.5,
@@ -39,6 +41,10 @@ class Center(Loss):
         self.bias = nn.Parameter(torch.zeros(num_classes)) if bias else None
         self.register_buffer("centers", torch.zeros(num_classes, embedding_dim))
         nn.init.xavier_normal_(self.centers)
+
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """Cosines to the classifier's rows, the class centres of the angle figures."""
+        return cosine_logits(embeddings, self.weight)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)

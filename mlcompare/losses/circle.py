@@ -20,6 +20,8 @@ class Circle(MarginHead):
     Equals cross-entropy on logits ``gamma a_p (s_p - D_p)`` (target) and ``gamma a_n (s_n - D_n)``.
     """
 
+    shown_params = ('gamma', 'm')
+
     def __init__(self, *, num_classes: int, embedding_dim: int, gamma: float | Scale | dict = 256.0,
                  m: float = 0.25) -> None:
         super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=gamma)

@@ -21,6 +21,8 @@ class Combined(MarginHead):
     Valid: ``m1 >= 1``, ``0 <= m2 < pi/2``, ``0 <= m3 < 1``; ``easy_margin`` only with m1 == 1.
     """
 
+    shown_params = ('s', 'm1', 'm2', 'm3')
+
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 64.0, m1: float = 1.0,
                  m2: float = 0.3, m3: float = 0.2, easy_margin: bool = False) -> None:
         super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)

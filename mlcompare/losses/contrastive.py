@@ -32,8 +32,7 @@ class ContrastiveLoss(Loss):
             ``"all"``: each averaged over all mined pairs, then summed.
         miner: callable returning ``(a1, p, a2, n)`` (or ``(a, p, n)`` / ``MemoryBankMiner``'s
             ``(a, p, negative_embeddings)``, split into its pairs),
-            a ``miners`` registry name, or None for every pair in the batch (``PairMiner()``).
-        miner_params: keyword parameters of a miner given by name.
+            or None for every pair in the batch (``PairMiner()``).
 
     ``stats``: ``active_fraction`` (non-zero pairs / mined pairs) and ``n_mined`` (pairs).
     """
@@ -50,8 +49,7 @@ class ContrastiveLoss(Loss):
         squared: bool = False,
         normalize: bool = True,
         reduction: str = "nonzero",
-        miner: MinerLike | str | None = None,
-        miner_params: dict | None = None,
+        miner: MinerLike | None = None,
     ) -> None:
         super().__init__()
         if not pos_margin >= 0:
@@ -63,7 +61,7 @@ class ContrastiveLoss(Loss):
         self.squared = bool(squared)
         self.normalize = bool(normalize)
         self.reduction = check_reduction(reduction)
-        self.miner = build_miner(miner, miner_params, miners.PairMiner(normalize=normalize), embedding_dim=embedding_dim)
+        self.miner = build_miner(miner, miners.PairMiner(normalize=normalize))
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mined = self.miner(embeddings, labels)

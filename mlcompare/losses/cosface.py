@@ -19,6 +19,8 @@ class CosFace(MarginHead):
     CosFace is ``combined`` with (m1, m2, m3) = (1, 0, m).
     """
 
+    shown_params = ('s', 'm')
+
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 30.0, m: float = 0.35) -> None:
         super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
         if not 0 <= m < 1:

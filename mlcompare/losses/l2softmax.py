@@ -19,6 +19,8 @@ class L2Softmax(Loss):
     ``Scale``. ``weight [C, D]`` Xavier normal; ``bias [C]`` with ``bias=True`` (default off).
     """
 
+    shown_params = ('alpha',)
+
     family = "classification"
 
     def __init__(self, *, num_classes: int, embedding_dim: int, alpha: float | Scale | dict = 16.0,
@@ -34,6 +36,10 @@ class L2Softmax(Loss):
 
     def set_progress(self, step: int, total_steps: int) -> None:
         self.alpha.set_progress(step, total_steps)
+
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """Cosines to the classifier's rows, the class centres of the angle figures."""
+        return cosine_logits(embeddings, self.weight)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)

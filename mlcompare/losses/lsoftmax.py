@@ -60,6 +60,8 @@ class LSoftmax(Loss):
     ``lambda_min = 0``). ``weight [C, D]`` Xavier normal.
     """
 
+    shown_params = ('m',)
+
     family = "classification"
 
     def __init__(self, *, num_classes: int, embedding_dim: int, m: int = 4, lambda_base: float = 1000.0,
@@ -75,6 +77,10 @@ class LSoftmax(Loss):
 
     def set_progress(self, step: int, total_steps: int) -> None:
         self.annealing.set_progress(step, total_steps)
+
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """Cosines to the classifier's rows, the class centres of the angle figures."""
+        return cosine_logits(embeddings, self.weight)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)

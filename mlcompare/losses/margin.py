@@ -32,11 +32,12 @@ class MarginLoss(Loss):
         beta_per_class: one beta per class instead of a global one.
         reduction: ``"nonzero"`` (default; pytorch-metric-learning's ``MarginLoss``): sum of all
             terms divided by the number of non-zero pair terms; ``"all"``: divided by ``2 T``.
-        miner: callable, registry name, or None for ``miners.DistanceWeightedMiner()`` (Wu et al.).
-        miner_params: keyword parameters of a miner given by name.
+        miner: a miner object, or None for ``miners.DistanceWeightedMiner()`` (Wu et al.).
 
     ``stats``: ``active_fraction`` (non-zero pair terms / ``2 T``), ``n_mined`` (``T``), ``beta_mean``.
     """
+
+    shown_params = ('alpha', 'beta')
 
     family = "pair"
 
@@ -51,8 +52,7 @@ class MarginLoss(Loss):
         learn_beta: bool = True,
         beta_per_class: bool = True,
         reduction: str = "nonzero",
-        miner: MinerLike | str | None = None,
-        miner_params: dict | None = None,
+        miner: MinerLike | None = None,
     ) -> None:
         super().__init__()
         if not alpha >= 0:
@@ -70,7 +70,7 @@ class MarginLoss(Loss):
         else:
             self.register_buffer("beta", init)
         self.beta_per_class = bool(beta_per_class)
-        self.miner = build_miner(miner, miner_params, miners.DistanceWeightedMiner(), embedding_dim=embedding_dim)
+        self.miner = build_miner(miner, miners.DistanceWeightedMiner())
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mined = self.miner(embeddings, labels)

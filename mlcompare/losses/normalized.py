@@ -118,6 +118,9 @@ class MarginHead(Loss):
         """``[B, C]`` cosines to the class weights (sub-centre ArcFace takes a max here)."""
         return cosine_logits(embeddings, self.weight)
 
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        return self.class_cosines(embeddings)
+
     def scale_value(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Scalar ``s``, or ``[B, 1]`` feature norms when ``s`` is None."""
         if self.scale is None:

@@ -17,6 +17,8 @@ class NormFace(MarginHead):
     ``temperature = 1 / s``.
     """
 
+    shown_params = ('s',)
+
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 16.0) -> None:
         super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
 

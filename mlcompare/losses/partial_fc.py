@@ -143,6 +143,10 @@ class PartialFC(MarginHead):
     the sampled classes of all ranks) and ``sampled_classes`` (this rank).
     """
 
+    shown_params = ('margin', 's')
+
+    shardable = True
+
     def __init__(self, *, num_classes: int, embedding_dim: int, margin: str = "arcface",
                  s: float | Scale | dict = 64.0, m: float | None = None, m1: float | None = None,
                  m2: float | None = None, m3: float | None = None, easy_margin: bool = False,
@@ -157,8 +161,8 @@ class PartialFC(MarginHead):
             raise ValueError(f"sample_rate (share of classes in each step's logits) must be in (0, 1], got {sample_rate!r}")
         self._check_margin(margin, m, m1, m2, m3, easy_margin)
         self.class_start, self.num_local = shard_range(num_classes, rank, world_size)
-        self.sharded = world_size > 1  # ranks own different rows: the trainer must not average them
         super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, weight_rows=self.num_local)
+        self.sharded = world_size > 1  # ranks own different rows: the trainer must not average them
         self.margin_name = margin
         self.easy_margin = bool(easy_margin)
         if margin == "combined":
@@ -249,6 +253,10 @@ class PartialFC(MarginHead):
             self.stats["s"] = s.detach()
         self.stats["sampled_classes"] = torch.tensor(float(weight.shape[0]), device=cos.device)
         return loss
+
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """All classes' cosines on one rank; None when sharded (each rank holds only its own rows)."""
+        return None if self.sharded else self.class_cosines(embeddings)
 
     @staticmethod
     def _sharded_angle_stats(cos: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -19,6 +19,8 @@ class Ring(Loss):
     Stats add ``radius`` and ``feature_norm_mean``.
     """
 
+    shown_params = ('lambda_r',)
+
     family = "classification"
 
     def __init__(self, *, num_classes: int, embedding_dim: int, lambda_r: float = 0.01, r_init: float | None = None,
@@ -38,6 +40,10 @@ class Ring(Loss):
         self.radius = nn.Parameter(torch.tensor(1.0 if r_init is None else float(r_init)))
         self.register_buffer("radius_set", torch.tensor(r_init is not None))  # saved with checkpoints
         self._radius_checked = False
+
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """Cosines to the classifier's rows, the class centres of the angle figures."""
+        return cosine_logits(embeddings, self.weight)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)

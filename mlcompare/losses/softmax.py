@@ -33,6 +33,10 @@ class Softmax(Loss):
         """``[B, C]`` class logits ``x W^T + b``."""
         return F.linear(embeddings, self.weight, self.bias)
 
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """Cosines to the classifier's rows, the class centres of the angle figures."""
+        return cosine_logits(embeddings, self.weight)
+
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)
         self.stats = angle_stats(cosine_logits(embeddings.detach(), self.weight.detach()), labels)

@@ -21,6 +21,8 @@ class SphereFace(MarginHead):
     power 1, lambda_min 5.
     """
 
+    shown_params = ('m',)
+
     def __init__(self, *, num_classes: int, embedding_dim: int, m: int = 4, s: float | Scale | dict | None = None,
                  lambda_base: float = 1000.0, lambda_gamma: float = 0.12, lambda_power: float = 1.0,
                  lambda_min: float = 5.0) -> None:

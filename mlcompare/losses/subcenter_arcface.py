@@ -26,6 +26,8 @@ class SubCenterArcFace(MarginHead):
     Stats add ``dropped_fraction`` when dropping is on.
     """
 
+    shown_params = ('s', 'm', 'K')
+
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 64.0, m: float = 0.5,
                  K: int = 3, easy_margin: bool = False, drop_threshold: float | None = None,
                  drop_start: float = 0.5) -> None:
@@ -53,6 +55,10 @@ class SubCenterArcFace(MarginHead):
     def subcenter_cosines(self, embeddings: torch.Tensor) -> torch.Tensor:
         """``[B, C, K]`` cosines to every sub-centre."""
         return cosine_logits(embeddings, self.weight).view(embeddings.shape[0], self.num_classes, self.K)
+
+    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        """The angle to a class is the angle to its nearest sub-centre."""
+        return self.subcenter_cosines(embeddings).max(dim=2).values
 
     def margin(self, cos_target: torch.Tensor) -> torch.Tensor:
         return additive_angular(cos_target, self.m, easy_margin=self.easy_margin)

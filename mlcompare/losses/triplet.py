@@ -16,24 +16,16 @@ REDUCTIONS = ("nonzero", "all")
 MinerLike = Callable[[torch.Tensor, torch.Tensor], tuple]
 
 
-def build_miner(
-    miner: MinerLike | str | None, miner_params: dict | None, default: MinerLike, *, embedding_dim: int
-) -> MinerLike:
-    """A miner given as a callable, as a ``miners`` registry name (with ``miner_params``), or None for ``default``.
+def build_miner(miner: MinerLike | None, default: MinerLike) -> MinerLike:
+    """The miner a pair loss calls: the one given (a ``miners`` object or any callable), or ``default``.
 
-    A miner named ``"memory_bank"`` gets the loss's ``embedding_dim`` unless ``miner_params`` sets it.
+    Turning a miner *name* into a miner happens in one place, :func:`mlcompare.losses.build_miner`.
     """
-    if isinstance(miner, str):
-        params = dict(miner_params or {})
-        if miner == "memory_bank":
-            params.setdefault("embedding_dim", embedding_dim)
-        return miners.get(miner, **params)
-    if miner_params:
-        raise ValueError("miner_params is only used with a miner given by name, e.g. miner='semihard'")
     if miner is None:
         return default
-    if not callable(miner):
-        raise ValueError(f"miner must be a callable miner(embeddings, labels), a miner name or None, got {type(miner).__name__}")
+    if isinstance(miner, str) or not callable(miner):
+        raise ValueError(f"miner must be a miner object called as miner(embeddings, labels) (build one by name "
+                         f"with mlcompare.losses.build_miner or miners.get), got {miner!r}")
     return miner
 
 
@@ -103,13 +95,14 @@ class TripletLoss(Loss):
             ``"all"`` averages over every mined triplet.
         miner: a callable ``miner(embeddings, labels)`` returning ``(a, p, n)`` or
             ``(a1, p, a2, n)`` (or ``(a, p, negative_embeddings)`` from ``MemoryBankMiner``),
-            a ``miners`` registry name, or None for all valid triplets in the batch
+            or None for all valid triplets in the batch
             (``BatchAllMiner()``, pytorch-metric-learning's default).
-        miner_params: keyword parameters of a miner given by name.
 
     ``forward(embeddings [B, D], labels [B]) -> scalar``; with nothing mined, 0 with a gradient.
     ``stats``: ``active_fraction`` (non-zero triplets / mined) and ``n_mined``.
     """
+
+    shown_params = ('margin',)
 
     family = "pair"
 
@@ -122,8 +115,7 @@ class TripletLoss(Loss):
         squared: bool = False,
         normalize: bool = True,
         reduction: str = "nonzero",
-        miner: MinerLike | str | None = None,
-        miner_params: dict | None = None,
+        miner: MinerLike | None = None,
     ) -> None:
         super().__init__()
         if not margin >= 0:
@@ -132,7 +124,7 @@ class TripletLoss(Loss):
         self.squared = bool(squared)
         self.normalize = bool(normalize)
         self.reduction = check_reduction(reduction)
-        self.miner = build_miner(miner, miner_params, miners.BatchAllMiner(normalize=normalize), embedding_dim=embedding_dim)
+        self.miner = build_miner(miner, miners.BatchAllMiner(normalize=normalize))
 
     def per_triplet(self, d_ap: torch.Tensor, d_an: torch.Tensor) -> torch.Tensor:
         return F.relu(d_ap - d_an + self.margin)

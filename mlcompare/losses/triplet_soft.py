@@ -22,6 +22,8 @@ class SoftMarginTripletLoss(TripletLoss):
     (Hermans et al. pair it with ``miners.BatchHardMiner()``, pass that to reproduce them).
     """
 
+    shown_params = ()  # its margin defaults to 0 (the soft-margin form): nothing to name
+
     family = "pair"
 
     def __init__(
@@ -33,12 +35,11 @@ class SoftMarginTripletLoss(TripletLoss):
         squared: bool = False,
         normalize: bool = True,
         reduction: str = "all",
-        miner: MinerLike | str | None = None,
-        miner_params: dict | None = None,
+        miner: MinerLike | None = None,
     ) -> None:
         super().__init__(
             num_classes=num_classes, embedding_dim=embedding_dim, margin=margin, squared=squared,
-            normalize=normalize, reduction=reduction, miner=miner, miner_params=miner_params,
+            normalize=normalize, reduction=reduction, miner=miner,
         )
 
     def per_triplet(self, d_ap: torch.Tensor, d_an: torch.Tensor) -> torch.Tensor:

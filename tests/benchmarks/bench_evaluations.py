@@ -144,7 +144,11 @@ def main() -> None:
     parser.add_argument("--torch-chunk", type=int, default=256, help="queries per torch matmul (256 x 1M floats = 1 GiB)")
     parser.add_argument("--skip-retrieval", action="store_true")
     parser.add_argument("--skip-knn", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs (tests/test_benchmarks_smoke.py); its figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:  # retrieval warms up on its first 500 rows
+        args.retrieval_n, args.retrieval_dim, args.retrieval_classes, args.repeats = 600, 16, 30, 1
+        args.knn_queries, args.knn_references, args.knn_dim, args.torch_chunk = 200, 2000, 16, 64
     if not args.skip_retrieval:
         bench_retrieval(args.retrieval_n, args.retrieval_dim, args.retrieval_classes, args.pml_k, args.repeats)
     if not args.skip_knn:

@@ -37,7 +37,10 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--classes", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs (tests/test_benchmarks_smoke.py); its figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.batch, args.dim, args.classes, args.repeats = 16, 16, 50, 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.dim, device=device, requires_grad=True)

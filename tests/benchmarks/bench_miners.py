@@ -75,7 +75,7 @@ def bench_bank(bank_size: int, dim: int, queries: int) -> None:
     k = 1 + miner.extra_candidates
 
     def faiss_search() -> object:
-        return miner._knn(q.numpy(), k)
+        return miner._knn(q, k)
 
     def torch_search() -> object:
         sq = (q * q).sum(1, keepdim=True) + (bank * bank).sum(1) - 2 * q @ bank.t()
@@ -105,7 +105,10 @@ def main() -> None:
     parser.add_argument("--bank", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs (tests/test_benchmarks_smoke.py); its figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.batches, args.dim, args.bank, args.queries = [32], 16, 2000, 64
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run as a script from anywhere
 import miners  # noqa: E402
-from bench_train import CPU, GPU, best_time, make_data, make_model, sync  # noqa: E402
+from bench_train import CPU, GPU, SMOKE, best_time, make_data, make_model, sync  # noqa: E402
 from mlcompare import losses  # noqa: E402
 from mlcompare.config import TrainConfig  # noqa: E402
 from mlcompare.trainer import train  # noqa: E402
@@ -42,11 +42,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs (tests/test_benchmarks_smoke.py); its figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.bank, args.steps, args.repeats = 2000, 2, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    s = GPU if args.gpu_scale else CPU
+    s = SMOKE if args.smoke else GPU if args.gpu_scale else CPU
     size = args.bank or (1_000_000 if args.gpu_scale else 100_000)
     batch = s["p"] * s["k"]
     data = make_data(s)

@@ -1,8 +1,9 @@
 """Scaling out on CPU: images/s for 1 and 2 processes, and the memory of Partial FC vs a full classifier.
 
 Run: ``python tests/benchmarks/bench_scale.py`` (about 3 minutes on 2 cores), options ``--steps 30
---repeats 3 --classes 100000 --dim 512 --batch 128 --part a|b|both``; ``--quick`` is a smoke check
-at tiny sizes (well under a minute).
+--repeats 3 --classes 100000 --dim 512 --batch 128 --part a|b|both``; ``--quick`` is a check at
+small sizes (well under a minute), ``--smoke`` the tiniest run of every part, one method and world
+sizes 1 and 2 (what tests/test_benchmarks_smoke.py runs; its figures mean nothing).
 
 Part A, throughput. Our trainer (``mlcompare.trainer.train``, fp32, flips and clipping off) trains
 quick.toml's backbone (``ResNetFace``, widths 16-32-64, 128-d, 32 px synthfaces) on the same global
@@ -198,7 +199,7 @@ def _step(head: str, classes: int, dim: int, batch: int, rank: int, world: int, 
     else:
         loss = losses.get("partial_fc", num_classes=classes, embedding_dim=dim, margin="arcface",
                           sample_rate=sample_rate, rank=rank, world_size=world)
-    opt = make_optimizer(list(loss.parameters()), TrainConfig(optimizer=optimizer))
+    opt = make_optimizer([], loss.head_parameters(), TrainConfig(optimizer=optimizer))
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, dim, generator=g).requires_grad_()
     y = torch.randint(0, classes, (batch,), generator=g)
@@ -249,6 +250,12 @@ def computed(head: str, classes: int, dim: int, batch: int, world: int, sample_r
             "logits_shape": logits, "logits": logits[0] * logits[1] * 4}
 
 
+def ratio(part: float, full: float) -> str:
+    """``part / full`` as ``0.123x``; a full figure within the resident set's noise (a few pages at tiny
+    sizes, even <= 0) has no meaningful ratio."""
+    return f"{part / full:.3f}x" if full > 0 else "n/a"
+
+
 def memory(args) -> None:
     names = {"full": "full arcface", "partial": f"partial_fc r={args.sample_rate:g}"}
     print(f"\nPart B, memory per rank: {args.classes:,} classes, {args.dim}-d float32, global batch {args.batch}, "
@@ -285,15 +292,17 @@ def memory(args) -> None:
     print("  partial_fc / full per rank:")
     for world in args.world_sizes:
         full, part = rows[world, "full"], rows[world, "partial"]
-        measured = (f", measured fwd+bwd {part['backward'] / full['backward']:.3f}x, step {part['step'] / full['step']:.3f}x"
+        measured = (f", measured fwd+bwd {ratio(part['backward'], full['backward'])}, step {ratio(part['step'], full['step'])}"
                     if "step" in part and "step" in full else "")
-        print(f"    W={world}: params+grads+optim {part['sum'] / full['sum']:.3f}x, logits {part['logits'] / full['logits']:.3f}x"
+        print(f"    W={world}: params+grads+optim {ratio(part['sum'], full['sum'])}, logits {ratio(part['logits'], full['logits'])}"
               + measured)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke check in well under a minute")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tinier still: checks that the script runs (tests/test_benchmarks_smoke.py); its figures mean nothing")
     parser.add_argument("--part", choices=["a", "b", "both"], default="both")
     parser.add_argument("--steps", type=int, help="timed training steps per run (default 30; 3 with --quick)")
     parser.add_argument("--repeats", type=int, help="timed runs per configuration, best taken (default 3; 1 with --quick)")
@@ -316,6 +325,9 @@ def main() -> None:
     parser.add_argument("--adaptive-malloc", action="store_true",
                         help="Part B: leave glibc's adaptive mmap threshold (default: pin it at 128 KiB)")
     args = parser.parse_args()
+    if args.smoke:  # --quick's defaults below, then smaller: one method, 1 step, world sizes 1 and 2, a tiny Part B
+        args.quick, args.steps, args.methods, args.identities, args.p, args.k = True, 1, ["arcface"], 8, 4, 2
+        args.classes, args.dim, args.batch, args.world_sizes = 64, 16, 8, [1, 2]
     q = args.quick
     args.steps = args.steps or (3 if q else 30)
     args.repeats = args.repeats or (1 if q else 3)

@@ -86,7 +86,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fp16", action="store_true", help="also time fp16 on the CPU (emulated there: slow)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs (tests/test_benchmarks_smoke.py); its figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.queries, args.references, args.dim, args.repeats = 50, 2000, 16, 1
     if args.threads:
         torch.set_num_threads(args.threads)
         faiss.omp_set_num_threads(args.threads)

@@ -21,7 +21,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs (tests/test_benchmarks_smoke.py); its figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.size = 40, 32
     per_identity = 20
     identities = max(2, args.images // per_identity)
 

@@ -38,6 +38,7 @@ from mlcompare.trainer import train  # noqa: E402
 
 CPU = dict(image_size=32, widths=(32, 64, 128, 256), blocks=(1, 2, 2, 1), dim=128, p=16, k=4, classes=200, images_per_class=8)
 GPU = dict(image_size=112, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), dim=512, p=64, k=4, classes=2000, images_per_class=8)
+SMOKE = dict(image_size=16, widths=(8, 16), blocks=(1, 1), dim=16, p=4, k=2, classes=8, images_per_class=4)  # --smoke
 
 
 def sync(device: torch.device) -> None:
@@ -124,12 +125,15 @@ def main() -> None:
     parser.add_argument("--losses", nargs="+", default=["triplet", "arcface"], choices=["triplet", "arcface"])
     parser.add_argument("--compile", action="store_true", help="also time our trainer with torch.compile")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs (tests/test_benchmarks_smoke.py); its figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.repeats = 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    s = GPU if args.gpu_scale else CPU
+    s = SMOKE if args.smoke else GPU if args.gpu_scale else CPU
     steps = args.steps or (50 if args.gpu_scale else 20)
     data = make_data(s)
     batch = s["p"] * s["k"]

@@ -71,7 +71,7 @@ def test_same_seed_same_results_through_the_cli(tiny, tmp_path):
 class NanLoss(Loss):
     family = "pair"
 
-    def __init__(self, *, num_classes: int, embedding_dim: int) -> None:
+    def __init__(self, *, num_classes: int, embedding_dim: int, miner=None) -> None:  # a pair loss takes a miner
         super().__init__()
 
     def forward(self, embeddings, labels):

@@ -11,7 +11,7 @@ import evaluations
 from mlcompare import evaluate
 from mlcompare.cli import main
 from mlcompare.data import load
-from mlcompare.trainer import embed
+from mlcompare.backbones import embed
 
 
 def _png(array: np.ndarray) -> bytes:

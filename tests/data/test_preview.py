@@ -8,6 +8,7 @@ from PIL import Image
 
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.preview import GAP, MIN_CELL, contact_sheet, export_imagefolder
+from mlcompare.errors import UserError
 
 
 def tiny_data(noisy: bool = False) -> FaceData:
@@ -41,7 +42,7 @@ def test_contact_sheet_frames_noisy_labels_in_red(tmp_path):
 
 
 def test_contact_sheet_rejects_empty_request(tmp_path):
-    with pytest.raises(ValueError, match="identities"):
+    with pytest.raises(UserError, match="identities"):
         contact_sheet(tiny_data(), tmp_path / "g.png", identities=0)
 
 
@@ -63,7 +64,7 @@ def test_export_refuses_a_non_empty_folder_without_force_and_replaces_with_force
     target = tmp_path / "export"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match="force"):
+    with pytest.raises(UserError, match="force"):
         export_imagefolder(tiny_data(), target)
     assert (target / "keep.txt").read_text() == "mine"
     export_imagefolder(tiny_data(), target, force=True)
@@ -79,5 +80,5 @@ def test_export_into_an_existing_empty_folder(tmp_path):
 
 def test_export_refuses_a_file_target(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match="file"):
+    with pytest.raises(UserError, match="file"):
         export_imagefolder(tiny_data(), tmp_path / "file", force=True)

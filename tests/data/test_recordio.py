@@ -10,6 +10,7 @@ import torch
 
 from mlcompare.data.recordio import (MAGIC, IRHeader, RecordIO, frame, load, pack, read_index, unpack, write_records,
                                      write_recordio)
+from mlcompare.errors import UserError
 
 M = struct.pack("<I", 0xCED7230A)
 
@@ -134,11 +135,11 @@ def test_truncated_file_names_file_and_offset(tmp_path):
     rec.write_bytes(data[:offsets[3] + 40])  # record 3 cut inside its image
     reader = RecordIO(tmp_path)
     assert reader.image(2, 8).shape == (3, 8, 8)  # records before the cut still read
-    with pytest.raises(ValueError, match=f"truncated record at byte offset {offsets[3]}") as err:
+    with pytest.raises(UserError, match=f"truncated record at byte offset {offsets[3]}") as err:
         reader.read(3)
     assert str(rec) in _one_line(err)
     rec.write_bytes(data[:offsets[3] + 5])  # cut inside the 8-byte frame header
-    with pytest.raises(ValueError, match=f"truncated record at byte offset {offsets[3]}: 5 of the 8"):
+    with pytest.raises(UserError, match=f"truncated record at byte offset {offsets[3]}: 5 of the 8"):
         RecordIO(tmp_path).read(3)
 
 
@@ -149,43 +150,43 @@ def test_bad_magic_names_file_and_offset(tmp_path):
     data = bytearray(rec.read_bytes())
     data[offsets[2]] ^= 0xFF
     rec.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=f"corrupt record at byte offset {offsets[2]}: magic 0x") as err:
+    with pytest.raises(UserError, match=f"corrupt record at byte offset {offsets[2]}: magic 0x") as err:
         RecordIO(tmp_path).read(2)
     assert str(rec) in _one_line(err)
     # an .idx offset pointing into the middle of a record
     (tmp_path / "train.idx").write_text(f"0\t{offsets[0]}\n1\t{offsets[1] + 4}\n2\t{offsets[2]}\n")
-    with pytest.raises(ValueError, match=f"byte offset {offsets[1] + 4}"):
+    with pytest.raises(UserError, match=f"byte offset {offsets[1] + 4}"):
         RecordIO(tmp_path).read(1)
 
 
 def test_bad_continuation_and_bad_image(tmp_path):
     (tmp_path / "a.rec").write_bytes(M + _lrec(3, 4) + b"abcd")
     (tmp_path / "a.idx").write_text("5\t0\n")
-    with pytest.raises(ValueError, match="byte offset 0: continuation flag 3 starts a record"):
+    with pytest.raises(UserError, match="byte offset 0: continuation flag 3 starts a record"):
         RecordIO(tmp_path / "a").read_body(5)
     (tmp_path / "b.rec").write_bytes(M + _lrec(1, 4) + b"abcd" + M + _lrec(0, 0))
     (tmp_path / "b.idx").write_text("5\t0\n")
-    with pytest.raises(ValueError, match="byte offset 12: continuation flag 0 continues a record"):
+    with pytest.raises(UserError, match="byte offset 12: continuation flag 0 continues a record"):
         RecordIO(tmp_path / "b").read_body(5)
     write_records(tmp_path / "c.rec", tmp_path / "c.idx", [(1, pack(IRHeader(0, 1.0, 1, 0), b"not an image"))])
-    with pytest.raises(ValueError, match="key 1 .*byte offset 0.*cannot be decoded") as err:
+    with pytest.raises(UserError, match="key 1 .*byte offset 0.*cannot be decoded") as err:
         RecordIO(tmp_path / "c").image(1, 8)
     _one_line(err)
     write_records(tmp_path / "d.rec", tmp_path / "d.idx", [(1, b"short")])
-    with pytest.raises(ValueError, match="shorter than the 24-byte IRHeader"):
+    with pytest.raises(UserError, match="shorter than the 24-byte IRHeader"):
         RecordIO(tmp_path / "d").read(1)
 
 
 def test_bad_inputs(tmp_path):
-    with pytest.raises(ValueError, match="train.rec not found"):
+    with pytest.raises(UserError, match="train.rec not found"):
         RecordIO(tmp_path)
     (tmp_path / "x.rec").write_bytes(b"")
     (tmp_path / "x.idx").write_text("0\tzero\n")
-    with pytest.raises(ValueError, match=r"x.idx:1: expected 'key<TAB>offset'"):
+    with pytest.raises(UserError, match=r"x.idx:1: expected 'key<TAB>offset'"):
         RecordIO(tmp_path / "x.rec")
-    with pytest.raises(ValueError, match="labels must be grouped by class"):
+    with pytest.raises(UserError, match="labels must be grouped by class"):
         write_recordio(tmp_path / "y", _images(3), [0, 1, 0])
-    with pytest.raises(ValueError, match="images must be uint8"):
+    with pytest.raises(UserError, match="images must be uint8"):
         write_recordio(tmp_path / "y", [np.zeros((3, 4, 4), dtype=np.float32)], [0])
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mlcompare.data import synthfaces
+from mlcompare.errors import UserError
 from mlcompare.data.synthfaces_random import hash32
 
 
@@ -102,7 +103,7 @@ def test_one_nuisance_can_be_set_alone():
      ("blur", True)],
 )
 def test_invalid_knobs_raise_one_line_naming_the_knob(knob, value):
-    with pytest.raises(ValueError, match=knob) as info:
+    with pytest.raises(UserError, match=knob) as info:
         synthfaces.load(**{"size": 32, "identities": 3, "images_per_identity": 2, knob: value})
     assert "\n" not in str(info.value)
 
@@ -192,7 +193,7 @@ def test_drawing_features_on_row_bands_is_exact(monkeypatch):
 
 
 def test_an_unusable_device_is_a_one_line_value_error():
-    with pytest.raises(ValueError, match="device"):
+    with pytest.raises(UserError, match="device"):
         synthfaces.load(size=32, identities=2, images_per_identity=2, device="no-such-device")
 
 

@@ -74,7 +74,7 @@ def test_contrastive_matches_pml(seed: int, pos_margin: float, neg_margin: float
 
 def test_contrastive_with_pair_margin_miner_matches_pml() -> None:
     emb, labels = batch(5)
-    ours = losses.get("contrastive", num_classes=5, embedding_dim=8, miner="pair", miner_params={"pos_margin": 0.2, "neg_margin": 0.8})
+    ours = losses.get("contrastive", num_classes=5, embedding_dim=8, miner=losses.build_miner("pair", {"pos_margin": 0.2, "neg_margin": 0.8}, embedding_dim=8))
     ref = pml_losses.ContrastiveLoss()
     ref_fn = lambda x, y: ref(x, y, pml_miners.PairMarginMiner(pos_margin=0.2, neg_margin=0.8)(x, y))  # noqa: E731
     assert_same(value_and_grad(ours, emb, labels), value_and_grad(ref_fn, emb, labels))
@@ -107,8 +107,10 @@ def test_bad_parameters() -> None:
         losses.get("triplet", num_classes=2, embedding_dim=2, margin=-1.0)
     with pytest.raises(ValueError, match="neg_margin"):
         losses.get("contrastive", num_classes=2, embedding_dim=2, pos_margin=0.5, neg_margin=0.2)
-    with pytest.raises(ValueError, match="unknown miner"):
+    with pytest.raises(ValueError, match="miner must be a miner object"):
         losses.get("triplet", num_classes=2, embedding_dim=2, miner="hardest")
+    with pytest.raises(ValueError, match="unknown miner 'hardest'; valid miners: batch_all"):
+        losses.build_miner("hardest", {}, embedding_dim=2)
 
 
 def test_family_is_pair() -> None:
@@ -188,7 +190,8 @@ def test_every_miner_by_name_trains_a_triplet_loss() -> None:
     emb, labels = batch(10, b=24, d=8, classes=4)
     for name in sorted(miners.REGISTRY):
         for loss_name in ("triplet", "triplet_soft", "margin", "contrastive"):
-            loss = losses.get(loss_name, num_classes=4, embedding_dim=8, miner=name)
+            loss = losses.get(loss_name, num_classes=4, embedding_dim=8,
+                              miner=losses.build_miner(name, {}, embedding_dim=8))
             x = emb.clone().requires_grad_(True)
             value = loss(x, labels)
             value.backward()

@@ -7,7 +7,7 @@ from mlcompare import losses
 from mlcompare.backbones import ResNetFace
 from mlcompare.data.facedata import FaceData
 from mlcompare.runner import ANGLE_BINS, angle_histograms
-from mlcompare.trainer import embed
+from mlcompare.backbones import embed
 
 
 @pytest.mark.parametrize("name", ["arcface", "softmax", "subcenter_arcface", "triplet"])

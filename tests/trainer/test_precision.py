@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from mlcompare import losses
-from mlcompare.backbones import ResNetFace
+from mlcompare.backbones import ResNetFace, autocast
 from mlcompare.cli import main
 from mlcompare.config import TrainConfig
-from mlcompare.trainer import autocast, train
+from mlcompare.trainer import train
 from tests.trainer.test_trainer import tiny_data
 
 VALUE_RTOL = 1e-2
@@ -160,7 +160,8 @@ def test_gpu_reduced_precision_training_tracks_fp32(precision: str) -> None:
 @pytest.mark.gpu
 def test_synthfaces_train_set_lives_on_the_gpu_and_the_test_set_on_the_host(tiny):
     from mlcompare import config
-    from mlcompare.runner import apply_overrides, prepare_data
+    from mlcompare.config import apply_overrides
+    from mlcompare.runner import prepare_data
 
     cfg = apply_overrides(config.load(str(tiny)), data="synthfaces:identities=12,images_per_identity=4")
     train_set, test_set, _ = prepare_data(cfg, torch.device("cuda"))
@@ -169,7 +170,8 @@ def test_synthfaces_train_set_lives_on_the_gpu_and_the_test_set_on_the_host(tiny
 
 def test_prepare_data_on_the_cpu_keeps_everything_on_the_cpu(tiny):
     from mlcompare import config
-    from mlcompare.runner import apply_overrides, prepare_data
+    from mlcompare.config import apply_overrides
+    from mlcompare.runner import prepare_data
 
     cfg = apply_overrides(config.load(str(tiny)), data="synthfaces:identities=12,images_per_identity=4")
     train_set, test_set, _ = prepare_data(cfg, torch.device("cpu"))

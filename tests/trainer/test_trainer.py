@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from mlcompare import losses
-from mlcompare.backbones import ResNetFace
+from mlcompare.backbones import ResNetFace, embed
 from mlcompare.config import TrainConfig
 from mlcompare.data.facedata import FaceData
-from mlcompare.trainer import TrainingDiverged, embed, lr_factor, train
+from mlcompare.trainer import TrainingDiverged, lr_factor, train
 
 
 def tiny_data() -> FaceData:
@@ -22,9 +22,12 @@ def tiny_data() -> FaceData:
 CFG = TrainConfig(steps=6, p=4, k=3, lr=1e-2, warmup_steps=2, log_every=1, checkpoint_every=3)
 
 
-def run(loss_name: str, seed: int = 0, steps: int = 6, checkpoint=None, resume=False, **params):
+def run(loss_name: str, seed: int = 0, steps: int = 6, checkpoint=None, resume=False, miner: tuple | None = None,
+        **params):
     torch.manual_seed(seed)
     model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
+    if miner is not None:  # (name, params): a fresh miner per run, as the runner builds one per method
+        params["miner"] = losses.build_miner(*miner, embedding_dim=16)
     loss = losses.get(loss_name, num_classes=8, embedding_dim=16, **params)
     cfg = TrainConfig(**{**CFG.__dict__, "steps": steps})
     result = train(model, loss, tiny_data(), cfg, seed=seed, device=torch.device("cpu"),
@@ -51,17 +54,26 @@ def test_same_seed_same_initial_backbone_for_every_loss():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_resume_continues_exactly(tmp_path):
-    full_model, full = run("cosface")
+# Stateful parts must be in the checkpoint: a memory bank's contents, a seeded miner's generator.
+RESUMABLE = {"cosface": ("cosface", None),
+             "triplet-memory-bank": ("triplet", ("memory_bank", {"size": 30, "rule": "hardest"})),
+             "triplet-random-seeded": ("triplet", ("random", {"seed": 5}))}
+
+
+@pytest.mark.parametrize("method", sorted(RESUMABLE))
+def test_resume_continues_exactly(tmp_path, method):
+    loss_name, miner = RESUMABLE[method]
+    full_model, full = run(loss_name, miner=miner)
     ckpt = tmp_path / "c.pt"
-    run("cosface", steps=6, checkpoint=ckpt)  # writes checkpoints at steps 3 and 6
+    run(loss_name, steps=6, checkpoint=ckpt, miner=miner)  # writes checkpoints at steps 3 and 6
     state = torch.load(ckpt, weights_only=False)
     assert state["step"] == 6
     # Interrupt after step 3: train 3 steps of a 6-step schedule, then resume.
     ckpt2 = tmp_path / "d.pt"
     torch.manual_seed(0)
     model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
-    loss = losses.get("cosface", num_classes=8, embedding_dim=16)
+    loss = losses.get(loss_name, num_classes=8, embedding_dim=16,
+                      **({"miner": losses.build_miner(*miner, embedding_dim=16)} if miner else {}))
 
     class Stop(Exception):
         pass
@@ -73,7 +85,7 @@ def test_resume_continues_exactly(tmp_path):
     with pytest.raises(Stop):
         train(model, loss, tiny_data(), CFG, seed=0, device=torch.device("cpu"), checkpoint=ckpt2, on_step=stop_after_3)
     assert torch.load(ckpt2, weights_only=False)["step"] == 3
-    resumed_model, resumed = run("cosface", checkpoint=ckpt2, resume=True)
+    resumed_model, resumed = run(loss_name, checkpoint=ckpt2, resume=True, miner=miner)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
     for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values()):
         assert torch.equal(a, b)
@@ -131,3 +143,14 @@ def test_validation_runs_every_eval_every_steps_and_changes_nothing_else():
     # validation is an extra logged step, never a different training trajectory
     by_step = {h["step"]: h["loss"] for h in without.history}
     assert all(by_step[h["step"]] == h["loss"] for h in with_val.history if h["step"] in by_step)
+
+
+def test_nan_embeddings_met_by_a_miner_mark_the_method_diverged():
+    # A diverged backbone gives NaN embeddings: the miner meets them before any loss value does.
+    torch.manual_seed(0)
+    model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
+    with torch.no_grad():
+        model.head[3].weight.fill_(float("nan"))
+    loss = losses.get("triplet", num_classes=8, embedding_dim=16, miner=losses.build_miner("batch_hard", {}, embedding_dim=16))
+    with pytest.raises(TrainingDiverged, match="embeddings contain NaN or infinite values; check the model output at step 0"):
+        train(model, loss, tiny_data(), CFG, seed=0, device=torch.device("cpu"))

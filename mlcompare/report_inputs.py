@@ -1,0 +1,207 @@
+"""What a run directory must hold for its report, read and checked before anything is drawn.
+
+A damaged run (a truncated results.csv, a lost config.json or curves file) would otherwise render a
+plausible-looking but wrong report: a table of the surviving rows, setup lines reading "None", a
+significance column that silently disappears. :func:`load` refuses such a run with one line that
+names the missing piece, so the caller never gets as far as replacing a good report.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcompare.config import SWEEPABLE
+from mlcompare.errors import UserError
+from mlcompare.rundir import curves_path
+
+# The config.json keys the report's setup lines and title read, per section ("" is the top level).
+# Keys the report reads with a default (question, sweep, world_size, train.precision) are not here:
+# run directories written before they existed lack them.
+CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("name", "description", "seeds", "methods", "device", "train_identities", "train_images",
+         "test_identities", "test_images", "verification_pairs"),
+    "data": ("train", "test", "test_fraction", "size"),
+    "backbone": ("widths", "blocks", "embedding_dim"),
+    "train": ("p", "k", "optimizer", "lr", "warmup_steps", "steps"),
+}
+KEY_COLUMNS = ("method", "seed", "status", "family", "loss")  # never empty in a row the runner wrote
+METRIC_COLUMNS = ("accuracy", "auc", "eer", "tar_far_1e-2", "tar_far_1e-3", "rank_1", "rank_5", "map_at_r",
+                  "images_per_s", "train_seconds")
+CURVE_KEYS = ("fpr", "tpr", "cmc", "pair_scores", "same")  # ROC, CMC and the one-seed significance test
+STATUSES = ("ok", "failed")
+HISTORY_COLUMNS = ("method", "seed", "step", "loss")
+# Curves files written before the runner saved its angle-histogram edges as `theta_bins` used these:
+# 2-degree bins from 0 to 180 degrees.
+OLDER_RUNS_THETA_BINS = np.linspace(0.0, 180.0, 91)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A run directory's saved results, checked; ``curves`` holds the arrays of every 'ok' row of
+    ``results`` by (method, seed), ``labels`` the identities of the embedded test sample (None when
+    no curves file holds embeddings)."""
+
+    config: dict[str, Any]
+    results: pd.DataFrame
+    history: pd.DataFrame
+    curves: dict[tuple[str, int], dict[str, np.ndarray]]
+    labels: np.ndarray | None
+
+
+def theta_bins(curves: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The angle-histogram bin edges (degrees, length bins + 1) a curves file was written with."""
+    return np.asarray(curves["theta_bins"], dtype=float) if "theta_bins" in curves else OLDER_RUNS_THETA_BINS
+
+
+def plotted_sweep(config: Mapping[str, Any]) -> str:
+    """The swept key the report plots accuracy against: a method field that results.csv has a column
+    for (:data:`mlcompare.config.SWEEPABLE`); empty for no sweep or a ``params.NAME`` sweep."""
+    sweep = config.get("sweep", "")  # run directories written before sweeps existed lack the key
+    return sweep if sweep in SWEEPABLE else ""
+
+
+def load(run: Path) -> RunInputs:
+    """Read config.json, results.csv and history.csv of ``run``; raise :class:`UserError` naming the
+    first missing or damaged piece (results.csv, config.json, a curves file, the embedded labels)."""
+    results = _results(run)
+    config = _config(run)
+    sweep = plotted_sweep(config)
+    for col in ("group", sweep) if sweep else ():
+        if col not in results:
+            raise UserError(f"'{run / 'results.csv'}' lacks the column '{col}' that the sweep over '{sweep}' plots: "
+                            f"restore the file or re-run the comparison")
+    curves = _curves(run, results)
+    labels = _labels(run, curves)
+    return RunInputs(config=config, results=results, history=_history(run), curves=curves, labels=labels)
+
+
+def missing_rows(inputs: RunInputs) -> list[str]:
+    """The method x seed runs that config.json lists and results.csv has no row for ('softmax seed 1')."""
+    have = set(zip(inputs.results.method, inputs.results.seed.astype(int)))
+    return [f"{m['name']} seed {s}" for s in range(int(inputs.config["seeds"])) for m in inputs.config["methods"]
+            if (m["name"], s) not in have]
+
+
+def _results(run: Path) -> pd.DataFrame:
+    path = run / "results.csv"
+    if not path.exists():
+        raise UserError(f"'{run}' holds no results.csv: not a run directory (run `mlcompare run NAME --out {run}` first)")
+    fix = "restore it or re-run the comparison"
+    text = path.read_text(errors="replace")
+    if not text.endswith("\n"):  # the runner writes whole rows; a file cut short ends inside one
+        raise UserError(f"'{path}' ends in the middle of a row (truncated): {fix}")
+    try:
+        results = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(f"'{path}' is not a readable CSV ({str(err).splitlines()[0]}): {fix}") from None
+    missing = [c for c in (*KEY_COLUMNS, "message", *METRIC_COLUMNS) if c not in results]
+    if missing:
+        raise UserError(f"'{path}' lacks the column(s) {', '.join(missing)}: {fix}")
+    if results.empty:
+        raise UserError(f"'{path}' holds no rows: {fix}")
+    for col in KEY_COLUMNS:
+        if results[col].isna().any():
+            raise UserError(f"'{path}' row {int(results[col].isna().to_numpy().argmax()) + 2} has no {col}: {fix}")
+    seeds = pd.to_numeric(results.seed, errors="coerce")
+    if seeds.isna().any() or (seeds != seeds.round()).any():
+        raise UserError(f"'{path}' has a seed that is not a whole number: {fix}")
+    bad = sorted(set(results.status) - set(STATUSES))
+    if bad:
+        raise UserError(f"'{path}' has status '{bad[0]}' (expected {' or '.join(STATUSES)}): {fix}")
+    ok = results[results.status == "ok"]
+    for col in METRIC_COLUMNS:
+        given = ok[col].notna()
+        if (pd.to_numeric(ok[col], errors="coerce").isna() & given).any():
+            raise UserError(f"'{path}' has a {col} that is not a number: {fix}")
+    for col in ("accuracy", "rank_1"):  # the summary sentence and the bar chart quote them for every ok row
+        if ok[col].isna().any():
+            raise UserError(f"'{path}': the 'ok' row of {ok[ok[col].isna()].method.iloc[0]} has no {col}: {fix}")
+    return results
+
+
+def _config(run: Path) -> dict[str, Any]:
+    path = run / "config.json"
+    fix = "restore it from the run (or re-run the comparison)"
+    if not path.exists():
+        raise UserError(f"'{run}' holds no config.json (the report's title and setup come from it): {fix}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"'{path}' is not valid JSON ({err}): {fix}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"'{path}' holds a {type(config).__name__}, not the run's resolved config: {fix}")
+    for section, keys in CONFIG_KEYS.items():
+        table = config.get(section, None) if section else config
+        if not isinstance(table, dict):
+            raise UserError(f"'{path}' lacks the table '{section}': {fix}")
+        absent = [k for k in keys if k not in table]
+        if absent:
+            raise UserError(f"'{path}' lacks {', '.join(f'{section}.{k}' if section else k for k in absent)}: {fix}")
+    if not isinstance(config["seeds"], int) or config["seeds"] < 1:
+        raise UserError(f"'{path}': seeds is {config['seeds']!r}, not a number of seeds: {fix}")
+    if not isinstance(config["methods"], list) or not all(isinstance(m, dict) and "name" in m for m in config["methods"]):
+        raise UserError(f"'{path}': every entry of 'methods' needs a 'name': {fix}")
+    return config
+
+
+def _curves(run: Path, results: pd.DataFrame) -> dict[tuple[str, int], dict[str, np.ndarray]]:
+    """Every 'ok' row's curves file, opened and holding the ROC, CMC and pair scores."""
+    curves = {}
+    for row in results[results.status == "ok"].itertuples():
+        path = curves_path(run, row.method, int(row.seed))
+        if not path.exists():
+            raise UserError(f"'{path}' is missing (the ROC, CMC and significance of {row.method} seed {int(row.seed)} "
+                            f"come from it): restore the run's curves/ folder or re-run the comparison")
+        try:
+            with np.load(path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise UserError(f"'{path}' cannot be read ({err}): restore it or re-run the comparison") from None
+        absent = [k for k in CURVE_KEYS if k not in arrays]
+        if absent:
+            raise UserError(f"'{path}' lacks {', '.join(absent)}: restore it or re-run the comparison")
+        bins = theta_bins(arrays)
+        for key in ("theta_target_hist", "theta_other_hist"):
+            if key in arrays and len(arrays[key]) != len(bins) - 1:
+                raise UserError(f"'{path}': {key} has {len(arrays[key])} bins but theta_bins {len(bins)} edges: "
+                                f"restore it or re-run the comparison")
+        curves[(row.method, int(row.seed))] = arrays
+    return curves
+
+
+def _labels(run: Path, curves: dict[tuple[str, int], dict[str, np.ndarray]]) -> np.ndarray | None:
+    """The identities of the test sample whose embeddings the curves files hold (one per embedding)."""
+    sizes = {len(c["embeddings"]) for c in curves.values() if "embeddings" in c}
+    if not sizes:
+        return None
+    path = run / "test_labels_sample.npy"
+    if not path.exists():
+        raise UserError(f"'{path}' is missing (the embedding figure colours and counts identities by it): "
+                        f"restore it or re-run the comparison")
+    labels = np.load(path)
+    if sizes != {len(labels)}:
+        raise UserError(f"'{path}' holds {len(labels)} labels but the curves files {max(sizes)} embeddings: "
+                        f"restore them or re-run the comparison")
+    return labels
+
+
+def _history(run: Path) -> pd.DataFrame:
+    """history.csv (empty when the run logged no step): the loss and statistics figures plot it."""
+    path = run / "history.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        history = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(f"'{path}' is not a readable CSV ({str(err).splitlines()[0]}): restore it or re-run") from None
+    missing = [c for c in HISTORY_COLUMNS if c not in history]
+    if missing:
+        raise UserError(f"'{path}' lacks the column(s) {', '.join(missing)}: restore it or re-run the comparison")
+    return history

@@ -1,0 +1,114 @@
+"""The shipped comparisons, rewritten on extends and [sweep], resolve to what the hand-written files did.
+
+``resolved_before.json`` is ``ComparisonConfig.to_dict()`` of every shipped comparison, loaded with
+the code and files of the commit before the rewrite (``cd <old checkout> && python -c ...``); it is
+data, not recomputed here, so a change in either the files or the resolution shows up.
+"""
+import inspect
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import miners
+from mlcompare import config, losses
+from mlcompare.runner import _params_text
+
+BEFORE = json.loads((Path(__file__).parent / "resolved_before.json").read_text())
+# The one deliberate difference: margins' CosFace margin sweep is now declared ([sweep] key =
+# "params.m"), so its resolved ``sweep`` names the swept key (the report plots only MethodConfig
+# columns, so it draws no sweep figure for it, as before).
+DELIBERATE = {"margins": {"sweep": ("", "params.m")}}
+# Keys added since, at defaults that reproduce the old behaviour (loss_lr 0: the loss's parameters at lr).
+ADDED = {"train": {"loss_lr": 0.0}}
+
+
+def test_the_same_comparisons_are_shipped():
+    assert sorted(config.named()) == sorted(BEFORE)
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE))
+def test_resolves_as_before(name):
+    new = json.loads(json.dumps(config.load(name).to_dict()))  # JSON, as config.json holds it
+    old = json.loads(json.dumps(BEFORE[name]))
+    for key, (was, now) in DELIBERATE.get(name, {}).items():
+        assert old[key] == was and new[key] == now
+        old[key] = new[key]
+    for section, keys in ADDED.items():
+        for key, default in keys.items():
+            assert new[section].pop(key) == default
+    assert [m["name"] for m in new["methods"]] == [m["name"] for m in old["methods"]]  # order too
+    assert new == old
+    # types as well as values (4 is not 4.0 in config.json), and the params' order (the report's text)
+    assert json.dumps(new) == json.dumps(old)
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE))
+def test_report_params_text_unchanged(name):
+    new = config.load(name).methods
+    old = [config.MethodConfig(**m) for m in BEFORE[name]["methods"]]
+    assert [_params_text(m) for m in new] == [_params_text(m) for m in old]
+
+
+def test_shown_params_of_every_loss_and_miner_have_real_defaults():
+    for registry in (losses.REGISTRY, miners.REGISTRY):
+        for name, cls in registry.items():
+            signature = inspect.signature(cls.__init__).parameters
+            for param in cls.shown_params:
+                assert signature[param].default is not inspect.Parameter.empty, (name, param)
+
+
+def test_a_method_that_states_nothing_gets_the_shown_defaults(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('description = "d"\nmethods = [{ loss = "arcface" }, { loss = "cosface", params = { m = 0.2 } },'
+                    ' { loss = "triplet", miner = "semihard", miner_params = { selection = "facenet" } }]\n')
+    arc, cos, tri = config.load(str(path)).methods
+    assert (arc.name, arc.params) == ("arcface", {"s": 64.0, "m": 0.5})  # ArcFace's constructor defaults
+    assert list(cos.params.items()) == [("s", 30.0), ("m", 0.2)]
+    assert tri.params == {"margin": 0.2} and tri.miner_params == {"margin": 0.2, "selection": "facenet"}
+
+
+def test_no_shipped_file_restates_a_default():
+    """No value in a shipped file equals the default it would get anyway."""
+    import tomllib
+
+    for path in sorted(config.COMPARISONS.glob("*.toml")):
+        raw = tomllib.loads(path.read_text())
+        for section, cls in config.SECTIONS.items():
+            defaults = cls()
+            for key, value in raw.get(section, {}).items():
+                assert value != getattr(defaults, key), f"{path.name}: {section}.{key} = {value!r} is the default"
+        for top, default in (("seeds", 1), ("question", ""), ("sweep", "")):
+            assert raw.get(top, object()) != default, f"{path.name}: {top} is the default"
+        for method in raw.get("methods", []):
+            for params, cls in (("params", losses.REGISTRY[method["loss"]]),
+                                ("miner_params", miners.REGISTRY.get(method.get("miner", ""), None))):
+                signature = inspect.signature(cls.__init__).parameters if cls else {}
+                for key, value in method.get(params, {}).items():
+                    assert value != signature[key].default, f"{path.name}: {method} restates {key}"
+            assert method.get("name") != method["loss"], f"{path.name}: name = loss is the default"
+
+
+def test_bases_are_not_listed():
+    assert all(not name.startswith("_") for name in config.named())
+    assert (config.COMPARISONS / "_base.toml").is_file()
+    out = subprocess.run([sys.executable, "-m", "mlcompare", "list"], capture_output=True, text=True, check=True).stdout
+    assert not re.search(r"^_", out, re.M) and re.search(r"^batch-size\s", out, re.M)
+    with pytest.raises(config.UserError, match="unknown comparison '_base'"):
+        config.load("_base")
+
+
+def test_no_block_repeated_across_files():
+    """The shared sections live in _base.toml only: no [data]/[backbone]/[train] value is stated twice."""
+    import tomllib
+
+    seen: dict[tuple[str, str, str], str] = {}
+    for path in sorted(config.COMPARISONS.glob("*.toml")):
+        raw = tomllib.loads(path.read_text())
+        for section in config.SECTIONS:
+            for key, value in raw.get(section, {}).items():
+                where = seen.setdefault((section, key, repr(value)), path.name)
+                assert where == path.name, f"{section}.{key} = {value!r} in both {where} and {path.name}"
