@@ -4,6 +4,9 @@ Imports only numpy at import time (faiss, Pillow and scikit-learn are imported b
 functions that need them); never imports mlcompare.
 """
 
+from evaluations.pair_sets import all_pairs
+from evaluations.calibration import calibrate_threshold, operating_point
+from evaluations.erc import erc, erc_random
 from evaluations.identification import identification
 from evaluations.metric_warnings import UndefinedMetricWarning
 from evaluations.pairs import pair_scores
@@ -15,10 +18,15 @@ from evaluations.verification import verification
 
 __all__ = [
     "UndefinedMetricWarning",
+    "all_pairs",
+    "calibrate_threshold",
+    "erc",
+    "erc_random",
     "identification",
     "knn",
     "knn_reduced",
     "merge_knn",
+    "operating_point",
     "pair_scores",
     "read_bin",
     "read_identities_csv",

@@ -10,6 +10,34 @@ from pathlib import Path
 from mlcompare.errors import UserError
 
 
+def _comparison_options(p: argparse.ArgumentParser) -> None:
+    """The options of `run`, which `tune` takes too."""
+    p.add_argument("comparison", help="a named comparison (see `mlcompare list`) or a FILE.toml")
+    p.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
+    p.add_argument("--data", help="training data instead of the comparison's: synthfaces[:KEY=VALUE,...], imagefolder:PATH, recordio:DIR, digits")
+    p.add_argument("--test-data", help="a separate test set (disjoint identities) instead of holding out training identities")
+    p.add_argument("--workers", type=int,
+                     help="leave an imagefolder/recordio training set on disk and decode its batches in N worker processes "
+                          "(default 0: decode it into memory once)")
+    p.add_argument("--device", default="auto", help="auto (GPU when torch sees one), cpu or cuda (default auto)")
+    p.add_argument("--seeds", type=int, help="training seeds per method (overrides the comparison's)")
+    p.add_argument("--steps", type=int, help="training steps per method (overrides the comparison's and --budget)")
+    p.add_argument("--budget", choices=["quick", "standard", "long"],
+                     help="length of training: the comparison's steps x1, x4 or x16 (default quick)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                     help="autocast precision of the backbone (the losses stay float32); fp16 needs a GPU (default: the comparison's, fp32)")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the backbone (pays off on long GPU runs)")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory (only once the new run is complete)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="write TensorBoard event files under RUN/tensorboard/METHOD-sSEED (pip install mlcompare[tensorboard])")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                     help="set any comparison key by its dotted path (train.lr=1e-3, seeds=2, methods.NAME.params.m=0.3), "
+                          "checked like the file; VALUE is read as TOML (a bare word is a string); repeatable; "
+                          "the options above win over it")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlcompare", description="Metric learning or margin-based classification? "
                                      "Train both on the same backbone, data and budget, and compare.")
@@ -17,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="the named comparisons, one line each")
     sub.add_parser("doctor", help="torch, CUDA and faiss versions, which faiss build (cpu/gpu), and whether they see GPUs")
+    losses_cmd = sub.add_parser("losses", help="every loss, one line each (name, family, paper, default parameters)")
+    losses_cmd.add_argument("name", nargs="?", help="a loss (or pml:ClassName): print its docstring instead")
 
     run = sub.add_parser("run", help="train and evaluate every method of a comparison, then write the report",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -24,28 +54,17 @@ def _parser() -> argparse.ArgumentParser:
                                 "  mlcompare run quick --set train.p=8 --set train.lr=1e-3 --set seeds=2\n"
                                 "  mlcompare run quick --set data.train=digits --set backbone.widths=[8,16] --set backbone.blocks=[1,1]\n"
                                 "  mlcompare run batch-size --set sweep.values=[4,8] --set methods.arcface.params.m=0.3")
-    run.add_argument("comparison", help="a named comparison (see `mlcompare list`) or a FILE.toml")
-    run.add_argument("--out", type=Path, help="run directory (default runs/NAME)")
-    run.add_argument("--data", help="training data instead of the comparison's: synthfaces[:KEY=VALUE,...], imagefolder:PATH, recordio:DIR, digits")
-    run.add_argument("--test-data", help="a separate test set (disjoint identities) instead of holding out training identities")
-    run.add_argument("--workers", type=int,
-                     help="leave an imagefolder/recordio training set on disk and decode its batches in N worker processes "
-                          "(default 0: decode it into memory once)")
-    run.add_argument("--device", default="auto", help="auto (GPU when torch sees one), cpu or cuda (default auto)")
-    run.add_argument("--seeds", type=int, help="training seeds per method (overrides the comparison's)")
-    run.add_argument("--steps", type=int, help="training steps per method (overrides the comparison's and --budget)")
-    run.add_argument("--budget", choices=["quick", "standard", "long"],
-                     help="length of training: the comparison's steps x1, x4 or x16 (default quick)")
-    run.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                     help="autocast precision of the backbone (the losses stay float32); fp16 needs a GPU (default: the comparison's, fp32)")
-    run.add_argument("--compile", action="store_true", default=None, help="torch.compile the backbone (pays off on long GPU runs)")
-    run.add_argument("--force", action="store_true", help="replace an existing run directory (only once the new run is complete)")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
-                     help="set any comparison key by its dotted path (train.lr=1e-3, seeds=2, methods.NAME.params.m=0.3), "
-                          "checked like the file; VALUE is read as TOML (a bare word is a string); repeatable; "
-                          "the options above win over it")
+    _comparison_options(run)
+
+    tune = sub.add_parser("tune", help="tune every method with the same search on validation folds (Optuna), "
+                          "then retrain its default and best settings over seeds and test them",
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          epilog="examples:\n"
+                                 "  mlcompare tune tuned --trials 8 --folds 3\n"
+                                 "  mlcompare tune quick --trials 4 --set tuning.objective=accuracy --set tuning.prune=true")
+    _comparison_options(tune)
+    tune.add_argument("--trials", type=int, help="trials per method (overrides [tuning] trials, default 8)")
+    tune.add_argument("--folds", type=int, help="identity-disjoint folds of the training identities (default 4)")
 
     rep = sub.add_parser("report", help="re-render the report of a run directory from its saved results (no training)")
     rep.add_argument("run_dir", type=Path)
@@ -65,6 +84,29 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the scores as JSON")
 
+    bb = sub.add_parser("backbones", help="every backbone, one line each (parameters and forward FLOPs)")
+    bb.add_argument("names", nargs="*", help="backbones to describe (default: every named one), e.g. iresnet50 timm:resnet18")
+    bb.add_argument("--size", type=int, default=112, help="input size in pixels (default 112)")
+    bb.add_argument("--embedding-dim", type=int, default=512, help="embedding size (default 512)")
+
+    em = sub.add_parser("embed", help="embed every image of a data spec with a trained model (.npy + CSV, or .parquet)")
+    em.add_argument("--checkpoint", type=Path, required=True, metavar="RUN_DIR/METHOD",
+                    help="a run directory and the method to load, e.g. runs/quick/arcface")
+    em.add_argument("--data", required=True, help="a data spec: imagefolder:PATH, recordio:DIR, synthfaces, digits")
+    em.add_argument("--out", type=Path, required=True, help="FILE.npy (a FILE.csv of paths and identities beside it) or FILE.parquet")
+    em.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
+    em.add_argument("--seed", type=int, default=0, help="which seed's model (default 0)")
+    em.add_argument("--batch-size", type=int, default=256)
+    em.add_argument("--device", default="auto")
+    em.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ex = sub.add_parser("export", help="export a trained backbone to ONNX, checked against torch with onnxruntime")
+    ex.add_argument("--checkpoint", type=Path, required=True, metavar="RUN_DIR/METHOD",
+                    help="a run directory and the method to load, e.g. runs/quick/arcface")
+    ex.add_argument("--onnx", type=Path, required=True, help="the FILE.onnx to write")
+    ex.add_argument("--seed", type=int, default=0, help="which seed's model (default 0)")
+    ex.add_argument("--check-data", help="a data spec whose first images check the export (default: the run's data)")
+
     data = sub.add_parser("data", help="look at a data source: a contact sheet, or export as an image folder")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     for name, text in (("preview", "write a contact sheet PNG (rows: identities, columns: images)"),
@@ -77,9 +119,20 @@ def _parser() -> argparse.ArgumentParser:
         if name == "preview":
             p.add_argument("--identities", type=int, default=8)
             p.add_argument("--images", type=int, default=8)
+            p.add_argument("--sort", choices=["degradation"], help="order each row from least to most degraded "
+                           "(synthfaces only: the sources that know each image's quality)")
         else:
             p.add_argument("--force", action="store_true", help="replace an existing folder")
     return parser
+
+
+def _losses(args: argparse.Namespace) -> None:
+    from mlcompare.losses import catalog
+
+    try:
+        print(catalog.describe(args.name) if args.name else "\n".join(catalog.lines()))
+    except ValueError as err:
+        raise UserError(str(err)) from err
 
 
 def _list() -> None:
@@ -92,14 +145,19 @@ def _list() -> None:
 def _run(args: argparse.Namespace) -> None:
     from mlcompare import config
 
-    cfg = config.apply_overrides(config.load(args.comparison, sets=args.sets), data=args.data, test_data=args.test_data,
+    sets = list(args.sets)
+    if args.command == "tune":  # --trials / --folds are [tuning] keys: checked like the file
+        sets += [f"tuning.{key}={value}" for key, value in (("trials", args.trials), ("folds", args.folds)) if value is not None]
+    cfg = config.apply_overrides(config.load(args.comparison, sets=sets), data=args.data, test_data=args.test_data,
                                  seeds=args.seeds, steps=args.steps, budget=args.budget,
-                                 precision=args.precision, compile=args.compile, workers=args.workers)
-    from mlcompare import runner  # after the config is checked: a bad value fails before torch loads
+                                 precision=args.precision, compile=args.compile, workers=args.workers,
+                                 tensorboard=args.tensorboard)
+    from mlcompare import runner, tuning  # after the config is checked: a bad value fails before torch loads
 
     out = args.out or Path("runs") / cfg.name
+    command = tuning.tune if args.command == "tune" else runner.run
     try:
-        done = runner.run(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
+        done = command(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
     finally:
         import torch.distributed as dist
 
@@ -115,10 +173,44 @@ def _data(args: argparse.Namespace) -> None:
 
     loaded = data.load(args.spec, size=args.size, seed=args.seed)
     if args.data_command == "preview":
-        path = preview.contact_sheet(loaded, args.out, identities=args.identities, images=args.images)
+        path = preview.contact_sheet(loaded, args.out, identities=args.identities, images=args.images, sort=args.sort)
     else:
         path = preview.export_imagefolder(loaded, args.out, force=args.force)
+        if loaded.quality is not None:
+            print(preview.quality_csv_path(path))  # each image's nuisance strengths and degradation
     print(path)
+
+
+def _backbones(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from mlcompare import backbones, config
+
+    config.check_range("data.size", args.size, "--size")
+    config.check_range("backbone.embedding_dim", args.embedding_dim, "--embedding-dim")
+    for name in args.names or list(backbones.REGISTRY):
+        cfg = dataclasses.replace(config.BackboneConfig(), name=name, embedding_dim=args.embedding_dim)
+        print(backbones.cost_text(backbones.cost(cfg, image_size=args.size)))
+    if not args.names:
+        print(f"{backbones.TIMM_PREFIX}NAME: any timm model with our embedding head (pip install mlcompare[timm]); "
+              f"e.g. mlcompare backbones {backbones.TIMM_PREFIX}resnet18")
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from mlcompare import embed
+    from mlcompare.runner import resolve_device
+
+    written = embed.main(args.checkpoint, args.data, args.out, seed=args.seed, device=resolve_device(args.device),
+                         normalize=args.normalize, batch_size=args.batch_size, progress=not args.no_progress)
+    print("\n".join(map(str, written)))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from mlcompare import export
+
+    check = export.main(args.checkpoint, args.onnx, seed=args.seed, check_data=args.check_data)
+    print(f"{args.onnx}: onnxruntime vs torch on {check.images} images: max abs diff {check.max_abs_diff:.3g} "
+          f"({check.relative:.3g} of the largest value; limit {export.RELATIVE_TOLERANCE:g})")
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -177,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
               f"faiss {info['faiss'] or 'none'} {info['faiss_build'] or ''} build)")
         return 0
     if args.command is None:
-        parser.error("a command is required (list, run, report, eval, data, doctor)")
+        parser.error("a command is required (list, run, report, eval, data, doctor, losses)")
     previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     try:
@@ -187,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             from mlcompare import doctor
 
             print("\n".join(doctor.lines()))
-        elif args.command == "run":
+        elif args.command == "losses":
+            _losses(args)
+        elif args.command in ("run", "tune"):
             _run(args)
         elif args.command == "report":
             from mlcompare import report
@@ -197,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
             _data(args)
         elif args.command == "eval":
             _eval(args)
+        elif args.command == "backbones":
+            _backbones(args)
+        elif args.command == "embed":
+            _embed(args)
+        elif args.command == "export":
+            _export(args)
     except UserError as err:
         if os.environ.get("MLCOMPARE_DEBUG"):
             raise

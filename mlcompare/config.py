@@ -28,7 +28,7 @@ from mlcompare.errors import UserError
 
 COMPARISONS = Path(__file__).parent / "comparisons"
 BUDGETS = {"quick": 1, "standard": 4, "long": 16}  # multiples of a comparison's own steps
-SWEEPABLE = ("label_noise", "embedding_dim", "p", "k")  # MethodConfig fields; or params.NAME
+SWEEPABLE = ("label_noise", "embedding_dim", "p", "k", "train_identities")  # MethodConfig fields; or params.NAME
 
 
 @dataclass
@@ -50,6 +50,8 @@ class BackboneConfig:
     blocks: list[int] = field(default_factory=lambda: [1, 2, 2, 1])
     embedding_dim: int = 128
     dropout: float = 0.0
+    name: str = "resnet-face"  # see `mlcompare backbones`: resnet-face, iresnet50, mobilefacenet, timm:NAME, ...
+    pretrained: str = ""  # a local state-dict file to start from (nothing is downloaded); empty: random init
 
 
 @dataclass
@@ -87,10 +89,29 @@ class MethodConfig:
     miner: str = ""
     miner_params: dict[str, Any] = field(default_factory=dict)
     group: str = ""
+    family: str = ""  # only for a pml: loss not in mlcompare.losses.pml.KNOWN: pair, proxy or classification
     label_noise: float = 0.0  # share of training labels replaced by another identity, seeded
     embedding_dim: int = 0  # 0: the backbone's
     p: int = 0  # 0: the train section's
     k: int = 0
+    # N: train on a seeded subset of N of the training identities (the test set unchanged); 0: all
+    train_identities: int = 0
+    # `mlcompare tune`: narrow, widen, fix or add search dimensions (see mlcompare/search_space.py)
+    search: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TuningConfig:
+    """``[tuning]``: how ``mlcompare tune`` searches each method's setting (MLRC's protocol: the
+    same trials, steps and identity-disjoint folds of the training identities for every method)."""
+
+    trials: int = 8  # per method, the comparison's own setting first
+    folds: int = 4  # identity-disjoint folds of the training identities; a trial trains on K-1
+    objective: str = "map_at_r"  # a results.csv score on the held-out fold's identities
+    prune: bool = False  # stop a trial whose first folds are below the median of completed ones
+    ensemble: bool = False  # also score the best trial's K fold models, concatenated
+    seed: int = 0  # of the fold split and the sampler
+    startup_trials: int = 4  # TPE samples at random before it models the history
 
 
 @dataclass
@@ -114,6 +135,13 @@ class SweepConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """``[logging]``: where training is shown besides history.csv and the report."""
+
+    tensorboard: bool = False  # event files under RUN/tensorboard/METHOD-sSEED (pip install mlcompare[tensorboard])
+
+
+@dataclass
 class ComparisonConfig:
     name: str
     description: str
@@ -124,13 +152,17 @@ class ComparisonConfig:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     methods: list[MethodConfig] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig}
+SECTIONS: dict[str, type] = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig,
+                             "tuning": TuningConfig, "logging": LoggingConfig}
+OBJECTIVES = ("map_at_r", "accuracy", "auc", "rank_1", "tar_far_1e-3")
 
 
 def _positive_ints(v: list[int]) -> bool:
@@ -168,6 +200,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.eval_every": (lambda v: v >= 0, ">= 0 (0: only at the end)"),
     "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
     "train.precision": (lambda v: v in ("fp32", "bf16", "fp16"), "'fp32', 'bf16' or 'fp16'"),
+    "tuning.trials": (lambda v: v >= 1, ">= 1"),
+    "tuning.folds": (lambda v: v >= 2, ">= 2"),
+    "tuning.objective": (lambda v: v in OBJECTIVES, "one of " + ", ".join(OBJECTIVES)),
+    "tuning.seed": (lambda v: v >= 0, ">= 0"),
+    "tuning.startup_trials": (lambda v: v >= 0, ">= 0"),
+    "methods.train_identities": (lambda v: v == 0 or v >= 2, "0 (all) or >= 2"),
     "methods.label_noise": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "methods.embedding_dim": (lambda v: v >= 0, ">= 0 (0: the backbone's)"),
     "methods.p": (lambda v: v >= 0, ">= 0 (0: the train section's)"),
@@ -304,6 +342,9 @@ def from_dict(raw: dict[str, Any], where: str) -> ComparisonConfig:
     if isinstance(raw.get("sweep"), dict):
         sweep = _build(SweepConfig, raw["sweep"], where=where, section="sweep", label="sweep.")
         raw["methods"], raw["sweep"] = _expand_sweep(sweep, raw["methods"], where), sweep.key
+    if isinstance(raw.get("backbone"), dict) and raw["backbone"].get("pretrained") is True:
+        raise UserError(f"{where}: backbone.pretrained = true would download weights, and nothing is downloaded "
+                        "at run time: give a local state-dict file, pretrained = \"PATH\"")
     for key, cls in SECTIONS.items():
         raw[key] = _build(cls, raw.get(key, {}), where=where, section=key, label=f"{key}.")
     config = _build(ComparisonConfig, raw, where=where, section="", label="")
@@ -325,8 +366,9 @@ def _fill_params(config: ComparisonConfig) -> ComparisonConfig:
     import miners
 
     methods = [dataclasses.replace(
-        m, params=_with_defaults(losses.REGISTRY[m.loss], m.params),
-        miner_params=_with_defaults(miners.REGISTRY[m.miner], m.miner_params) if m.miner else m.miner_params)
+        m, params=m.params if m.loss.startswith(losses.pml.PREFIX) else _with_defaults(losses.REGISTRY[m.loss], m.params),
+        miner_params=_with_defaults(miners.REGISTRY[m.miner], m.miner_params)
+        if m.miner and not m.miner.startswith(losses.pml.PREFIX) else m.miner_params)
         for m in config.methods]
     return dataclasses.replace(config, methods=methods)
 
@@ -342,9 +384,19 @@ def validate(config: ComparisonConfig, where: str) -> None:
     if len(set(names)) != len(names):
         raise UserError(f"{where}: method names must be unique, got {names}")
     for m in config.methods:
-        if m.loss not in losses.REGISTRY:
+        pml_loss, pml_miner = m.loss.startswith(losses.pml.PREFIX), m.miner.startswith(losses.pml.PREFIX)
+        if m.family and not pml_loss:
+            raise UserError(f"{where}: method '{m.name}': family is set only for pml: losses (a registered loss declares its own); remove it")
+        try:  # a pml: class must exist, and have a family (the table's or the method's own)
+            if pml_loss:
+                losses.family(m.loss, m.family)
+            if pml_miner:
+                losses.pml.miner_class(m.miner.removeprefix(losses.pml.PREFIX))
+        except ValueError as err:
+            raise UserError(f"{where}: method '{m.name}': {err}") from err
+        if not pml_loss and m.loss not in losses.REGISTRY:
             raise UserError(f"{where}: method '{m.name}': unknown loss '{m.loss}'; valid losses: {', '.join(sorted(losses.REGISTRY))}")
-        if m.miner and m.miner not in miners.REGISTRY:
+        if m.miner and not pml_miner and m.miner not in miners.REGISTRY:
             raise UserError(f"{where}: method '{m.name}': unknown miner '{m.miner}'; valid miners: {', '.join(sorted(miners.REGISTRY))}")
     b = config.backbone
     if len(b.widths) != len(b.blocks):
@@ -352,6 +404,12 @@ def validate(config: ComparisonConfig, where: str) -> None:
                         "length (one entry per stage)")
     if config.sweep:
         _check_sweep_key(config.sweep, where)
+    from mlcompare import backbones
+
+    try:
+        backbones.check_name(b.name)
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
 
 
 def _check_sweep_key(key: str, where: str) -> None:
@@ -528,7 +586,7 @@ def _set_method(raw: dict[str, Any], key: str, text: str, *, unknown: UserError,
 def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
                     seeds: int | None = None, steps: int | None = None, budget: str | None = None,
                     precision: str | None = None, compile: bool | None = None,
-                    workers: int | None = None) -> ComparisonConfig:
+                    workers: int | None = None, tensorboard: bool | None = None) -> ComparisonConfig:
     """Command-line options replace the comparison's own values (after any ``--set``).
 
     ``budget`` scales the comparison's steps (and warm-up): quick x1, standard x4, long x16;
@@ -561,4 +619,6 @@ def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_d
     if workers is not None:
         check_range("data.workers", workers, "--workers")
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, workers=workers))
+    if tensorboard:
+        config = dataclasses.replace(config, logging=dataclasses.replace(config.logging, tensorboard=True))
     return config

@@ -1,6 +1,7 @@
 """Score a trained model on a user's benchmark, without training: ``mlcompare eval``."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,17 +12,21 @@ import torch.nn.functional as F
 
 import evaluations
 from mlcompare import data as datasets
-from mlcompare.backbones import ResNetFace
+from mlcompare.backbones import ResNetFace, build_backbone, embed
 from mlcompare.checkpoints import load_checkpoint
+from mlcompare.config import BackboneConfig
 from mlcompare.data.imagefolder import read_image
+from mlcompare.data.protocol import VerificationPairs
 from mlcompare.errors import UserError
 from mlcompare.rundir import checkpoint_path
-from mlcompare.scoring import TestProtocol, score
-from mlcompare.backbones import embed
+from mlcompare.scoring import TestProtocol, score, verify
 
 
-def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[ResNetFace, int]:
+def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[torch.nn.Module, int]:
     """The backbone of ``method`` (seed ``seed``) from a run directory, and its input size.
+
+    The backbone is the one config.json's ``backbone`` section names (``resnet-face`` for runs written
+    before backbones had names), at the method's own embedding size where it set one.
 
     The checkpoint is read with :func:`~mlcompare.checkpoints.load_checkpoint` (no code in it runs);
     a run directory whose config.json and checkpoint do not fit together is a one-line
@@ -37,9 +42,12 @@ def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[ResNetFace
     try:
         config = json.loads(config_path.read_text())
         b, size = config["backbone"], config["data"]["size"]
-        model = ResNetFace(image_size=size, widths=tuple(b["widths"]), blocks=tuple(b["blocks"]),
-                           embedding_dim=b["embedding_dim"], dropout=b["dropout"])
-    except (ValueError, KeyError) as err:  # JSONDecodeError is a ValueError; so are ResNetFace's size checks
+        fields = {f.name for f in dataclasses.fields(BackboneConfig)}
+        # The checkpoint holds the weights: a pretrained file named in the config is not read again.
+        backbone = BackboneConfig(**{k: v for k, v in b.items() if k in fields} | {"pretrained": ""})
+        dims = [m.get("embedding_dim", 0) for m in config.get("methods", []) if m.get("name") == method]
+        model = build_backbone(backbone, image_size=size, embedding_dim=(dims[0] if dims else 0) or backbone.embedding_dim)
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError; so are ResNetFace's size checks
         raise UserError(f"{config_path} is not the config.json of an mlcompare run ({type(err).__name__}: {err}); "
                         "give the run directory that `mlcompare run` wrote") from err
     state = load_checkpoint(checkpoint, map_location="cpu")
@@ -52,9 +60,12 @@ def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[ResNetFace
 
 
 def _verification_of(model: ResNetFace, images: torch.Tensor, same: np.ndarray, device: torch.device) -> dict[str, Any]:
-    """Images ``[2P, 3, H, W]`` in pair order (a0, b0, a1, b1, ...)."""
+    """Images ``[2P, 3, H, W]`` in pair order (a0, b0, a1, b1, ...), scored as every comparison is
+    (:func:`mlcompare.scoring.verify`), in LFW's 10 folds, TAR at FAR 1e-1 to 1e-4."""
     emb = embed(model, images, device=device)
-    ver = evaluations.verification(evaluations.pair_scores(emb[0::2], emb[1::2]), same)
+    n = len(images)
+    pairs = VerificationPairs(torch.arange(0, n, 2), torch.arange(1, n, 2), torch.as_tensor(same, dtype=torch.bool), 10)
+    ver, _ = verify(emb, pairs, far=(1e-1, 1e-2, 1e-3, 1e-4))
     return {k: ver[k] for k in ("accuracy", "accuracy_std", "auc", "eer", "n_genuine", "n_impostor")} | {
         f"tar_far_{far:g}": value for far, value in ver["tar_at_far"].items()}
 

@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcompare import report_inputs, stats  # noqa: E402
+from mlcompare import report_inputs, report_quality, report_tuning, stats  # noqa: E402
+from mlcompare.report_section import Figure, Section, html_figure  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
 
 # (column, header, digits) of the summary table; eer is lower-is-better.
@@ -31,8 +32,11 @@ COLUMNS = [("accuracy", "Verif. acc.", 3), ("auc", "AUC", 3), ("eer", "EER", 3),
 SIGNIFICANCE_NOTE = ("vs best: p-value of the difference to the best trained method (by verification accuracy); "
                      "t = paired t-test across seeds on accuracy, boot = paired bootstrap over the verification pairs "
                      "on AUC (one seed); n.s. = not significant at 0.05.")
-OPTIONAL_COLUMNS = [("rank_1_head", "Rank-1 head", 3), ("rank_1_tail", "Rank-1 tail", 3)]  # shown when measured
-FAMILY_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning", "baseline": "baseline"}
+OPTIONAL_COLUMNS = [("rank_1_head", "Rank-1 head", 3), ("rank_1_tail", "Rank-1 tail", 3), ("r_precision", "R-Prec.", 3)]  # shown when measured
+FAMILY_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning",
+                "proxy": "proxy-based metric learning", "baseline": "baseline"}
+# the two sides of the summary sentence: proxy losses (ProxyAnchor, SoftTriple) count as metric learning
+SIDES = {"classification": ("classification",), "pair": ("pair", "proxy")}
 
 
 def columns(results: pd.DataFrame) -> list[tuple[str, str, int]]:
@@ -114,7 +118,7 @@ def _fmt(mean: float, std: float, digits: int) -> str:
 def summary_sentence(table: pd.DataFrame) -> str:
     """The comparison's answer in one sentence, with numbers."""
     ok = table[table.status != "failed"]
-    best = {fam: ok[ok.family == fam].sort_values("accuracy", ascending=False).head(1) for fam in ("classification", "pair")}
+    best = {side: ok[ok.family.isin(fams)].sort_values("accuracy", ascending=False).head(1) for side, fams in SIDES.items()}
     raw = ok[ok.family == "baseline"]
     parts = []
     if not best["classification"].empty and not best["pair"].empty:
@@ -138,9 +142,9 @@ def summary_sentence(table: pd.DataFrame) -> str:
     return text
 
 
-Figure = tuple[str, str, Path]  # (title, caption, PNG path)
+
 Curves = dict[str, tuple[str, dict[str, np.ndarray]]]  # method -> (family, its first seed's curves)
-STYLES = {"classification": "-", "pair": "--", "baseline": ":"}  # line style per family, in every figure
+STYLES = {"classification": "-", "pair": "--", "proxy": "-.", "baseline": ":"}  # line style per family, in every figure
 
 
 def _figures(inputs: report_inputs.RunInputs, table: pd.DataFrame, out: Path) -> list[Figure]:
@@ -340,7 +344,7 @@ def _scores(table: pd.DataFrame, out: Path) -> Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(ok) + 1.5))
     y = np.arange(len(ok))
-    colors = {"classification": "tab:blue", "pair": "tab:orange", "baseline": "tab:gray"}
+    colors = {"classification": "tab:blue", "pair": "tab:orange", "proxy": "tab:green", "baseline": "tab:gray"}
     ax.barh(y + 0.2, ok.accuracy, height=0.4, xerr=ok.accuracy_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], label="verification accuracy")
     ax.barh(y - 0.2, ok.rank_1, height=0.4, xerr=ok.rank_1_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], alpha=0.5, label="rank-1")
     ax.set_yticks(y, ok.method)
@@ -384,8 +388,10 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
         table = summarise(inputs.results, inputs.curves)
         figures = _figures(inputs, table, staging / "figures")
         cols = columns(inputs.results)
-        (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols))
-        (staging / "report.html").write_text(_html(inputs.config, table, figures, cols))
+        sections = [s for s in (report_tuning.section(run, inputs.results, staging / "figures"),) if s is not None]
+        sections += report_quality.sections(inputs, staging / "figures")  # none for runs without ground truth
+        (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections))
+        (staging / "report.html").write_text(_html(inputs.config, table, figures, cols, sections))
         if out != run:
             shutil.copyfile(run / "results.csv", staging / "results.csv")
         _publish(staging, out)
@@ -408,6 +414,20 @@ def _publish(staging: Path, out: Path) -> None:
             os.replace(staging / name, out / name)
 
 
+def _backbone_text(config: dict) -> str:
+    """The backbone's name and shape, and its size and cost where the run recorded them (runs written
+    before backbones had names lack ``backbone.name`` and ``backbone_cost``: the ResNet, no cost)."""
+    b, name = config["backbone"], config["backbone"].get("name", "resnet-face")
+    text = (f"ResNet, widths {b['widths']}, blocks {b['blocks']}, " if name == "resnet-face" else f"{name}, ") \
+        + f"{b['embedding_dim']}-d embedding"
+    cost = config.get("backbone_cost")
+    if cost:
+        from mlcompare.backbones import count_text
+
+        text += f"; {count_text(cost['parameters'])} parameters, {count_text(cost['flops'])} FLOPs per image"
+    return text + (f"; started from {b['pretrained']}" if b.get("pretrained") else "")
+
+
 def _setup_lines(config: dict) -> list[str]:
     """The setup in three lines; indexes only keys of :data:`report_inputs.CONFIG_KEYS` (checked present),
     and reads with a default the keys older run directories lack."""
@@ -419,8 +439,8 @@ def _setup_lines(config: dict) -> list[str]:
           f"{config['test_identities']} test identities ({config['test_images']} images), {d['size']} px.",
         f"Protocol: 1:1 verification on {config['verification_pairs']} balanced pairs in 10 folds (accuracy: threshold "
         f"chosen on 9 folds, measured on the 10th); 1:N identification with one gallery image per test identity; MAP@R leave-one-out.",
-        f"Fair by construction: every method trains the same backbone (ResNet, widths {b['widths']}, blocks {b['blocks']}, "
-        f"{b['embedding_dim']}-d embedding) from the same initial weights per seed, on the same P x K batches "
+        f"Fair by construction: every method trains the same backbone ({_backbone_text(config)}) "
+        f"from the same initial weights per seed, on the same P x K batches "
         f"(P={t['p']}, K={t['k']}), with {t['optimizer']} lr {t['lr']} (warm-up {t['warmup_steps']} steps + cosine) "
         f"for {t['steps']} steps, {config['seeds']} seed(s), on {config['device']} in {t.get('precision', 'fp32')}"
         + (f", {config['world_size']} torchrun processes." if config.get("world_size", 1) > 1 else "."),
@@ -428,7 +448,7 @@ def _setup_lines(config: dict) -> list[str]:
 
 
 def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Path,
-              cols: list[tuple[str, str, int]]) -> str:
+              cols: list[tuple[str, str, int]], sections: list[Section] = ()) -> str:
     lines = [f"# mlcompare report: {config['name']}", "", config["description"], "",
              *([f"*Question: {config['question']}*", ""] if config.get("question") else []),
              f"**{summary_sentence(table)}**", "", "## Setup", ""]
@@ -441,14 +461,17 @@ def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Pat
         status = r["status"] + (f": {r['message']}" if r["message"] else "")
         lines.append(f"| {r['method']} | {FAMILY_NAMES.get(r['family'], r['family'])} | {r['loss']} {r['params']} | "
                      + " | ".join(cells) + f" | {r.get('vs_best', '')} | {status} |")
-    lines += ["", SIGNIFICANCE_NOTE]
-    lines += ["", "## Figures", ""]
+    lines += ["", SIGNIFICANCE_NOTE, ""]
+    for section in sections:
+        lines += section.markdown(out)
+    lines += ["## Figures", ""]
     for title, caption, path in figures:
         lines += [f"### {title}", "", caption, "", f"![{title}]({path.relative_to(out).as_posix()})", ""]
     return "\n".join(lines) + "\n"
 
 
-def _html(config: dict, table: pd.DataFrame, figures: list[Figure], cols: list[tuple[str, str, int]]) -> str:
+def _html(config: dict, table: pd.DataFrame, figures: list[Figure], cols: list[tuple[str, str, int]],
+          sections: list[Section] = ()) -> str:
     head = "".join(f"<th onclick='sortTable({i})'>{html.escape(h)}</th>" for i, h in
                    enumerate(["Method", "Family", "Loss (params)"] + [h for _, h, _ in cols] + ["vs best", "Status"]))
     body = []
@@ -461,9 +484,7 @@ def _html(config: dict, table: pd.DataFrame, figures: list[Figure], cols: list[t
         cells.append(f"<td>{html.escape(str(d.get('vs_best', '')))}</td>")
         cells.append(f"<td>{html.escape(d['status'] + (': ' + d['message'] if d['message'] else ''))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    imgs = "".join(
-        f"<h3>{html.escape(t)}</h3><p>{html.escape(c)}</p><img alt='{html.escape(t)}' src='data:image/png;base64,"
-        f"{base64.b64encode(p.read_bytes()).decode()}'>" for t, c, p in figures)
+    imgs = "".join(html_figure(*figure) for figure in figures)
     setup = "".join(f"<li>{html.escape(line)}</li>" for line in _setup_lines(config))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mlcompare report: {html.escape(config['name'])}</title>
@@ -481,6 +502,7 @@ img {{ max-width: 100%; }} .summary {{ font-size: 1.1em; font-weight: bold; }}
 <h2>Results (mean ± std over seeds; click a header to sort)</h2>
 <table id="results"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
 <p>{html.escape(SIGNIFICANCE_NOTE)}</p>
+{"".join(section.html() for section in sections)}
 <h2>Figures</h2>{imgs}
 <script>
 function sortTable(col) {{

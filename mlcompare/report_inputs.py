@@ -22,7 +22,8 @@ from mlcompare.errors import UserError
 from mlcompare.rundir import curves_path
 
 # The config.json keys the report's setup lines and title read, per section ("" is the top level).
-# Keys the report reads with a default (question, sweep, world_size, train.precision) are not here:
+# Keys the report reads with a default (question, sweep, world_size, train.precision, backbone.name,
+# backbone.pretrained, backbone_cost) are not here:
 # run directories written before they existed lack them.
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "": ("name", "description", "seeds", "methods", "device", "train_identities", "train_images",

@@ -7,7 +7,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ import evaluations
 from mlcompare import data as datasets
 from mlcompare import distributed
 from mlcompare import losses
+from mlcompare import backbones, tensorboard_log
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig
 from mlcompare.data.facedata import FaceData
@@ -79,7 +80,7 @@ def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int,
     try:
         miner = losses.build_miner(method.miner, method.miner_params, embedding_dim=embedding_dim) if method.miner else None
         return losses.get(method.loss, num_classes=num_classes, embedding_dim=embedding_dim, miner=miner,
-                          rank=ctx.rank, world_size=ctx.world_size, **method.params)
+                          rank=ctx.rank, world_size=ctx.world_size, family=method.family, **method.params)
     except (ValueError, TypeError) as err:
         raise UserError(f"method '{method.name}': {err}") from err
 
@@ -94,9 +95,13 @@ def check_methods(config: ComparisonConfig, train_set: FaceData, ctx: distribute
         dim = method.embedding_dim or config.backbone.embedding_dim
         batch = method_batch(config, method)
         where = f"method '{method.name}'" if (method.p or method.k) else "train"
-        if batch.p > identities:
-            raise UserError(f"{where}: p={batch.p} identities per batch but the training set has {identities}; "
-                            f"lower it, e.g. --set train.p={max(2, identities // 2)}")
+        if method.train_identities > identities:
+            raise UserError(f"method '{method.name}': train_identities={method.train_identities} but the training set "
+                            f"has {identities} identities; lower it or give more data")
+        if batch.p > (method.train_identities or identities):
+            have = method.train_identities or identities
+            raise UserError(f"{where}: p={batch.p} identities per batch but the training set has {have}; "
+                            f"lower it, e.g. --set train.p={max(2, have // 2)}")
         if batch.k > most:
             raise UserError(f"{where}: k={batch.k} images per identity per batch but no training identity has more "
                             f"than {most}; lower it, e.g. --set train.k={max(2, most)}")
@@ -121,6 +126,7 @@ class MethodResult:
     row: dict[str, Any]
     curves: dict[str, np.ndarray] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    model: torch.nn.Module | None = None  # the trained backbone (not written; the ensemble of `tune` uses it)
 
 
 class RunRecords:
@@ -150,15 +156,26 @@ def _without(frame: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
     return frame if frame.empty else frame[~((frame.method == method) & (frame.seed == seed))]
 
 
-def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
-        progress: bool = True) -> Path:
-    """Train and score every method of ``config`` for each seed; write the run directory and report.
+@dataclass
+class Session:
+    """A run directory being written: the device, the distributed context, the data and protocol,
+    and the records; built by :func:`open_session` once every input has been checked."""
 
-    Every input is checked (devices, data, every method's loss and batch shape) before the run
-    directory is created, so that bad input leaves nothing behind.
-    """
-    from mlcompare import report
+    config: ComparisonConfig
+    device: torch.device
+    ctx: distributed.Context
+    rundir: RunDir
+    train_set: FaceData
+    test_set: FaceData
+    protocol: TestProtocol
+    records: RunRecords | None = None
 
+
+def open_session(config: ComparisonConfig, out: Path, *, device: str, force: bool, resume: bool,
+                 check: Callable[[FaceData], None] | None = None) -> Session:
+    """Check every input (devices, the run directory, data, every method's loss and batch shape, and
+    ``check(train_set)``: a command's own), then create the run directory and score the raw-pixels
+    floor. Bad input leaves nothing behind."""
     dev = resolve_device(device)
     ctx = distributed.from_env(dev)
     if ctx.active and dev.type == "cuda":
@@ -170,43 +187,100 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     ctx.barrier()
     train_set, test_set, protocol = prepare_data(config, dev)
     check_methods(config, train_set, ctx)
+    if check is not None:
+        check(train_set)
+    backbone_cost = backbones.cost(config.backbone, image_size=config.data.size)  # also checks backbone.pretrained fits
+    if config.logging.tensorboard:
+        tensorboard_log.check_available()
     if ctx.is_main:
         rundir.create()
         np.save(rundir.path / "test_labels_sample.npy", protocol.labels[_projection_sample(protocol.labels)].numpy())
         rundir.save_config(config.to_dict() | {
             "device": str(dev), "world_size": ctx.world_size, "train_identities": train_set.num_identities,
             "train_images": len(train_set), "test_identities": test_set.num_identities, "test_images": len(test_set),
-            "verification_pairs": len(protocol.pairs.same), "torch": torch.__version__})
+            "verification_pairs": len(protocol.pairs.same), "torch": torch.__version__,
+            "backbone_cost": backbone_cost})
     ctx.barrier()
-    records = RunRecords(rundir.path, resume=resume)
-    if ctx.is_main and not records.done(RAW_PIXELS, 0):
+    session = Session(config, dev, ctx, rundir, train_set, test_set, protocol, RunRecords(rundir.path, resume=resume))
+    if ctx.is_main and not session.records.done(RAW_PIXELS, 0):
         metrics, curves = score(raw_pixel_embeddings(test_set.images), protocol)
-        records.write(MethodResult({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, "loss": "none",
-                                    "family": "baseline", "status": "ok", **metrics, "train_seconds": float("nan"),
-                                    "images_per_s": float("nan"), "steps": 0, "message": ""}, curves))
-    noisy_sets: dict[float, FaceData] = {0.0: train_set}
-    for seed in range(config.seeds):
-        for method in config.methods:
-            if records.done(method.name, seed):
+        session.records.write(MethodResult({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, "loss": "none",
+                                            "family": "baseline", "status": "ok", **metrics,
+                                            "train_seconds": float("nan"), "images_per_s": float("nan"), "steps": 0,
+                                            "message": ""}, curves))
+    return session
+
+
+@dataclass
+class Entry:
+    """One row group of the final table: ``method`` trained under ``config`` (its own train section,
+    e.g. a tuned learning rate), with ``extra`` columns on its rows (``setting``)."""
+
+    config: ComparisonConfig
+    method: MethodConfig
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train_entries(session: Session, entries: list[Entry], *, resume: bool, progress: bool) -> None:
+    """Train and score every entry for each seed (seed-major), skipping what a resumed run has."""
+    records, ctx = session.records, session.ctx
+    cache: dict[tuple[int, float], FaceData] = {}
+    for seed in range(session.config.seeds):
+        for entry in entries:
+            if records.done(entry.method.name, seed):
                 continue
-            if method.label_noise not in noisy_sets:  # same flips for every method at this level
-                noisy_sets[method.label_noise] = flip_labels(train_set, method.label_noise, seed=config.data.split_seed)
-            result = train_and_score(config, method, seed, noisy_sets[method.label_noise], test_set, protocol, dev,
-                                     checkpoint=checkpoint_path(rundir.path, method.name, seed), resume=resume,
-                                     progress=progress, ctx=ctx)
+            key = (entry.method.train_identities, entry.method.label_noise)
+            if key not in cache:
+                cache[key] = training_set(session.train_set, entry.method, seed=session.config.data.split_seed)
+            train_set = cache[key]
+            result = train_and_score(entry.config, entry.method, seed, train_set, session.test_set, session.protocol,
+                                     session.device, checkpoint=checkpoint_path(session.rundir.path, entry.method.name, seed),
+                                     resume=resume, progress=progress, ctx=ctx,
+                                     tensorboard=tensorboard_log.log_dir(session.rundir.path, entry.method.name, seed)
+                                     if entry.config.logging.tensorboard else None)
             if ctx.is_main:
-                records.write(result)
+                records.write(MethodResult(result.row | entry.extra, result.curves, result.history))
             ctx.barrier()
-    if not ctx.is_main:
-        return rundir.final
-    report.render(rundir.path)
-    return rundir.commit()
+
+
+def close_session(session: Session) -> Path:
+    """Render the report and swap a ``--force`` run into place (rank 0); the run directory."""
+    from mlcompare import report
+
+    if not session.ctx.is_main:
+        return session.rundir.final
+    report.render(session.rundir.path)
+    return session.rundir.commit()
+
+
+def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
+        progress: bool = True) -> Path:
+    """Train and score every method of ``config`` for each seed; write the run directory and report.
+
+    Every input is checked (devices, data, every method's loss and batch shape) before the run
+    directory is created, so that bad input leaves nothing behind.
+    """
+    session = open_session(config, out, device=device, force=force, resume=resume)
+    train_entries(session, [Entry(config, m) for m in config.methods], resume=resume, progress=progress)
+    return close_session(session)
+
+
+def training_set(data: FaceData, method: MethodConfig, *, seed: int) -> FaceData:
+    """The training set as ``method`` sees it: a seeded subset of ``train_identities`` identities
+    (the same for every method asking for that many), then ``label_noise`` of its labels flipped
+    (the same flips for every method at that level)."""
+    if method.train_identities:
+        keep = torch.randperm(data.num_identities, generator=torch.Generator().manual_seed(seed))[:method.train_identities]
+        data = data.subset(torch.nonzero(torch.isin(data.labels, keep)).squeeze(1))
+    return flip_labels(data, method.label_noise, seed=seed) if method.label_noise else data
 
 
 def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, train_set: FaceData,
-                    test_set: FaceData, protocol: TestProtocol, device: torch.device, *, checkpoint: Path,
-                    resume: bool, progress: bool, ctx: distributed.Context = distributed.Context()) -> MethodResult:
-    """Train one method x seed (on every rank) and score it (on rank 0: other ranks return no metrics).
+                    test_set: FaceData, protocol: TestProtocol, device: torch.device, *, checkpoint: Path | None,
+                    resume: bool, progress: bool, ctx: distributed.Context = distributed.Context(),
+                    tensorboard: Path | None = None) -> MethodResult:
+    """Train one method x seed (on every rank) and score it (on rank 0: other ranks return no metrics);
+    ``tensorboard``: a folder for TensorBoard event files (written on rank 0).
 
     A diverging model (a NaN or inf loss, or NaN embeddings met by a miner or by the scoring) marks
     the method failed with the reason; the comparison goes on."""
@@ -223,10 +297,12 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     bar = _ProgressBar(method.name, seed, train_cfg, enabled=progress and ctx.is_main)
     validate = (lambda: validation_accuracy(model, test_set.images, protocol.pairs, device=device,
                                             precision=train_cfg.precision)) if ctx.is_main else None
+    board = tensorboard_log.TensorBoardLog(tensorboard) if tensorboard is not None and ctx.is_main else None
     tic = time.perf_counter()
     try:
         result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
-                       resume=resume, on_step=bar.on_step, ctx=ctx, workers=config.data.workers, validate=validate)
+                       resume=resume, on_step=bar.on_step, ctx=ctx, workers=config.data.workers, validate=validate,
+                       log=board.history_row if board is not None else None)
         # Under torchrun each rank embeds its share of the test set and searches its share of the
         # references; every rank then holds the same scores, and rank 0 records them.
         embeddings = distributed.gather_rows(embed(model, test_set.images[distributed.share(len(test_set), ctx)],
@@ -237,16 +313,28 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
         metrics, curves = score(embeddings, protocol, search=search)
     except TrainingDiverged as err:
         bar.close()
+        if board is not None:
+            board.close()
         print(f"{method.name} (seed {seed}) failed: {err}; the other methods go on", file=sys.stderr)
         return MethodResult(row | {"status": "failed", "message": str(err), "train_seconds": time.perf_counter() - tic})
     bar.close()
     if not ctx.is_main:
         return MethodResult(row | {"status": "ok"})
     curves["embeddings"] = embeddings[_projection_sample(protocol.labels)].numpy()
+    # Inputs of the report's quality section (report_quality): every test image's feature norm; with
+    # ground-truth quality (synthfaces) also the degradation, embeddings and labels, for all-pairs ERCs.
+    curves["feature_norms"] = embeddings.norm(dim=1).numpy()
+    if test_set.quality is not None:
+        curves |= {"test_degradation": test_set.quality["degradation"].numpy(), "test_labels": protocol.labels.numpy(),
+                   "test_embeddings": embeddings.numpy()}
+    if board is not None:
+        board.test_scores(metrics)
+        board.projector(embeddings[_projection_sample(protocol.labels)], protocol.labels[_projection_sample(protocol.labels)])
+        board.close()
     curves |= angle_histograms(model, loss, train_set, device)
     return MethodResult(row | {"status": "ok", **metrics, "train_seconds": result.seconds,
                                "images_per_s": result.images_per_s, "steps": result.steps, "message": ""},
-                        curves, [{"method": method.name, "seed": seed} | h for h in result.history])
+                        curves, [{"method": method.name, "seed": seed} | h for h in result.history], model)
 
 
 class _ProgressBar:

@@ -13,7 +13,7 @@ from mlcompare.data.protocol import VerificationPairs, identification_split, ver
 
 # The columns of results.csv that hold metrics, in report order (higher is better except eer).
 METRICS = ("accuracy", "accuracy_std", "auc", "eer", "tar_far_1e-2", "tar_far_1e-3", "rank_1", "rank_5",
-           "map_at_r", "precision_at_1")
+           "map_at_r", "precision_at_1", "r_precision")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def score(embeddings: torch.Tensor, protocol: TestProtocol, *,
         "accuracy": ver["accuracy"], "accuracy_std": ver["accuracy_std"], "auc": ver["auc"], "eer": ver["eer"],
         "tar_far_1e-2": ver["tar_at_far"][1e-2], "tar_far_1e-3": ver["tar_at_far"][1e-3],
         "rank_1": ident["rank_1"], "rank_5": ident["rank_5"],
-        "map_at_r": ret["map_at_r"], "precision_at_1": ret["precision_at_1"],
+        "map_at_r": ret["map_at_r"], "precision_at_1": ret["precision_at_1"], "r_precision": ret["r_precision"],
     }
     curves = {"fpr": np.asarray(ver["fpr"]), "tpr": np.asarray(ver["tpr"]), "cmc": np.asarray(ident["cmc"]),
               "pair_scores": np.asarray(scores, dtype=np.float32), "same": pairs.same.numpy()}

@@ -27,6 +27,7 @@ from mlcompare.data.stored import loaded_batches
 from mlcompare.distributed import Context, average_gradients, gather_keep_grad, share
 from mlcompare.errors import UserError
 from mlcompare.losses import Loss
+from mlcompare.search_space import Dim
 from mlcompare.sync_batchnorm import synchronise_batchnorm
 
 
@@ -40,6 +41,13 @@ class TrainResult:
     seconds: float
     images_per_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# What `mlcompare tune` searches of the trainer's own setting (the loss declares its own): the learning
+# rate and weight decay, and for a loss with parameters of its own (class weights, proxies) their
+# learning rate, as MLRC tuned it per loss.
+SEARCH_SPACE: dict[str, Dim] = {"lr": Dim(1e-4, 1e-2, log=True), "weight_decay": Dim(1e-6, 1e-2, log=True)}
+LOSS_LR_SEARCH = Dim(1e-4, 1e-1, log=True)
 
 
 def lr_factor(step: int, *, warmup: int, total: int) -> float:
@@ -101,12 +109,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, seed: int,
           device: torch.device, checkpoint: Path | None = None, resume: bool = False,
           on_step: Callable[[int, float], None] | None = None,
-          validate: Callable[[], float] | None = None, ctx: Context = Context(), workers: int = 0) -> TrainResult:
+          validate: Callable[[], float] | None = None, ctx: Context = Context(), workers: int = 0,
+          log: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train ``model`` with ``loss`` on ``data`` for ``cfg.steps`` steps.
 
     ``checkpoint`` (model, loss, optimiser, step, RNG state, history) is written atomically every
     ``cfg.checkpoint_every`` steps and at the end; with ``resume`` an existing one is continued.
     ``on_step(steps_done, loss)`` is called after each logged step (the progress bar).
+    ``log(row)`` is called with each history row as it is recorded (TensorBoard).
     ``validate()`` (a held-out score, e.g. verification accuracy) is called every
     ``cfg.eval_every`` steps and at the end, logged as ``val_accuracy``; its time is not counted
     as training time, and it must not touch the RNG (embedding in eval mode does not).
@@ -225,6 +235,8 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
                 row["val_accuracy"] = validate()
                 tic += time.perf_counter() - paused
             history.append(row)
+            if log is not None:
+                log(row)
             if on_step is not None:
                 on_step(step + 1, current)
         if checkpoint is not None and ((step + 1) % cfg.checkpoint_every == 0 or last):  # every rank: save() gathers RNG states

@@ -20,6 +20,10 @@ class FaceData:
         noisy: bool tensor ``[N]``, True where a source gave the image a wrong identity on
             purpose (synthetic label noise); None when the source has no such notion.
         source: the spec the data came from, for reports.
+        quality: ground-truth image quality, where the source knows it (synthfaces): a dict of
+            float32 CPU tensors ``[N]``, one per nuisance strength in [0, 1] and ``"degradation"``
+            (their combination, 0 = pristine, 1 = worst); None for sources without ground truth
+            (real photographs: nobody knows their true quality).
     """
 
     images: torch.Tensor | StoredImages
@@ -27,12 +31,16 @@ class FaceData:
     identities: list[str]
     source: str
     noisy: torch.Tensor | None = None
+    quality: dict[str, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
             raise ValueError(f"images must be uint8 [N, 3, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(f"labels must be [N] = [{self.images.shape[0]}], got {tuple(self.labels.shape)}")
+        for name, values in (self.quality or {}).items():
+            if values.shape != self.labels.shape:
+                raise ValueError(f"quality[{name!r}] must be [N] = [{self.images.shape[0]}], got {tuple(values.shape)}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -49,18 +57,19 @@ class FaceData:
             kept, labels = torch.unique(labels, return_inverse=True)
             identities = [self.identities[i] for i in kept.tolist()]
         noisy = None if self.noisy is None else self.noisy[index]
+        quality = None if self.quality is None else {name: values[index] for name, values in self.quality.items()}
         images = self.images.take(index) if isinstance(self.images, StoredImages) else self.images[index]
-        return FaceData(images, labels, identities, self.source, noisy)
+        return FaceData(images, labels, identities, self.source, noisy, quality)
 
     def to(self, device: torch.device | str) -> "FaceData":
         """The same data with in-memory images on ``device`` (labels stay on the CPU)."""
         if not isinstance(self.images, torch.Tensor) or self.images.device == torch.device(device):
             return self
-        return FaceData(self.images.to(device), self.labels, self.identities, self.source, self.noisy)
+        return FaceData(self.images.to(device), self.labels, self.identities, self.source, self.noisy, self.quality)
 
     def in_memory(self, *, progress: bool = True) -> "FaceData":
         """The same data with every image decoded into memory (itself when they already are)."""
         if isinstance(self.images, torch.Tensor):
             return self
         images = self.images.decode_all(desc=f"reading {self.source}", progress=progress)
-        return FaceData(images, self.labels, self.identities, self.source, self.noisy)
+        return FaceData(images, self.labels, self.identities, self.source, self.noisy, self.quality)

@@ -12,6 +12,10 @@ expression (smile, open mouth, closed eyes, raised brows), light direction, brig
 temperature, occlusion (sunglasses, a face mask, a random patch), background clutter and clothes,
 blur and noise. ``difficulty`` scales them all; each can be set alone.
 
+Ground truth: every image's realised nuisance strengths (what the renderer drew it with, each in
+[0, 1]) and their mean, ``degradation``, come with the images in ``FaceData.quality``
+(``synthfaces_render.realised_strengths`` and ``degradation``).
+
 Determinism: every random number is a hash of ``(seed, stream, identity, image index, variable)``
 (``synthfaces_random``), so the same seed gives the same tensors and image ``k`` of identity ``j``
 is the same whatever ``identities`` and ``images_per_identity`` are (on one device; float rounding
@@ -29,7 +33,7 @@ import torch
 
 from mlcompare.data import synthfaces_random as rng
 from mlcompare.data.facedata import FaceData
-from mlcompare.data.synthfaces_render import FACE_PARAMS, NUISANCES, SHOT_VARS, Strengths, render
+from mlcompare.data.synthfaces_render import FACE_PARAMS, NUISANCES, SHOT_VARS, Strengths, degradation, realised_strengths, render
 from mlcompare.errors import UserError
 
 FAMILY_SIZE = 4
@@ -142,7 +146,10 @@ def load(
 
     Returns:
         FaceData with uint8 images ``[N, 3, size, size]``, labels ``[N]`` (identity order; see the
-        module docstring), identity names ``synth00000``.., and ``noisy`` ``[N]``.
+        module docstring), identity names ``synth00000``.., ``noisy`` ``[N]`` and ``quality``: each
+        image's realised nuisance strengths in [0, 1] (``synthfaces_render.realised_strengths``:
+        the amounts the renderer drew with) and ``"degradation"``, their mean
+        (``synthfaces_render.degradation``).
     """
     _check_int("size", size, 16, 256)
     _check_int("seed", seed, 0, 2**32 - 1)
@@ -212,7 +219,10 @@ def load(
     shown = [f"{k}={v}" for k, v in knobs.items() if k == "seed" or DEFAULTS.get(k) != v]
     shown += [f"{k}={v}" for k, v in given.items() if v is not None]
     names = [f"synth{j:05d}" for j in range(identities)]
-    return FaceData(images, given_labels, names, "synthfaces:" + ",".join(shown), noisy)
+    realised = realised_strengths({name: shot_u[:, i].to(torch.float32) for i, name in enumerate(SHOT_VARS)}, strengths)
+    quality = {name: value.contiguous() for name, value in realised.items()}
+    quality["degradation"] = degradation(realised)
+    return FaceData(images, given_labels, names, "synthfaces:" + ",".join(shown), noisy, quality)
 
 
 __all__ = ["load", "families", "identity_parameters", "image_counts", "FAMILY_SIZE", "NUISANCES", "KNOBS"]

@@ -69,6 +69,84 @@ class Strengths:
     noise: float
 
 
+def shot_nuisances(shot: dict[str, torch.Tensor], s: Strengths) -> dict[str, torch.Tensor]:
+    """The nuisance amounts each image is rendered with: ``[B]`` tensors in the renderer's units.
+
+    ``render`` draws with these very values, so :func:`realised_strengths` (what an image went
+    through) cannot drift from what was drawn.
+    """
+    e = min(s.expression, 1.5)
+    occluded = shot["occlusion"] < min(0.3 * s.occlusion, 0.9)
+    kind = shot["occlusion_kind"]
+    return {
+        "smile": shot["smile"] * e,
+        "mouth_open": (shot["mouth_open"] < 0.3 * e).float(),
+        "eyes_closed": (shot["eyes_closed"] < 0.12 * e).float(),
+        "sunglasses": (occluded & (kind < 1 / 3)).float(),
+        "face_cover": (occluded & (kind >= 1 / 3) & (kind < 2 / 3)).float(),
+        "patch": (occluded & (kind >= 2 / 3)).float(),
+        "roll": _lin(shot["roll"], -1, 1) * math.radians(12) * s.rotation,
+        "log_scale": _lin(shot["scale"], -1, 1) * 0.10 * s.misalignment,
+        "shift_x": _lin(shot["shift_x"], -1, 1) * 0.07 * s.misalignment,
+        "shift_y": _lin(shot["shift_y"], -1, 1) * 0.07 * s.misalignment,
+        "yaw": _lin(shot["yaw"], -1, 1) * 0.25 * min(s.pose, 1.8),  # capped: the warp must stay one-to-one (0.45 < 0.42 / 0.86)
+        "light_amount": shot["light_amount"] * 0.45 * s.lighting,
+        "log_brightness": _lin(shot["brightness"], -1, 1) * 0.22 * s.lighting,
+        "temperature": _lin(shot["temperature"], -1, 1) * 0.10 * s.lighting,
+        "blur": (shot["blur"] * s.blur).clamp(0, 1),
+        "noise_sigma": shot["noise"] * 0.035 * s.noise,
+    }
+
+
+# Each nuisance's amount at strength 3 (the knobs' maximum): the unit that maps it onto [0, 1].
+_FULL = {"roll": math.radians(12) * 3, "log_scale": 0.30, "shift": 0.07 * 3 * math.sqrt(2), "yaw": 0.25 * 1.8,
+         "smile": 1.5, "light_amount": 0.45 * 3, "log_brightness": 0.22 * 3, "temperature": 0.30, "noise_sigma": 0.035 * 3}
+_PATCH_FULL_AREA = 0.35 * 0.35
+
+
+def realised_strengths(shot: dict[str, torch.Tensor], s: Strengths) -> dict[str, torch.Tensor]:
+    """What each image went through, one ``[B]`` value in [0, 1] per nuisance of ``NUISANCES``.
+
+    Each is the amount the renderer used (:func:`shot_nuisances`) over its amount at knob
+    strength 3, so 0 = untouched and 1 = the worst any image can get:
+
+    - pose |yaw|, rotation |roll|; misalignment the larger of |log scale| and the shift length;
+    - expression the largest of smile, open mouth, closed eyes (0/1 each);
+    - lighting the largest of gradient amount, |log brightness|, |temperature|;
+    - occlusion 1 for sunglasses or a face mask, the patch's area over the largest patch's;
+    - clutter the knob itself (min(strength, 1): background and clothes colours, same for all images);
+    - blur the share of the blurred copy; noise the noise sigma.
+    """
+    n = shot_nuisances(shot, s)
+    ones = torch.ones_like(n["blur"])
+    patch_area = _lin(shot["patch_w"], 0.15, 0.35) * _lin(shot["patch_h"], 0.15, 0.35) / _PATCH_FULL_AREA
+    out = {
+        "pose": n["yaw"].abs() / _FULL["yaw"],
+        "rotation": n["roll"].abs() / _FULL["roll"],
+        "misalignment": torch.maximum(n["log_scale"].abs() / _FULL["log_scale"],
+                                      torch.hypot(n["shift_x"], n["shift_y"]) / _FULL["shift"]),
+        "expression": torch.maximum(torch.maximum(n["smile"] / _FULL["smile"], n["mouth_open"]), n["eyes_closed"]),
+        "lighting": torch.maximum(torch.maximum(n["light_amount"] / _FULL["light_amount"],
+                                                n["log_brightness"].abs() / _FULL["log_brightness"]),
+                                  n["temperature"].abs() / _FULL["temperature"]),
+        "occlusion": torch.maximum(torch.maximum(n["sunglasses"], n["face_cover"]), n["patch"] * patch_area),
+        "clutter": ones * min(s.clutter, 1.0),
+        "blur": n["blur"],
+        "noise": n["noise_sigma"] / _FULL["noise_sigma"],
+    }
+    return {name: out[name].clamp(0, 1) for name in NUISANCES}
+
+
+def degradation(strengths: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One scalar per image in [0, 1]: the plain mean of the nine realised strengths.
+
+    A mean, not a max or a product, so that no nuisance is presumed worse than another and
+    each one moves the value (it rises strictly with any nuisance that rises); the nine
+    strengths are kept beside it for other combinations.
+    """
+    return torch.stack([strengths[name] for name in NUISANCES]).mean(0)
+
+
 def _palette(table: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear colour ramp: ``u`` ``[B]`` in [0, 1] -> ``[B, 3]``."""
     table = table.to(u.device, u.dtype)
@@ -207,12 +285,12 @@ def render(face: dict[str, torch.Tensor], shot: dict[str, torch.Tensor], strengt
     lip = _lin(f["lip_thickness"], 0.018, 0.045)
 
     # --- expression (per image) ---
+    amounts = shot_nuisances(shot, s)
     e = min(s.expression, 1.5)
-    smile = g["smile"] * e
-    opened = (shot["mouth_open"] < 0.3 * e).float()
+    smile = _v(amounts["smile"])
+    opened = amounts["mouth_open"]
     mouth_open = _v(opened) * _lin(g["mouth_open_amount"], 0.4, 1.0)
-    closed = (shot["eyes_closed"] < 0.12 * e).float()
-    eye_open = 1 - 0.9 * _v(closed)
+    eye_open = 1 - 0.9 * _v(amounts["eyes_closed"])
     brow_raise = (g["brow_raise"] - 0.5) * 0.05 * e
 
     # --- background and clutter ---
@@ -283,12 +361,9 @@ def render(face: dict[str, torch.Tensor], shot: dict[str, torch.Tensor], strengt
         _paint(img, _c(hair * 0.9), region)
 
     # --- eyes: lash line, white, iris, pupil; brows; glasses (identity) and sunglasses (occlusion) ---
-    occ_p = min(0.3 * s.occlusion, 0.9)
-    occluded = shot["occlusion"] < occ_p
-    kind = shot["occlusion_kind"]
-    sunglasses = _v((occluded & (kind < 1 / 3)).float())
-    face_cover = _v((occluded & (kind >= 1 / 3) & (kind < 2 / 3)).float())
-    patch = _v((occluded & (kind >= 2 / 3)).float())
+    sunglasses = _v(amounts["sunglasses"])
+    face_cover = _v(amounts["face_cover"])
+    patch = _v(amounts["patch"])
     glasses = (f["glasses"] > 0.82).float()
     tilt = (f["eye_tilt"] - 0.5) * 0.5
     brow_w = eye_w * 1.25
@@ -360,11 +435,10 @@ def render(face: dict[str, torch.Tensor], shot: dict[str, torch.Tensor], strengt
 
     # --- warp: roll, scale and shift (what an aligner leaves) and yaw (features slide sideways) ---
     img = torch.cat([img, skin_mask.unsqueeze(1)], 1)
-    roll = _lin(g["roll"], -1, 1) * math.radians(12) * s.rotation
-    scale = torch.exp(_lin(g["scale"], -1, 1) * 0.10 * s.misalignment)
-    tx = _lin(g["shift_x"], -1, 1) * 0.07 * s.misalignment
-    ty = _lin(g["shift_y"], -1, 1) * 0.07 * s.misalignment
-    yaw = _lin(g["yaw"], -1, 1) * 0.25 * min(s.pose, 1.8)  # capped: the warp must stay one-to-one (0.45 < 0.42 / 0.86)
+    roll = _v(amounts["roll"])
+    scale = torch.exp(_v(amounts["log_scale"]))
+    tx, ty = _v(amounts["shift_x"]), _v(amounts["shift_y"])
+    yaw = _v(amounts["yaw"])
     ox, oy = (X - tx) / scale, (Y - ty) / scale
     cos, sin = torch.cos(roll), torch.sin(roll)
     rx = cos * ox + sin * oy
@@ -387,19 +461,19 @@ def render(face: dict[str, torch.Tensor], shot: dict[str, torch.Tensor], strengt
     # --- light: a directional gradient, stronger on skin, overall brightness, colour temperature ---
     if s.lighting > 0:
         angle = g["light_angle"] * 2 * math.pi
-        amount = g["light_amount"] * 0.45 * s.lighting
+        amount = _v(amounts["light_amount"])
         gradient = (amount * torch.cos(angle)) * X + (amount * torch.sin(angle)) * Y  # [B,S,S]
         light = gradient.mul_(skin_mask.mul_(0.5).add_(0.5)).add_(1)
-        light.mul_(torch.exp(_lin(g["brightness"], -1, 1) * 0.22 * s.lighting))
-        temp = _lin(shot["temperature"], -1, 1) * 0.10 * s.lighting
+        light.mul_(torch.exp(_v(amounts["log_brightness"])))
+        temp = amounts["temperature"]
         tint = torch.stack([1 + temp, 1 + 0.2 * temp, 1 - temp], 1)
         img = img.mul_(light.unsqueeze(1)).mul_(_c(tint))
 
     # --- blur (a share of a blurred copy) and sensor noise ---
-    blur = (g["blur"] * s.blur).clamp(0, 1).unsqueeze(1)
+    blur = _v(amounts["blur"]).unsqueeze(1)
     if float(blur.max()) > 0:
         img = img.lerp_(_blur(img, size), blur.expand_as(img))
-    sigma = (g["noise"] * 0.035 * s.noise).unsqueeze(1)
+    sigma = _v(amounts["noise_sigma"]).unsqueeze(1)
     if float(sigma.max()) > 0:
         index = (shot["noise_texture"] * noise_bank.shape[0]).long().clamp_(max=noise_bank.shape[0] - 1)
         img = img.addcmul_(noise_bank[index], sigma)

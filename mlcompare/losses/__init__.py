@@ -9,6 +9,7 @@ from typing import Any
 
 import miners
 from mlcompare.losses.base import Loss
+from mlcompare.losses import pml
 
 # classification (margin-softmax) losses
 from mlcompare.losses.arcface import ArcFace
@@ -25,6 +26,14 @@ from mlcompare.losses.ring import Ring
 from mlcompare.losses.softmax import Softmax
 from mlcompare.losses.sphereface import SphereFace
 from mlcompare.losses.subcenter_arcface import SubCenterArcFace
+from mlcompare.losses.adaface import AdaFace
+from mlcompare.losses.adacos import AdaCos
+from mlcompare.losses.curricularface import CurricularFace
+from mlcompare.losses.elastic_arcface import ElasticArcFace
+from mlcompare.losses.elastic_cosface import ElasticCosFace
+from mlcompare.losses.sphereface2 import SphereFace2
+from mlcompare.losses.uniface import UniFace
+from mlcompare.losses.x2softmax import X2Softmax
 
 # pair losses
 from mlcompare.losses.contrastive import ContrastiveLoss
@@ -49,6 +58,14 @@ REGISTRY: dict[str, type[Loss]] = {
     "center": Center,
     "ring": Ring,
     "partial_fc": PartialFC,
+    "adaface": AdaFace,
+    "curricularface": CurricularFace,
+    "elasticface_arc": ElasticArcFace,
+    "elasticface_cos": ElasticCosFace,
+    "adacos": AdaCos,
+    "uniface": UniFace,
+    "sphereface2": SphereFace2,
+    "x2softmax": X2Softmax,
     # pair losses
     "contrastive": ContrastiveLoss,
     "triplet": TripletLoss,
@@ -58,7 +75,7 @@ REGISTRY: dict[str, type[Loss]] = {
 
 
 def get(name: str, *, num_classes: int, embedding_dim: int, miner: Any = None, rank: int = 0, world_size: int = 1,
-        **params: Any) -> Loss:
+        family: str = "", **params: Any) -> Loss:
     """Build the loss called ``name``.
 
     ``num_classes`` and ``embedding_dim`` are passed to every loss (pair losses may use
@@ -67,10 +84,18 @@ def get(name: str, *, num_classes: int, embedding_dim: int, miner: Any = None, r
     the loss's default miner. ``rank`` / ``world_size``, the distributed context, go to losses
     declared ``shardable`` and to no other. An unknown name or parameter raises ``ValueError``
     naming the valid ones.
+
+    ``"pml:ClassName"`` builds that pytorch-metric-learning loss (:class:`pml.PMLLoss`); ``family``
+    is needed only for a class not in :data:`pml.KNOWN` (a registered loss declares its own).
     """
+    if name.startswith(pml.PREFIX):
+        return pml.PMLLoss(name.removeprefix(pml.PREFIX), num_classes=num_classes, embedding_dim=embedding_dim,
+                           family=family, miner=miner, **params)
     if name not in REGISTRY:
         raise ValueError(f"unknown loss '{name}'; valid losses: {', '.join(sorted(REGISTRY))}")
     cls = REGISTRY[name]
+    if family and family != cls.family:
+        raise ValueError(f"loss '{name}' is a {cls.family} loss; family is set only for pml: losses")
     valid = parameters(name)
     for key in params:
         if key not in valid:
@@ -87,13 +112,18 @@ def get(name: str, *, num_classes: int, embedding_dim: int, miner: Any = None, r
 def parameters(name: str) -> list[str]:
     """The parameters a comparison may set for loss ``name`` (its constructor's own keywords, without
     the sizes, the miner and the distributed context, which are not the user's to set)."""
+    if name.startswith(pml.PREFIX):
+        return pml.user_parameters(pml.loss_class(name.removeprefix(pml.PREFIX)))
     reserved = {"self", "num_classes", "embedding_dim", "miner", "rank", "world_size"}
     return [p for p in inspect.signature(REGISTRY[name].__init__).parameters if p not in reserved]
 
 
 def build_miner(name: str, params: dict[str, Any], *, embedding_dim: int) -> Any:
     """The one place where a miner *name* becomes a miner: ``miners.get(name, **params)``, with the
-    method's ``embedding_dim`` given to a miner that stores embeddings (the memory bank) unless set."""
+    method's ``embedding_dim`` given to a miner that stores embeddings (the memory bank) unless set.
+    ``"pml:ClassName"`` builds that pytorch-metric-learning miner (:class:`pml.PMLMiner`)."""
+    if name.startswith(pml.PREFIX):
+        return pml.PMLMiner(name.removeprefix(pml.PREFIX), **params)
     if name not in miners.REGISTRY:
         raise ValueError(f"unknown miner '{name}'; valid miners: {', '.join(sorted(miners.REGISTRY))}")
     params = dict(params)
@@ -102,8 +132,11 @@ def build_miner(name: str, params: dict[str, Any], *, embedding_dim: int) -> Any
     return miners.get(name, **params)
 
 
-def family(name: str) -> str:
-    """``"classification"`` or ``"pair"`` for a registered loss name."""
+def family(name: str, given: str = "") -> str:
+    """``"classification"`` or ``"pair"`` for a registered loss name; for ``"pml:ClassName"`` also
+    ``"proxy"``, from :data:`pml.KNOWN` or ``given`` (a method's ``family``) for a class not in it."""
+    if name.startswith(pml.PREFIX):
+        return pml.resolve_family(name.removeprefix(pml.PREFIX), given)
     if name not in REGISTRY:
         raise ValueError(f"unknown loss '{name}'; valid losses: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name].family

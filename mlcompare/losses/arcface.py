@@ -8,6 +8,7 @@ import torch
 from mlcompare.losses.margins import additive_angular
 from mlcompare.losses.normalized import MarginHead
 from mlcompare.losses.scale import Scale
+from mlcompare.search_space import Dim
 
 
 class ArcFace(MarginHead):
@@ -21,6 +22,8 @@ class ArcFace(MarginHead):
     ``cos theta_y > 0``. ``acos`` is clamped so the loss and gradient are finite at
     ``cos theta = +-1``. ArcFace is ``combined`` with (m1, m2, m3) = (1, m, 0).
     """
+
+    search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.1, 0.8)}
 
     shown_params = ('s', 'm')
 

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mlcompare.search_space import Dim
+
 FAMILIES = ("classification", "pair")
 
 
@@ -33,6 +35,8 @@ class Loss(nn.Module):
     - :meth:`head_parameters`: the loss's own trainable parameters (class weights, proxies, a
       learnable scale), which the trainer optimises as a group of their own.
     - :meth:`set_progress`: called before each step, for schedules (margin annealing, scale warm-up).
+    - ``search_space``: ``{parameter: Dim}``, the ranges ``mlcompare tune`` searches by default
+      (a comparison's ``[methods.search]`` narrows, widens, fixes or adds; see ``search_space.py``).
     - ``shown_params``: the parameters that a run's config and report always name (a margin, a
       scale), at the constructor's default when a comparison file leaves them out, so that files
       state only what differs from a default while reports still say what ran.
@@ -45,6 +49,7 @@ class Loss(nn.Module):
     family: ClassVar[str] = ""
     shardable: ClassVar[bool] = False
     shown_params: ClassVar[tuple[str, ...]] = ()
+    search_space: ClassVar[dict[str, Dim]] = {}
 
     def __init__(self) -> None:
         super().__init__()

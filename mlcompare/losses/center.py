@@ -7,6 +7,7 @@ from torch import nn
 
 from mlcompare.losses.base import Loss
 from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.search_space import Dim
 
 
 class Center(Loss):
@@ -20,6 +21,8 @@ class Center(Loss):
     gradient reaches only the features. Paper values lambda = 0.003, alpha = 0.5.
     ``weight [C, D]`` Xavier normal, ``bias`` optional (default off). Stats add ``center_loss``.
     """
+
+    search_space = {"lambda_c": Dim(1e-4, 0.1, log=True)}
 
     shown_params = ('lambda_c',)
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch
 from mlcompare.losses.scale import Scale
+from mlcompare.search_space import Dim
 
 
 class Circle(MarginHead):
@@ -19,6 +20,8 @@ class Circle(MarginHead):
     gamma = 256, m = 0.25. ``gamma`` is the scale: a number, ``Scale`` or scale table.
     Equals cross-entropy on logits ``gamma a_p (s_p - D_p)`` (target) and ``gamma a_n (s_n - D_n)``.
     """
+
+    search_space = {"gamma": Dim(16.0, 512.0, log=True), "m": Dim(0.1, 0.5)}
 
     shown_params = ('gamma', 'm')
 

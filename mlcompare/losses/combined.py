@@ -8,6 +8,7 @@ import torch
 from mlcompare.losses.margins import combined_margin
 from mlcompare.losses.normalized import MarginHead
 from mlcompare.losses.scale import Scale
+from mlcompare.search_space import Dim
 
 
 class Combined(MarginHead):
@@ -20,6 +21,8 @@ class Combined(MarginHead):
     (or ``easy_margin``), SphereFace's psi extension when m1 > 1.
     Valid: ``m1 >= 1``, ``0 <= m2 < pi/2``, ``0 <= m3 < 1``; ``easy_margin`` only with m1 == 1.
     """
+
+    search_space = {"s": Dim(8.0, 128.0, log=True), "m2": Dim(0.0, 0.6), "m3": Dim(0.0, 0.4)}
 
     shown_params = ('s', 'm1', 'm2', 'm3')
 

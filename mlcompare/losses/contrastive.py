@@ -8,6 +8,7 @@ import miners
 from miners.distances import distance_matrix
 from mlcompare.losses.base import Loss
 from mlcompare.losses.triplet import MinerLike, build_miner, check_reduction, mined_triplet_distances, reduce_losses
+from mlcompare.search_space import Dim
 
 
 class ContrastiveLoss(Loss):
@@ -36,6 +37,8 @@ class ContrastiveLoss(Loss):
 
     ``stats``: ``active_fraction`` (non-zero pairs / mined pairs) and ``n_mined`` (pairs).
     """
+
+    search_space = {"pos_margin": Dim(0.0, 0.4), "neg_margin": Dim(0.5, 1.5)}
 
     family = "pair"
 

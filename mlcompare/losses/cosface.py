@@ -6,6 +6,7 @@ import torch
 from mlcompare.losses.margins import additive_cosine
 from mlcompare.losses.normalized import MarginHead
 from mlcompare.losses.scale import Scale
+from mlcompare.search_space import Dim
 
 
 class CosFace(MarginHead):
@@ -18,6 +19,8 @@ class CosFace(MarginHead):
     AM-Softmax/insightface choice for small class counts). ``s``: number, ``Scale`` or scale table.
     CosFace is ``combined`` with (m1, m2, m3) = (1, 0, m).
     """
+
+    search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.05, 0.6)}
 
     shown_params = ('s', 'm')
 

@@ -8,6 +8,7 @@ from torch import nn
 from mlcompare.losses.base import Loss
 from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
 from mlcompare.losses.scale import Scale, make_scale
+from mlcompare.search_space import Dim
 
 
 class L2Softmax(Loss):
@@ -18,6 +19,8 @@ class L2Softmax(Loss):
     ``log(p (C - 2) / (1 - p))`` for target probability p), a learnable ``Scale`` table or any
     ``Scale``. ``weight [C, D]`` Xavier normal; ``bias [C]`` with ``bias=True`` (default off).
     """
+
+    search_space = {"alpha": Dim(4.0, 64.0, log=True)}
 
     shown_params = ('alpha',)
 

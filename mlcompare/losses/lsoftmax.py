@@ -9,6 +9,7 @@ from mlcompare.losses.base import Loss
 from mlcompare.losses.margins import angular_psi
 from mlcompare.losses.normalized import (upcast_half, angle_stats, check_batch, check_sizes, cosine_logits,
                                          replace_target, target_of)
+from mlcompare.search_space import Dim
 
 
 def check_integer_margin(m: int) -> int:
@@ -59,6 +60,8 @@ class LSoftmax(Loss):
     softmax logit by ``LambdaAnnealing`` over steps (``lambda_*`` parameters; L-Softmax anneals to
     ``lambda_min = 0``). ``weight [C, D]`` Xavier normal.
     """
+
+    search_space = {"m": Dim(2, 4, integer=True)}
 
     shown_params = ('m',)
 

@@ -8,6 +8,7 @@ from torch import nn
 import miners
 from mlcompare.losses.base import Loss
 from mlcompare.losses.triplet import MinerLike, build_miner, check_reduction, mined_triplet_distances
+from mlcompare.search_space import Dim
 
 
 class MarginLoss(Loss):
@@ -36,6 +37,8 @@ class MarginLoss(Loss):
 
     ``stats``: ``active_fraction`` (non-zero pair terms / ``2 T``), ``n_mined`` (``T``), ``beta_mean``.
     """
+
+    search_space = {"alpha": Dim(0.05, 0.5), "beta": Dim(0.6, 1.6)}
 
     shown_params = ('alpha', 'beta')
 

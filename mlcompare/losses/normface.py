@@ -5,6 +5,7 @@ import torch
 
 from mlcompare.losses.normalized import MarginHead
 from mlcompare.losses.scale import Scale
+from mlcompare.search_space import Dim
 
 
 class NormFace(MarginHead):
@@ -16,6 +17,8 @@ class NormFace(MarginHead):
     layer) or any ``Scale``. pytorch-metric-learning's NormalizedSoftmaxLoss is this with
     ``temperature = 1 / s``.
     """
+
+    search_space = {"s": Dim(4.0, 64.0, log=True)}
 
     shown_params = ('s',)
 

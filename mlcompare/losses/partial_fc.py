@@ -15,6 +15,7 @@ from mlcompare.losses.margins import additive_angular, additive_cosine, combined
 from mlcompare.losses.normalized import (MarginHead, angle_stats, check_batch, check_sizes, cosine_logits,
                                           replace_target, target_of)
 from mlcompare.losses.scale import Scale
+from mlcompare.search_space import Dim
 
 MARGINS = ("arcface", "cosface", "combined")
 
@@ -142,6 +143,8 @@ class PartialFC(MarginHead):
     move them, as in insightface v2). ``stats``: ``theta_target`` / ``theta_other`` (radians, over
     the sampled classes of all ranks) and ``sampled_classes`` (this rank).
     """
+
+    search_space = {"s": Dim(8.0, 128.0, log=True)}
 
     shown_params = ('margin', 's')
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from mlcompare.losses.base import Loss
 from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.search_space import Dim
 
 
 class Ring(Loss):
@@ -18,6 +19,8 @@ class Ring(Loss):
     feature norm of the first training batch. ``weight [C, D]`` Xavier normal, ``bias`` optional.
     Stats add ``radius`` and ``feature_norm_mean``.
     """
+
+    search_space = {"lambda_r": Dim(1e-3, 0.1, log=True)}
 
     shown_params = ('lambda_r',)
 

@@ -7,6 +7,7 @@ from mlcompare.losses.lsoftmax import LambdaAnnealing, annealed, check_integer_m
 from mlcompare.losses.margins import angular_psi
 from mlcompare.losses.normalized import MarginHead
 from mlcompare.losses.scale import Scale
+from mlcompare.search_space import Dim
 
 
 class SphereFace(MarginHead):
@@ -20,6 +21,8 @@ class SphereFace(MarginHead):
     radians. Lambda annealing over steps as in the SphereFace release: base 1000, gamma 0.12,
     power 1, lambda_min 5.
     """
+
+    search_space = {"m": Dim(2, 4, integer=True)}
 
     shown_params = ('m',)
 

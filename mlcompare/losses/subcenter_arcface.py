@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from mlcompare.losses.margins import additive_angular
 from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch, cosine_logits, replace_target, target_of
 from mlcompare.losses.scale import Scale
+from mlcompare.search_space import Dim
 
 
 class SubCenterArcFace(MarginHead):
@@ -25,6 +26,8 @@ class SubCenterArcFace(MarginHead):
     ``assignments [C, K]`` since the start. ``outliers()`` is the offline version over a data set.
     Stats add ``dropped_fraction`` when dropping is on.
     """
+
+    search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.1, 0.8)}
 
     shown_params = ('s', 'm', 'K')
 

@@ -10,6 +10,7 @@ import miners
 from miners.distances import distance_matrix
 from miners.tuples import pairs_to_triplets
 from mlcompare.losses.base import Loss
+from mlcompare.search_space import Dim
 
 REDUCTIONS = ("nonzero", "all")
 
@@ -101,6 +102,8 @@ class TripletLoss(Loss):
     ``forward(embeddings [B, D], labels [B]) -> scalar``; with nothing mined, 0 with a gradient.
     ``stats``: ``active_fraction`` (non-zero triplets / mined) and ``n_mined``.
     """
+
+    search_space = {"margin": Dim(0.01, 1.0, log=True)}
 
     shown_params = ('margin',)
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mlcompare.losses.triplet import MinerLike, TripletLoss
+from mlcompare.search_space import Dim
 
 
 class SoftMarginTripletLoss(TripletLoss):
@@ -21,6 +22,8 @@ class SoftMarginTripletLoss(TripletLoss):
     Args: as ``TripletLoss``; default miner None = all valid triplets in the batch
     (Hermans et al. pair it with ``miners.BatchHardMiner()``, pass that to reproduce them).
     """
+
+    search_space = {"margin": Dim(0.0, 0.5)}
 
     shown_params = ()  # its margin defaults to 0 (the soft-margin form): nothing to name
 

@@ -4,6 +4,7 @@
 the code and files of the commit before the rewrite (``cd <old checkout> && python -c ...``); it is
 data, not recomputed here, so a change in either the files or the resolution shows up.
 """
+import dataclasses
 import inspect
 import json
 import re
@@ -22,12 +23,18 @@ BEFORE = json.loads((Path(__file__).parent / "resolved_before.json").read_text()
 # "params.m"), so its resolved ``sweep`` names the swept key (the report plots only MethodConfig
 # columns, so it draws no sweep figure for it, as before).
 DELIBERATE = {"margins": {"sweep": ("", "params.m")}}
-# Keys added since, at defaults that reproduce the old behaviour (loss_lr 0: the loss's parameters at lr).
-ADDED = {"train": {"loss_lr": 0.0}}
+# Keys added since, at defaults that reproduce the old behaviour (loss_lr 0: the loss's parameters at lr;
+# the [tuning] section is read by `mlcompare tune` only; a method's train_identities 0: all of them).
+ADDED = {"train": {"loss_lr": 0.0}, "backbone": {"name": "resnet-face", "pretrained": ""}}
+ADDED_SECTIONS = {"tuning": dataclasses.asdict(config.TuningConfig()),
+                  "logging": dataclasses.asdict(config.LoggingConfig())}
+ADDED_METHOD_KEYS = {"train_identities": 0, "search": {}, "family": ""}  # family: only for pml: losses
+# Comparisons shipped since (nothing to compare them with)
+ADDED_COMPARISONS = {"mlrc", "modern-margins", "quality", "tuned", "identities"}
 
 
 def test_the_same_comparisons_are_shipped():
-    assert sorted(config.named()) == sorted(BEFORE)
+    assert sorted(config.named()) == sorted(set(BEFORE) | ADDED_COMPARISONS)
 
 
 @pytest.mark.parametrize("name", sorted(BEFORE))
@@ -40,6 +47,11 @@ def test_resolves_as_before(name):
     for section, keys in ADDED.items():
         for key, default in keys.items():
             assert new[section].pop(key) == default
+    for section, default in ADDED_SECTIONS.items():
+        assert new.pop(section) == default
+    for method in new["methods"]:
+        for key, default in ADDED_METHOD_KEYS.items():
+            assert method.pop(key) == default
     assert [m["name"] for m in new["methods"]] == [m["name"] for m in old["methods"]]  # order too
     assert new == old
     # types as well as values (4 is not 4.0 in config.json), and the params' order (the report's text)
@@ -84,7 +96,8 @@ def test_no_shipped_file_restates_a_default():
         for top, default in (("seeds", 1), ("question", ""), ("sweep", "")):
             assert raw.get(top, object()) != default, f"{path.name}: {top} is the default"
         for method in raw.get("methods", []):
-            for params, cls in (("params", losses.REGISTRY[method["loss"]]),
+            loss_cls = losses.REGISTRY.get(method["loss"]) or losses.pml.loss_class(method["loss"].removeprefix("pml:"))
+            for params, cls in (("params", loss_cls),
                                 ("miner_params", miners.REGISTRY.get(method.get("miner", ""), None))):
                 signature = inspect.signature(cls.__init__).parameters if cls else {}
                 for key, value in method.get(params, {}).items():

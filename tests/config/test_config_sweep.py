@@ -44,13 +44,13 @@ def test_the_old_string_form_still_works(tmp_path):
     cfg = _load(tmp_path, 'sweep = "p"\n[[methods]]\nname = "a-p4"\nloss = "softmax"\np = 4\n'
                           '[[methods]]\nname = "a-p8"\nloss = "softmax"\np = 8\n')
     assert cfg.sweep == "p" and [(m.name, m.p) for m in cfg.methods] == [("a-p4", 4), ("a-p8", 8)]
-    with pytest.raises(UserError, match="sweep must be one of label_noise, embedding_dim, p, k or params.NAME, got 'lr'"):
+    with pytest.raises(UserError, match="sweep must be one of label_noise, embedding_dim, p, k, train_identities or params.NAME, got 'lr'"):
         _load(tmp_path, 'sweep = "lr"\n' + TWO)
 
 
 @pytest.mark.parametrize("sweep, message", [
     ('key = "p"\nvalues = []', r"sweep\.values must be a non-empty list, got \[\]"),
-    ('key = "lr"\nvalues = [1]', "sweep must be one of label_noise, embedding_dim, p, k or params.NAME, got 'lr'"),
+    ('key = "lr"\nvalues = [1]', "sweep must be one of label_noise, embedding_dim, p, k, train_identities or params.NAME, got 'lr'"),
     ('key = "p"\nvalues = [4]\nmethods = ["nope"]', "sweep.methods names 'nope', which is not a method; methods: arcface, tri"),
     ('key = "p"\nvalues = [4, 8]\nlabels = ["x"]', "sweep.labels has 1 entries for 2 values"),
     ('key = "p"\nvalues = [4]\nname = "{model}"', r"sweep\.name '\{model\}' is not a valid template"),

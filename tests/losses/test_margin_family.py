@@ -149,7 +149,7 @@ FORMULA_CASES = [
     ("lsoftmax", dict(m=3, lambda_base=10.0, lambda_gamma=1.0, lambda_power=1.0, lambda_min=0.0), dict(lam=2.0)),
     ("sphereface", dict(m=4, lambda_base=0.0), dict(lam=0.0)),
     ("sphereface", dict(m=4), dict(lam=5.0)),
-    ("magface", dict(s=8.0, l_a=1.0, u_a=4.0, l_m=0.2, u_m=0.6, lambda_g=2.0), {}),
+    ("magface", dict(s=8.0, l_a=1.0, u_a=4.0, l_m=0.2, u_m=0.6, lambda_g=2.0, norm_gain=False), {}),
     ("circle", dict(m=0.25, gamma=8.0), {}),
 ]
 

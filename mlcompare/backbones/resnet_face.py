@@ -6,15 +6,10 @@ flatten, fully connected, BatchNorm1d. The embedding is that BN's output, so eve
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from mlcompare.config import BackboneConfig
 
 
 class BasicBlock(nn.Module):
@@ -84,41 +79,3 @@ class ResNetFace(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
-
-
-# --precision names -> autocast dtypes (fp32: no autocast at all).
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` on ``device``'s type at ``precision``; a no-op context for fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    dtype = PRECISIONS[precision]
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def build_backbone(config: "BackboneConfig", *, image_size: int, embedding_dim: int | None = None) -> ResNetFace:
-    """The backbone a comparison's ``[backbone]`` section describes (``embedding_dim``: a method's own
-    size, default the section's); used alike by training (``mlcompare run``) and scoring (``mlcompare eval``)."""
-    return ResNetFace(image_size=image_size, widths=tuple(config.widths), blocks=tuple(config.blocks),
-                      embedding_dim=embedding_dim or config.embedding_dim, dropout=config.dropout)
-
-
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[B, 3, H, W]`` -> float in [-1, 1], the backbone's input."""
-    return images.float().div_(127.5).sub_(1.0)
-
-
-@torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 256,
-          precision: str = "fp32") -> torch.Tensor:
-    """Embeddings ``[N, D]`` (float32, CPU, not normalised) of uint8 images, in eval mode,
-    the backbone run under autocast at ``precision`` as in training."""
-    was_training = model.training
-    model.eval()
-    with autocast(device, precision):
-        out = [model(to_input(images[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)).float().cpu()
-               for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    return torch.cat(out)

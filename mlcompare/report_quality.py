@@ -1,0 +1,157 @@
+"""The report's quality section: does a method's feature norm measure image quality?
+
+Drawn only for runs whose curves files hold ``test_degradation`` (the runner saves it, with the
+test embeddings and labels, where the test data knows each image's true quality: synthfaces);
+older runs and other data give no section and an unchanged report. Per method x seed, on all
+pairs of test images (:func:`evaluations.all_pairs`):
+
+- Spearman's rho between feature norm and ground-truth degradation (MagFace's claim: negative);
+- error-versus-reject curves at FMR 1e-2 and 1e-3 (threshold fixed at the full set's operating
+  point), rejecting by feature norm, at random, and by the true degradation (the oracle);
+- AUC-ERC mean +- std over seeds, with paired t-tests across seeds between methods;
+- threshold drift: calibrated at FMR 1e-3 on the pairs within one half of the test identities
+  (seeded), FMR and FNMR measured on the pairs within the other half.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats as scipy_stats  # noqa: E402
+
+import evaluations  # noqa: E402
+from mlcompare import report_inputs, stats  # noqa: E402
+from mlcompare.report_section import Figure, Section  # noqa: E402
+
+FMRS = (1e-2, 1e-3)
+DRIFT_FMR = 1e-3
+BOOTSTRAP = 30  # resamples for the band on each method's first-seed curve
+RANDOM_REPEATS = 5
+SPLIT_SEED = 0
+
+
+def _per_seed(c: dict[str, np.ndarray], *, bootstrap: int) -> dict:
+    """Everything the section shows for one method x seed."""
+    norms, degradation, labels = c["feature_norms"], c["test_degradation"], c["test_labels"]
+    pairs = evaluations.all_pairs(c["test_embeddings"], labels)
+    s, y, ia, ib = pairs["scores"], pairs["same"], pairs["index_a"], pairs["index_b"]
+    out: dict = {"spearman": float(scipy_stats.spearmanr(norms, degradation).statistic),
+                 "n_genuine": int(y.sum()), "n_impostor": int((~y).sum())}
+    for fmr in FMRS:
+        out[("norm", fmr)] = evaluations.erc(s, y, norms[ia], norms[ib], fmr=fmr, bootstrap=bootstrap)
+        out[("random", fmr)] = evaluations.erc_random(s, y, fmr=fmr, repeats=RANDOM_REPEATS)
+        out[("oracle", fmr)] = evaluations.erc(s, y, -degradation[ia], -degradation[ib], fmr=fmr)
+    ids = np.unique(labels)
+    half = np.random.default_rng(SPLIT_SEED).permutation(ids)[: len(ids) // 2]
+    in_a = np.isin(labels, half)
+    pick_a, pick_b = in_a[ia] & in_a[ib], ~in_a[ia] & ~in_a[ib]
+    threshold = evaluations.calibrate_threshold(s[pick_a], y[pick_a], DRIFT_FMR)
+    out["drift_own"] = evaluations.operating_point(s[pick_a], y[pick_a], threshold)
+    out["drift_other"] = evaluations.operating_point(s[pick_b], y[pick_b], threshold)
+    return out
+
+
+def _ms(values: list[float], digits: int = 3) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
+
+
+def sections(inputs: report_inputs.RunInputs, figures_dir: Path) -> list[Section]:
+    """The quality sections (curves and correlation, paired tests, threshold drift); none where no
+    curves file holds ground truth."""
+    results = inputs.results[inputs.results.status == "ok"]
+    keys = [(r.method, int(r.seed)) for r in results.itertuples()
+            if "test_degradation" in inputs.curves[(r.method, int(r.seed))]]
+    if not keys:
+        return []
+    methods = list(dict.fromkeys(m for m, _ in keys))
+    seeds = {m: sorted(s for mm, s in keys if mm == m) for m in methods}
+    per = {(m, s): _per_seed(inputs.curves[(m, s)], bootstrap=BOOTSTRAP if s == seeds[m][0] else 0)
+           for m, s in keys}
+    first = per[keys[0]]
+    intro = (f"Ground truth: each test image's degradation (synthfaces: the mean of its nine realised nuisance "
+             f"strengths, 0 = pristine). Pairs: all pairs of test images ({first['n_genuine']:,} genuine, "
+             f"{first['n_impostor']:,} impostor). ERC: the lowest-quality pairs (a pair's quality is the lower of "
+             f"its two images') rejected in steps of 5 % up to 50 %, FNMR at the threshold fixed at the full set's "
+             f"FMR; AUC-ERC is the area under it (lower is better). Rejection by feature norm (high norm = good), "
+             f"at random ({RANDOM_REPEATS} orders averaged) and by the true degradation (oracle). rho: Spearman "
+             f"correlation of feature norm with degradation (negative: the norm falls as the image degrades). "
+             f"Mean ± std over seeds.")
+    header = ["method", "rho(norm, degradation)"] + [f"{kind} @{f:g}" for f in FMRS
+                                                      for kind in ("AUC-ERC norm", "random", "oracle")]
+    rows = []
+    for m in methods:
+        cells = [m, _ms([per[(m, s)]["spearman"] for s in seeds[m]])]
+        for f in FMRS:
+            cells += [_ms([per[(m, s)][(kind, f)]["auc"] for s in seeds[m]], 4) for kind in ("norm", "random", "oracle")]
+        rows.append(cells)
+    figures = [_erc_figure(per, methods, seeds, f, figures_dir) for f in FMRS]
+    main = Section("Quality: does the feature norm measure image quality?", [intro, _finding(per, methods, seeds)],
+                   header, rows, figures)
+
+    tests = []
+    for a, b in combinations(methods, 2):
+        common = sorted(set(seeds[a]) & set(seeds[b]))
+        va = np.array([per[(a, s)][("norm", FMRS[-1])]["auc"] for s in common])
+        vb = np.array([per[(b, s)][("norm", FMRS[-1])]["auc"] for s in common])
+        p = stats.paired_t(va, vb)
+        tests.append([a, b, f"{float(np.mean(va - vb)):+.4f}", "n/a (1 seed)" if np.isnan(p) else f"{p:.3f}"])
+    paired = Section("Quality: paired tests of AUC-ERC between methods",
+                     [f"Paired t-tests across seeds of AUC-ERC by feature norm at FMR {FMRS[-1]:g} (two-sided p; the "
+                      f"same seed means the same initial backbone and batches)."],
+                     ["method A", "method B", "mean A − B", "p"], tests)
+
+    drift_rows = []
+    for m in methods:
+        own = [per[(m, s)]["drift_own"] for s in seeds[m]]
+        other = [per[(m, s)]["drift_other"] for s in seeds[m]]
+        drift_rows.append([m, _ms([o["fmr"] for o in own], 5), _ms([o["fmr"] for o in other], 5),
+                           _ms([o["fnmr"] for o in own]), _ms([o["fnmr"] for o in other])])
+    drift = Section("Quality: calibrated-threshold drift",
+                    [f"The threshold for FMR {DRIFT_FMR:g}, chosen on the pairs within one half of the test identities "
+                     f"(seeded), applied to the pairs within the other half: how far a deployed threshold's FMR "
+                     f"drifts from its target on new people."],
+                    ["method", "FMR, calibration half", "FMR, other half", "FNMR, calibration half",
+                     "FNMR, other half"], drift_rows)
+    return [main, paired, drift]
+
+
+def _finding(per: dict, methods: list[str], seeds: dict) -> str:
+    """One clause per method: AUC-ERC by norm against random and oracle, and in how many seeds it beats random."""
+    f = FMRS[-1]
+    parts = []
+    for m in methods:
+        norm, rand, oracle = (np.array([per[(m, s)][(kind, f)]["auc"] for s in seeds[m]]) for kind in ("norm", "random", "oracle"))
+        parts.append(f"{m} {norm.mean():.4f} (random {rand.mean():.4f}, oracle {oracle.mean():.4f}; "
+                     f"below random in {int((norm < rand).sum())} of {len(norm)} seeds)")
+    return f"AUC-ERC at FMR {f:g} by feature norm: " + "; ".join(parts) + "."
+
+
+def _erc_figure(per: dict, methods: list[str], seeds: dict, fmr: float, out: Path) -> Figure:
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.2), sharey=True, squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        r = per[(m, seeds[m][0])]
+        norm, rand, oracle = r[("norm", fmr)], r[("random", fmr)], r[("oracle", fmr)]
+        x = norm["reject"]
+        ax.plot(x, norm["fnmr"], "-", label="feature norm")
+        if "fnmr_low" in norm:
+            ax.fill_between(x, norm["fnmr_low"], norm["fnmr_high"], alpha=0.25)
+        ax.plot(x, rand["fnmr"], ":", color="grey", label="random")
+        ax.plot(x, oracle["fnmr"], "--", color="black", label="oracle (degradation)")
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("fraction of pairs rejected")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"FNMR at FMR {fmr:g} (fixed threshold)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out / f"erc_{fmr:g}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return (f"ERC at FMR {fmr:g}", f"Error-versus-reject at FMR {fmr:g}, first seed of each method: rejecting "
+            f"the pairs of lowest feature norm (band: {BOOTSTRAP}-resample bootstrap over pairs, 95 %), at random, "
+            f"and by the true degradation.", path)

@@ -1,0 +1,46 @@
+"""A report section beside the results table (tuning, quality), rendered alike into Markdown and HTML."""
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Figure = tuple[str, str, Path]  # (title, caption, PNG path)
+
+
+@dataclass
+class Section:
+    """A report section beside the results table (tuning, quality): paragraphs, an optional table
+    (a header and rows of cell texts) and its own figures, rendered alike into Markdown and HTML."""
+
+    title: str
+    paragraphs: list[str]
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+
+    def markdown(self, out: Path) -> list[str]:
+        lines = [f"## {self.title}", ""]
+        for text in self.paragraphs:
+            lines += [text, ""]
+        if self.header:
+            lines += ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+            lines += ["| " + " | ".join(row) + " |" for row in self.rows] + [""]
+        for title, caption, path in self.figures:
+            lines += [f"### {title}", "", caption, "", f"![{title}]({path.relative_to(out).as_posix()})", ""]
+        return lines
+
+    def html(self) -> str:
+        parts = [f"<h2>{html.escape(self.title)}</h2>"] + [f"<p>{html.escape(t)}</p>" for t in self.paragraphs]
+        if self.header:
+            parts.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+                         + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
+                                                              + "</tr>" for row in self.rows) + "</tbody></table>")
+        parts += [html_figure(*figure) for figure in self.figures]
+        return "".join(parts)
+
+
+def html_figure(title: str, caption: str, path: Path) -> str:
+    return (f"<h3>{html.escape(title)}</h3><p>{html.escape(caption)}</p><img alt='{html.escape(title)}' "
+            f"src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>")

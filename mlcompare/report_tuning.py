@@ -1,0 +1,126 @@
+"""The report's tuning section, from ``tuning/trials.csv`` and the ``setting`` rows of results.csv.
+
+Per method: the chosen setting beside the default, the trials (complete / pruned / failed) and their
+cost; default against tuned test scores with the paired t-test over seeds; the validation objective
+of every trial (optimisation history); and whether the validation objective predicts the test score
+of the final models.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from mlcompare import stats  # noqa: E402
+from mlcompare.report_section import Figure, Section  # noqa: E402
+
+
+def section(run: Path, results: pd.DataFrame, figures: Path) -> Section | None:
+    """The tuning section of a ``mlcompare tune`` run; None for a plain run (no ``tuning/trials.csv``)."""
+    path = run / "tuning" / "trials.csv"
+    if not path.exists() or "setting" not in results:
+        return None
+    trials = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    config = json.loads((run / "config.json").read_text())
+    objective = config["tuning"]["objective"]
+    ok = results[results.status == "ok"]
+    header = ["Method", "Default setting", "Tuned setting", f"Validation {objective}: default -> tuned",
+              f"Test {objective}: default -> tuned", "Paired t (seeds)", "Trials (pruned, failed)", "Tuning s"]
+    rows, points = [], []
+    for method, group in trials.groupby("method", sort=False):
+        first = group[group.trial == 0]
+        complete = group[group.state == "complete"]
+        best = complete.loc[complete["mean"].idxmax()] if len(complete) else None
+        default = ok[(ok.method == method)].set_index("seed")[objective]
+        tuned = ok[(ok.method == f"{method}-tuned")].set_index("seed")[objective]
+        common = default.index.intersection(tuned.index)
+        p = stats.paired_t(tuned[common].to_numpy(), default[common].to_numpy()) if len(common) >= 2 else math.nan
+        val_default = float(first["mean"].iloc[0]) if len(first) else math.nan
+        val_tuned = float(best["mean"]) if best is not None else math.nan
+        rows.append([method, _setting(first.params.iloc[0]) if len(first) else "-",
+                     _setting(best.params) if best is not None else "no trial completed",
+                     f"{val_default:.3f} -> {val_tuned:.3f}", f"{_mean(default)} -> {_mean(tuned)}",
+                     "n/a" if math.isnan(p) else f"p={p:.3f}" + (" n.s." if p >= stats.ALPHA else ""),
+                     f"{len(group)} ({(group.state == 'pruned').sum()}, {(group.state == 'failed').sum()})",
+                     f"{group.seconds.sum():.0f}"])
+        points += [(method, "default", val_default, default.mean()), (method, "tuned", val_tuned, tuned.mean())]
+    t = config["tuning"]
+    text = [f"Every method had the same search: {t['trials']} trials (its own setting first, then Optuna's TPE, "
+            f"seeded), each trained on {t['folds'] - 1} of {t['folds']} identity-disjoint folds of the training "
+            f"identities and scored by {objective} on the held-out fold, for each fold (the objective is the mean)"
+            + ("; trials below the median of completed ones at the same fold were pruned" if t["prune"] else "")
+            + ". The test identities were never seen while tuning. Each method's default and best settings were then "
+              f"retrained on all training identities over {config['seeds']} seed(s) and tested; the paired t-test "
+              "compares tuned with default over seeds."]
+    figures_out = [f for f in (_history(trials, objective, figures), _predictive(points, objective, figures)) if f]
+    finite = [(v, s) for _, _, v, s in points if math.isfinite(v) and math.isfinite(s)]
+    if len(finite) >= 3 and len({v for v, _ in finite}) > 1 and len({s for _, s in finite}) > 1:
+        rho = spearmanr([v for v, _ in finite], [s for _, s in finite]).statistic
+        text.append(f"Validation against test {objective} of the final models: Spearman rho = {rho:.2f} over "
+                    f"{len(finite)} settings (is the validation objective predictive here?).")
+    return Section("Tuning", text, header, rows, figures_out)
+
+
+def _setting(params: str) -> str:
+    values = json.loads(params)
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(values.items()))
+
+
+def _mean(series: pd.Series) -> str:
+    if series.empty:
+        return "n/a"
+    return f"{series.mean():.3f}" + (f" ± {series.std(ddof=1):.3f}" if len(series) > 1 else "")
+
+
+def _history(trials: pd.DataFrame, objective: str, out: Path) -> Figure | None:
+    if trials.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, group in trials.groupby("method", sort=False):
+        group = group.sort_values("trial")
+        line, = ax.plot(group.trial, group["mean"].where(group.state == "complete"), "o", label=method)
+        ax.plot(group.trial, group["mean"].where(group.state == "complete").cummax(), "-", color=line.get_color(), alpha=0.6)
+        pruned = group[group.state == "pruned"]
+        ax.plot(pruned.trial, pruned["mean"], "x", color=line.get_color())
+    ax.set_xlabel("trial (0: the comparison's own setting)")
+    ax.set_ylabel(f"validation {objective} (mean over folds)")
+    ax.set_title("Optimisation history (dots: trials, lines: best so far, x: pruned)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ("Optimisation history", f"Validation {objective} of every trial of every method, with each method's "
+            "best so far; the same number of trials for each.", _save(fig, out / "tuning_history.png"))
+
+
+def _predictive(points: list[tuple[str, str, float, float]], objective: str, out: Path) -> Figure | None:
+    finite = [p for p in points if math.isfinite(p[2]) and math.isfinite(p[3])]
+    if not finite:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for method in dict.fromkeys(p[0] for p in finite):
+        mine = [p for p in finite if p[0] == method]
+        xs, ys = [p[2] for p in mine], [p[3] for p in mine]
+        line, = ax.plot(xs, ys, "-", alpha=0.5)
+        for (_, setting, x, y) in mine:
+            ax.plot(x, y, "o" if setting == "tuned" else "s", color=line.get_color(), fillstyle="full" if setting == "tuned" else "none")
+        ax.annotate(method, (xs[-1], ys[-1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"validation {objective} (folds of the training identities)")
+    ax.set_ylabel(f"test {objective} (mean over seeds)")
+    ax.set_title("Is the validation objective predictive? (square: default, dot: tuned)")
+    ax.grid(alpha=0.3)
+    return ("Validation against test", "Each method's default and tuned settings: the objective on the validation "
+            "folds against the test score of the retrained models.", _save(fig, out / "tuning_validation_test.png"))
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
