@@ -42,6 +42,9 @@ class DataConfig:
     # 0: decode an image folder / RecordIO training set into memory once; N: leave it on disk and
     # decode each batch in N worker processes (sets larger than memory)
     workers: int = 0
+    # save every test image's ground-truth quality (synthfaces) and embedding with each method's curves,
+    # and add the quality sections to the report (all-pairs ERCs: minutes per method on 2 cores)
+    quality: bool = False
 
 
 @dataclass

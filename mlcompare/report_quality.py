@@ -64,6 +64,8 @@ def _ms(values: list[float], digits: int = 3) -> str:
 def sections(inputs: report_inputs.RunInputs, figures_dir: Path) -> list[Section]:
     """The quality sections (curves and correlation, paired tests, threshold drift); none where no
     curves file holds ground truth."""
+    if not inputs.config.get("data", {}).get("quality"):  # asked for by the comparison ([data] quality = true)
+        return []
     results = inputs.results[inputs.results.status == "ok"]
     keys = [(r.method, int(r.seed)) for r in results.itertuples()
             if "test_degradation" in inputs.curves[(r.method, int(r.seed))]]

@@ -324,7 +324,7 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     # Inputs of the report's quality section (report_quality): every test image's feature norm; with
     # ground-truth quality (synthfaces) also the degradation, embeddings and labels, for all-pairs ERCs.
     curves["feature_norms"] = embeddings.norm(dim=1).numpy()
-    if test_set.quality is not None:
+    if config.data.quality and test_set.quality is not None:
         curves |= {"test_degradation": test_set.quality["degradation"].numpy(), "test_labels": protocol.labels.numpy(),
                    "test_embeddings": embeddings.numpy()}
     if board is not None:

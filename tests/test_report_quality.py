@@ -27,7 +27,7 @@ def _curves(seed: int, *, norm_tracks_quality: bool) -> dict[str, np.ndarray]:
 
 def _inputs(curves: dict) -> RunInputs:
     results = pd.DataFrame([{"method": m, "seed": s, "status": "ok"} for m, s in curves])
-    return RunInputs(config={}, results=results, history=pd.DataFrame(), curves=curves, labels=None)
+    return RunInputs(config={"data": {"quality": True}}, results=results, history=pd.DataFrame(), curves=curves, labels=None)
 
 
 def test_runs_without_ground_truth_get_no_section(tmp_path):

@@ -15,6 +15,7 @@ train = "synthfaces:identities=24,images_per_identity=4"
 test_fraction = 0.5
 size = 16
 verification_pairs = 100
+quality = true
 [backbone]
 widths = [8, 16]
 blocks = [1, 1]
