@@ -136,9 +136,7 @@ def method_space(config: ComparisonConfig, method: MethodConfig, *, has_head: bo
     for name, dim in (registered.search_space if registered else {}).items():
         declared[name] = dim
         defaults[name] = method.params.get(name, signature[name].default)
-    dims, fixed = {}, {}
-    for name, dim in declared.items():
-        dims[name] = dim
+    dims, fixed = dict(declared), {}
     for name, value in method.search.items():
         if name not in declared and name not in loss_params and name not in TRAIN_KEYS:
             valid = sorted(set(TRAIN_KEYS[:2] + (("loss_lr",) if has_head else ())) | set(loss_params))
