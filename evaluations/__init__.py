@@ -10,6 +10,7 @@ from evaluations.erc import erc, erc_random
 from evaluations.identification import identification
 from evaluations.metric_warnings import UndefinedMetricWarning
 from evaluations.pairs import pair_scores
+from evaluations.quality_score import fit_qmagface, qmagface_scores
 from evaluations.readers import read_bin, read_identities_csv, read_lfw_pairs
 from evaluations.retrieval import retrieval
 from evaluations.search import knn, merge_knn
@@ -22,12 +23,14 @@ __all__ = [
     "calibrate_threshold",
     "erc",
     "erc_random",
+    "fit_qmagface",
     "identification",
     "knn",
     "knn_reduced",
     "merge_knn",
     "operating_point",
     "pair_scores",
+    "qmagface_scores",
     "read_bin",
     "read_identities_csv",
     "read_lfw_pairs",

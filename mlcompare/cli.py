@@ -83,6 +83,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--root", type=Path, help="the image folder that --pairs refers to")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the scores as JSON")
+    ev.add_argument("--fmr", type=float, nargs="+", metavar="F",
+                    help="the threshold for each target false match rate on these pairs and the FNMR it gives "
+                         "(with --data: every pair of images), e.g. --fmr 1e-3 1e-4")
+    ev.add_argument("--threshold", type=float, metavar="T",
+                    help="FMR and FNMR here of a threshold chosen elsewhere (accept iff cosine > T)")
+    ev.add_argument("--erc", metavar="norm|truth|FILE.csv",
+                    help="error-versus-reject: FNMR after rejecting the lowest-quality pairs, at each --fmr "
+                         "(default 1e-2 1e-3), against random rejection; quality = feature norm, the data's "
+                         "ground truth (synthfaces), or a CSV of path,quality (or row,quality)")
+    ev.add_argument("--qmagface", action="store_true",
+                    help="QMagFace's quality-aware score fitted on half the pairs (by identity with --data), "
+                         "FNMR at each --fmr on the other half, plain against corrected")
 
     bb = sub.add_parser("backbones", help="every backbone, one line each (parameters and forward FLOPs)")
     bb.add_argument("names", nargs="*", help="backbones to describe (default: every named one), e.g. iresnet50 timm:resnet18")
@@ -216,24 +228,63 @@ def _export(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     import json
 
-    from mlcompare import evaluate
+    from mlcompare import evaluate, evaluate_pairs
     from mlcompare.runner import resolve_device
 
+    for fmr in args.fmr or ():
+        if not 0 < fmr <= 1:
+            raise UserError(f"--fmr {fmr:g}: a false match rate is in (0, 1]")
     device = resolve_device(args.device)
     model, size = evaluate.load_model(args.checkpoint.parent, args.checkpoint.name, seed=args.seed)
     if args.data:
-        scores = evaluate.on_data(model, size, args.data, device)
+        scores, pairs = evaluate.on_data(model, size, args.data, device)
     elif args.bin:
-        scores = evaluate.on_bin(model, size, args.bin, device)
+        scores, pairs = evaluate.on_bin(model, size, args.bin, device)
     else:
         if args.root is None:
             raise UserError("--pairs needs --root, the folder its names refer to")
-        scores = evaluate.on_pairs(model, size, args.pairs, args.root, device)
+        scores, pairs = evaluate.on_pairs(model, size, args.pairs, args.root, device)
+    extra: dict = {}
+    fmrs = args.fmr or [1e-2, 1e-3]
+    if args.fmr:
+        extra["operating_points"] = evaluate_pairs.operating_points(pairs, args.fmr)
+    if args.threshold is not None:
+        extra["at_threshold"] = evaluate_pairs.at_threshold(pairs, args.threshold)
+    if args.erc:
+        extra["erc"] = evaluate_pairs.reject_curves(pairs, evaluate_pairs.image_quality(pairs, args.erc), fmrs)
+        extra["erc_quality"] = args.erc
+    if args.qmagface:
+        extra["qmagface"] = evaluate_pairs.qmagface(pairs, fmrs)
     if args.json:
-        print(json.dumps(scores, indent=2, default=float))
-    else:
-        for key, value in scores.items():
-            print(f"{key:16s} {'not measurable' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
+        print(json.dumps(scores | extra, indent=2, default=float))
+        return
+    for key, value in scores.items():
+        print(f"{key:16s} {'not measurable' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
+    for line in _pair_lines(extra, len(pairs.same), int(pairs.same.sum())):
+        print(line)
+
+
+def _pair_lines(extra: dict, n_pairs: int, n_genuine: int) -> list[str]:
+    """The operating-point, ERC and QMagFace results as aligned lines."""
+    if not extra:
+        return []
+    lines = [f"pairs            {n_pairs:,} ({n_genuine:,} genuine, {n_pairs - n_genuine:,} impostor)"]
+    for p in extra.get("operating_points", []):
+        lines.append(f"at FMR {p['target_fmr']:<8g}  threshold {p['threshold']:.4f}  FMR {p['fmr']:.2e}  FNMR {p['fnmr']:.4f}")
+    if "at_threshold" in extra:
+        p = extra["at_threshold"]
+        lines.append(f"threshold {p['threshold']:.4f}   FMR {p['fmr']:.2e}  FNMR {p['fnmr']:.4f}")
+    for c in extra.get("erc", []):
+        steps = "  ".join(f"{r:.0%}: {f:.4f}" for r, f in zip(c["reject"], c["fnmr"]))
+        lines.append(f"ERC at FMR {c['fmr']:g} ({extra['erc_quality']}): FNMR after rejecting {steps}")
+        lines.append(f"    AUC-ERC {c['auc']:.4f} (random rejection {c['auc_random']:.4f}; lower is better)")
+    if "qmagface" in extra:
+        q = extra["qmagface"]
+        lines.append(f"QMagFace fitted on {q['fit_pairs']:,} pairs: alpha {q['alpha']:.4g}, beta {q['beta']:.4g}; "
+                     f"on the other {q['test_pairs']:,}:")
+        for r in q["rows"]:
+            lines.append(f"    FNMR at FMR {r['fmr']:g}: {r['fnmr_plain']:.4f} plain, {r['fnmr_qmagface']:.4f} QMagFace")
+    return lines
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *rest: object) -> str:

@@ -25,7 +25,6 @@ from mlcompare.data.facedata import FaceData
 from mlcompare.data.imagefolder import ImageFiles
 from mlcompare.data.stored import StoredImages
 from mlcompare.errors import UserError
-from mlcompare.evaluate import load_model
 
 FORMATS = (".npy", ".parquet")
 
@@ -39,6 +38,7 @@ class Embedded:
     paths: list[str]
     identities: list[str]
     labels: np.ndarray
+    degradation: np.ndarray | None = None  # ground-truth quality, where the data knows it (synthfaces)
 
 
 def run_precision(run_dir: Path) -> str:
@@ -57,7 +57,8 @@ def load_every_image(spec: str, size: int) -> FaceData:
     return datasets.load(spec, size=size, stream=True)
 
 
-def _paths(data: FaceData, spec: str) -> list[str]:
+def image_keys(data: FaceData, spec: str) -> list[str]:
+    """Each image's path where it is a file, else ``SPEC#i``."""
     images = data.images
     if isinstance(images, StoredImages) and isinstance(images.reader, ImageFiles):
         return [str(images.reader.paths[int(k)]) for k in images.keys]
@@ -67,7 +68,14 @@ def _paths(data: FaceData, spec: str) -> list[str]:
 def embed_spec(model: torch.nn.Module, size: int, spec: str, *, device: torch.device, precision: str = "fp32",
                batch_size: int = 256, normalize: bool = False, progress: bool = True) -> Embedded:
     """Every image of ``spec`` embedded by ``model`` (``normalize``: rows scaled to unit L2 norm)."""
-    data = load_every_image(spec, size)
+    return embed_data(model, load_every_image(spec, size), spec, device=device, precision=precision,
+                      batch_size=batch_size, normalize=normalize, progress=progress)
+
+
+def embed_data(model: torch.nn.Module, data: FaceData, spec: str, *, device: torch.device, precision: str = "fp32",
+               batch_size: int = 256, normalize: bool = False, progress: bool = True) -> Embedded:
+    """Every image of ``data`` (loaded from ``spec``) embedded in batches, decoded batch by batch
+    where the images are on disk."""
     model.to(device, memory_format=torch.channels_last)
     chunks = []
     for start in tqdm(range(0, len(data), batch_size), desc="embedding", unit="batch", disable=not progress,
@@ -78,7 +86,8 @@ def embed_spec(model: torch.nn.Module, size: int, spec: str, *, device: torch.de
     if normalize:
         embeddings = F.normalize(embeddings, dim=1)
     labels = data.labels.cpu().numpy()
-    return Embedded(embeddings, _paths(data, spec), [data.identities[i] for i in labels], labels)
+    degradation = None if data.quality is None else data.quality["degradation"].cpu().numpy()
+    return Embedded(embeddings, image_keys(data, spec), [data.identities[i] for i in labels], labels, degradation)
 
 
 def write(result: Embedded, out: Path) -> list[Path]:
@@ -107,6 +116,8 @@ def main(checkpoint: Path, spec: str, out: Path, *, seed: int, device: torch.dev
         raise UserError(f"--out {out}: give FILE.npy (with a CSV of paths and identities beside it) or FILE.parquet")
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    from mlcompare.evaluate import load_model  # evaluate embeds through this module: import it here, not at the top
+
     model, size = load_model(checkpoint.parent, checkpoint.name, seed=seed)
     result = embed_spec(model, size, spec, device=device, precision=run_precision(checkpoint.parent),
                         batch_size=batch_size, normalize=normalize, progress=progress)

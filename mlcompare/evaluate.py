@@ -17,7 +17,9 @@ from mlcompare.checkpoints import load_checkpoint
 from mlcompare.config import BackboneConfig
 from mlcompare.data.imagefolder import read_image
 from mlcompare.data.protocol import VerificationPairs
+from mlcompare.embed import embed_data
 from mlcompare.errors import UserError
+from mlcompare.evaluate_pairs import PairSet, all_pairs_of, listed_pairs
 from mlcompare.rundir import checkpoint_path
 from mlcompare.scoring import TestProtocol, score, verify
 
@@ -59,25 +61,28 @@ def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[torch.nn.M
     return model, size
 
 
-def _verification_of(model: ResNetFace, images: torch.Tensor, same: np.ndarray, device: torch.device) -> dict[str, Any]:
-    """Images ``[2P, 3, H, W]`` in pair order (a0, b0, a1, b1, ...), scored as every comparison is
+def _verification_of(emb: torch.Tensor, same: np.ndarray) -> dict[str, Any]:
+    """Embeddings ``[2P, D]`` in pair order (a0, b0, a1, b1, ...), scored as every comparison is
     (:func:`mlcompare.scoring.verify`), in LFW's 10 folds, TAR at FAR 1e-1 to 1e-4."""
-    emb = embed(model, images, device=device)
-    n = len(images)
+    n = len(emb)
     pairs = VerificationPairs(torch.arange(0, n, 2), torch.arange(1, n, 2), torch.as_tensor(same, dtype=torch.bool), 10)
     ver, _ = verify(emb, pairs, far=(1e-1, 1e-2, 1e-3, 1e-4))
     return {k: ver[k] for k in ("accuracy", "accuracy_std", "auc", "eer", "n_genuine", "n_impostor")} | {
         f"tar_far_{far:g}": value for far, value in ver["tar_at_far"].items()}
 
 
-def on_data(model: ResNetFace, size: int, spec: str, device: torch.device, *, pairs: int = 6000) -> dict[str, Any]:
-    """All identities of ``spec`` as a test set, with the same protocol as a comparison."""
-    test = datasets.load(spec, size=size)
-    metrics, _ = score(embed(model, test.images, device=device), TestProtocol.build(test.labels, pairs=pairs))
-    return metrics
+def on_data(model: ResNetFace, size: int, spec: str, device: torch.device, *,
+            pairs: int = 6000) -> tuple[dict[str, Any], PairSet]:
+    """All identities of ``spec`` as a test set, with the same protocol as a comparison; and every
+    pair of its images, for the operating-point and quality options."""
+    # as a comparison's test set (identities of one image dropped), files left on disk for their paths
+    got = embed_data(model, datasets.load(spec, size=size, stream=True), spec, device=device, progress=False)
+    labels = torch.from_numpy(got.labels)
+    metrics, _ = score(got.embeddings, TestProtocol.build(labels, pairs=pairs))
+    return metrics, all_pairs_of(got.embeddings.numpy(), got.labels, got.paths, got.degradation)
 
 
-def on_bin(model: ResNetFace, size: int, path: Path, device: torch.device) -> dict[str, Any]:
+def on_bin(model: ResNetFace, size: int, path: Path, device: torch.device) -> tuple[dict[str, Any], PairSet]:
     """An insightface verification ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin, ...)."""
     try:
         images, same = evaluations.read_bin(path)
@@ -85,10 +90,12 @@ def on_bin(model: ResNetFace, size: int, path: Path, device: torch.device) -> di
         raise UserError(f"--bin {err}") from err
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
-    return _verification_of(model, x, same, device)
+    emb = embed(model, x, device=device)
+    return _verification_of(emb, same), listed_pairs(emb.numpy(), same, [f"#{i}" for i in range(len(x))])
 
 
-def on_pairs(model: ResNetFace, size: int, pairs_txt: Path, root: Path, device: torch.device) -> dict[str, Any]:
+def on_pairs(model: ResNetFace, size: int, pairs_txt: Path, root: Path,
+             device: torch.device) -> tuple[dict[str, Any], PairSet]:
     """LFW's ``pairs.txt`` over an LFW-style folder."""
     try:
         paths_a, paths_b, same = evaluations.read_lfw_pairs(pairs_txt, root)
@@ -96,4 +103,5 @@ def on_pairs(model: ResNetFace, size: int, pairs_txt: Path, root: Path, device: 
         raise UserError(f"--pairs {err}") from err
     order = [p for pair in zip(paths_a, paths_b) for p in pair]
     images = torch.from_numpy(np.stack([read_image(Path(p), size) for p in order]))
-    return _verification_of(model, images, same, device)
+    emb = embed(model, images, device=device)
+    return _verification_of(emb, same), listed_pairs(emb.numpy(), same, [str(p) for p in order])

@@ -23,4 +23,4 @@ def flip_labels(data: FaceData, fraction: float, *, seed: int) -> FaceData:
     labels[flipped] = (labels[flipped] + offset) % data.num_identities
     noisy = torch.zeros(n, dtype=torch.bool) if data.noisy is None else data.noisy.clone()
     noisy[flipped] = True
-    return FaceData(data.images, labels, data.identities, data.source, noisy)
+    return FaceData(data.images, labels, data.identities, data.source, noisy, data.quality)
