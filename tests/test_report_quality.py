@@ -38,7 +38,7 @@ def test_runs_without_ground_truth_get_no_section(tmp_path):
 def test_sections_report_rho_and_auc_erc_per_method(tmp_path, monkeypatch):
     monkeypatch.setattr(report_quality, "BOOTSTRAP", 3)
     curves = {(m, s): _curves(s, norm_tracks_quality=(m == "tracks")) for m in ("tracks", "blind") for s in (0, 1)}
-    main, paired, drift = report_quality.sections(_inputs(curves), tmp_path)
+    main, paired, drift, qmag = report_quality.sections(_inputs(curves), tmp_path)
     rows = {row[0]: row for row in main.rows}
     rho = [scipy_stats.spearmanr(curves[("tracks", s)]["feature_norms"], curves[("tracks", s)]["test_degradation"]).statistic
            for s in (0, 1)]
@@ -53,6 +53,19 @@ def test_sections_report_rho_and_auc_erc_per_method(tmp_path, monkeypatch):
     assert report_quality._per_seed(c, bootstrap=0)[("oracle", 1e-3)]["auc"] == pytest.approx(direct["auc"])
     assert [row[:2] for row in paired.rows] == [["tracks", "blind"]]
     assert [row[0] for row in drift.rows] == ["tracks", "blind"]
+    # QMagFace: fitted on the calibration half's pairs, FNMR on the other half's, as evaluations computes it
+    labels = c["test_labels"]
+    in_a = np.isin(labels, np.random.default_rng(0).permutation(np.unique(labels))[:20])
+    a, b = pairs["index_a"], pairs["index_b"]
+    fit_half, test_half = in_a[a] & in_a[b], ~in_a[a] & ~in_a[b]
+    norms = c["feature_norms"]
+    fit = evaluations.fit_qmagface(pairs["scores"][fit_half], pairs["same"][fit_half], norms[a][fit_half], norms[b][fit_half])
+    got = report_quality._per_seed(c, bootstrap=0)["qmagface"]
+    assert (got["alpha"], got["beta"]) == pytest.approx((fit["alpha"], fit["beta"]))
+    corrected = evaluations.qmagface_scores(pairs["scores"], norms[a], norms[b], alpha=fit["alpha"], beta=fit["beta"])[test_half]
+    t = evaluations.calibrate_threshold(corrected, pairs["same"][test_half], 1e-3)
+    assert got["corrected"] == evaluations.operating_point(corrected, pairs["same"][test_half], t)["fnmr"]
+    assert [row[0] for row in qmag.rows] == ["tracks", "blind"] and qmag.header[3:5] == ["FNMR plain", "FNMR QMagFace"]
     assert len(main.figures) == 2 and all(path.exists() for _, _, path in main.figures)
     md = "\n".join(main.markdown(tmp_path))
     assert "rho(norm, degradation)" in md and "erc_0.001.png" in md
