@@ -388,7 +388,8 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
         table = summarise(inputs.results, inputs.curves)
         figures = _figures(inputs, table, staging / "figures")
         cols = columns(inputs.results)
-        sections = [s for s in (report_tuning.section(run, inputs.results, staging / "figures"),) if s is not None]
+        sections = [s for s in (report_tuning.section(run, inputs.results, staging / "figures"),
+                                report_tuning.ranking(run, inputs.results)) if s is not None]
         sections += report_quality.sections(inputs, staging / "figures")  # none for runs without ground truth
         (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections))
         (staging / "report.html").write_text(_html(inputs.config, table, figures, cols, sections))

@@ -3,7 +3,8 @@
 Per method: the chosen setting beside the default, the trials (complete / pruned / failed) and their
 cost; default against tuned test scores with the paired t-test over seeds; the validation objective
 of every trial (optimisation history); and whether the validation objective predicts the test score
-of the final models.
+of the final models. A second section ranks the tuned settings alone (tuned against tuned, paired
+over seeds against the best), and says which family wins once every method is tuned.
 """
 from __future__ import annotations
 
@@ -67,6 +68,42 @@ def section(run: Path, results: pd.DataFrame, figures: Path) -> Section | None:
         text.append(f"Validation against test {objective} of the final models: Spearman rho = {rho:.2f} over "
                     f"{len(finite)} settings (is the validation objective predictive here?).")
     return Section("Tuning", text, header, rows, figures_out)
+
+
+def ranking(run: Path, results: pd.DataFrame) -> Section | None:
+    """Tuned against tuned: every method's tuned rows ranked by mean test objective, each paired over
+    seeds against the best (the same seed: the same initial backbone and batches), and the best of
+    each family; None for a plain run."""
+    if not (run / "tuning" / "trials.csv").exists() or "setting" not in results:
+        return None
+    objective = json.loads((run / "config.json").read_text())["tuning"]["objective"]
+    tuned = results[(results.status == "ok") & (results.setting == "tuned")]
+    if tuned.empty:
+        return None
+    by_method = {m: g.set_index("seed") for m, g in tuned.groupby("method", sort=False)}
+    order = sorted(by_method, key=lambda m: -by_method[m][objective].mean())
+    best = by_method[order[0]]
+    shown = [c for c in ("accuracy", "tar_far_1e-3", "rank_1", "map_at_r") if c in tuned and c != objective]
+    rows = []
+    for m in order:
+        g = by_method[m]
+        common = g.index.intersection(best.index)
+        if m == order[0]:
+            versus = "best"
+        elif len(common) >= 2:
+            p = stats.paired_t(g.loc[common, objective].to_numpy(), best.loc[common, objective].to_numpy())
+            diff = float((g.loc[common, objective] - best.loc[common, objective]).mean())
+            versus = f"{diff:+.3f}, p={p:.3f}" + (" n.s." if p >= stats.ALPHA else "")
+        else:
+            versus = "n/a (1 seed)"
+        rows.append([m.removesuffix("-tuned"), g.family.iloc[0], _mean(g[objective]), versus] + [_mean(g[c]) for c in shown])
+    families = {}
+    for m in order:  # order is best first: the first method seen of a family is its best
+        families.setdefault(by_method[m].family.iloc[0], m)
+    verdict = "; ".join(f"{fam}: {m.removesuffix('-tuned')} ({by_method[m][objective].mean():.3f})" for fam, m in families.items())
+    text = [f"The tuned settings alone, ranked by test {objective} (mean ± std over seeds); each against the best, "
+            f"paired over seeds (difference in {objective}, two-sided p). Best tuned method of each family: {verdict}."]
+    return Section("Tuned against tuned", text, ["Method", "Family", f"Test {objective}", "vs best (paired)"] + shown, rows)
 
 
 def _setting(params: str) -> str:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlcompare import config, losses, runner, tuning
+from mlcompare import config, losses, report_tuning, runner, tuning
 from mlcompare.backbones import ResNetFace, embed
 from mlcompare.cli import main
 from mlcompare.search_space import Dim
@@ -96,7 +96,21 @@ def test_every_method_gets_the_same_trials_and_its_own_setting_first(tuned_run):
     assert set(results.method) == {"raw pixels", "softmax", "softmax-tuned", "triplet-bh", "triplet-bh-tuned"}
     assert (root / "a" / "tuning" / "study.db").exists()
     report = (root / "a" / "report.md").read_text()
-    assert "## Tuning" in report
+    assert "## Tuning" in report and "## Tuned against tuned" in report
+
+
+def test_tuned_against_tuned_ranks_the_tuned_rows_and_pairs_them_with_the_best(tuned_run):
+    root, _ = tuned_run
+    results = pd.read_csv(root / "a" / "results.csv")
+    section = report_tuning.ranking(root / "a", results)
+    tuned = results[results.setting == "tuned"].groupby("method").map_at_r.mean().sort_values(ascending=False)
+    assert [row[0] for row in section.rows] == [m.removesuffix("-tuned") for m in tuned.index]
+    assert section.rows[0][3] == "best"
+    # one seed here: no paired test to make, and the table says so
+    assert all(row[3] == "n/a (1 seed)" for row in section.rows[1:])
+    best_pair = max((m for m in tuned.index if m.startswith("triplet")), key=tuned.get)
+    assert f"pair: {best_pair.removesuffix('-tuned')} ({tuned[best_pair]:.3f})" in section.paragraphs[0]
+    assert report_tuning.ranking(root / "a", results.drop(columns="setting")) is None
 
 
 def test_the_same_seed_gives_the_same_trials(tuned_run, tmp_path):
@@ -159,7 +173,7 @@ def test_every_registered_losss_space_samples_valid_losses(name):
     for _ in range(4):
         trial = study.ask()
         params = {k: dim.suggest(trial, k) for k, dim in space.items()}
-        loss = losses.get(name, num_classes=6, embedding_dim=8, **params)
+        loss = losses.get(name, num_classes=6, embedding_dim=8, class_counts=torch.tensor([2, 2, 2, 5, 5, 5]), **params)
         assert torch.isfinite(loss(torch.randn(12, 8), torch.arange(6).repeat(2)))
         study.tell(trial, 0.0)
     for dim in space.values():  # the ends of each range build too
