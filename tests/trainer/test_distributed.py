@@ -162,32 +162,36 @@ def test_global_batchnorm_over_two_ranks_equals_batchnorm_on_the_whole_batch(sha
     torch.testing.assert_close(out[1]["running"][1], ref.running_var, rtol=atol, atol=1e-5)
 
 
-def _train_step_worker(rank: int, world: int, port: int, loss_name: str, data, cfg, out: dict) -> None:
-    from mlcompare.backbones import ResNetFace
+def _train_step_worker(rank: int, world: int, port: int, loss_name: str, data, cfg, out: dict,
+                       backbone: str = "") -> None:
     from mlcompare.distributed import from_env
-    from mlcompare.trainer import train
 
     _env(rank, world, port)
     torch.set_num_threads(1)
     ctx = from_env(torch.device("cpu"))
-    out[rank] = _one_train_step(loss_name, data, cfg, ctx)
+    out[rank] = _one_train_step(loss_name, data, cfg, ctx, backbone=backbone)
     dist.destroy_process_group()
 
 
-def _one_train_step(loss_name: str, data, cfg, ctx=Context()) -> dict:
-    from mlcompare.backbones import ResNetFace
+def _one_train_step(loss_name: str, data, cfg, ctx=Context(), *, backbone: str = "") -> dict:
+    from mlcompare.backbones import ResNetFace, build_backbone
+    from mlcompare.config import BackboneConfig
     from mlcompare.trainer import train
 
     torch.manual_seed(0)
-    model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
+    if backbone:  # a named one at its own widths, on the same tiny images
+        model = build_backbone(BackboneConfig(name=backbone), image_size=16, embedding_dim=16)
+    else:
+        model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
     miner = miners.get("batch_hard") if loss_name == "triplet" else None
     loss = losses.get(loss_name, num_classes=data.num_identities, embedding_dim=16, **({"miner": miner} if miner else {}))
     result = train(model, loss, data, cfg, seed=3, device=torch.device("cpu"), ctx=ctx)
     return {"loss": result.history[0]["loss"], "model": {k: v.clone() for k, v in model.state_dict().items()}}
 
 
-@pytest.mark.parametrize("loss_name, sync", [("softmax", True), ("triplet", True), ("softmax", False)])
-def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync):
+@pytest.mark.parametrize("loss_name, sync, backbone", [("softmax", True, ""), ("triplet", True, ""), ("softmax", False, ""),
+                                                       ("softmax", True, "iresnet18"), ("softmax", True, "mobilefacenet")])
+def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync, backbone):
     """With BatchNorm over the global batch (the default) two ranks take the single-process step;
     without it each rank normalises with half the batch and the step differs."""
     import dataclasses
@@ -200,9 +204,9 @@ def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync):
     # exact arithmetic (the bias of a BatchNorm that feeds another BatchNorm) into +-lr.
     cfg = dataclasses.replace(TrainConfig(), steps=2, p=4, k=4, warmup_steps=1, log_every=1, eval_every=0,
                               checkpoint_every=100, sync_batchnorm=sync, optimizer="sgd", lr=0.1)
-    want = _one_train_step(loss_name, data, cfg)
+    want = _one_train_step(loss_name, data, cfg, backbone=backbone)
     out = mp.Manager().dict()
-    mp.spawn(_train_step_worker, args=(2, free_port(), loss_name, data, cfg, out), nprocs=2, join=True)
+    mp.spawn(_train_step_worker, args=(2, free_port(), loss_name, data, cfg, out, backbone), nprocs=2, join=True)
     got = out[0]
     diffs = [float((got["model"][k].float() - v.float()).abs().max()) for k, v in want["model"].items()]
     if sync:
