@@ -21,6 +21,15 @@ def import_timm():  # noqa: ANN201 - the module, or a one-line UserError
         import timm
     except ImportError as err:  # timm itself, or torchvision that timm imports
         raise UserError(f"backbone '{PREFIX}NAME' needs timm ({err}): pip install mlcompare[timm]") from err
+    except (RuntimeError, OSError) as err:
+        # A torchvision built for another torch (PyPI's CUDA wheel beside a CPU torch) fails inside its
+        # own import with "operator torchvision::nms does not exist" or a missing shared library.
+        import torch
+
+        raise UserError(f"backbone '{PREFIX}NAME': timm is installed but torchvision, which it imports, does not load "
+                        f"beside torch {torch.__version__} ({str(err).splitlines()[0]}); install the torchvision "
+                        "built for this torch (for a CPU torch: pip install torchvision --index-url "
+                        "https://download.pytorch.org/whl/cpu)") from err
     return timm
 
 

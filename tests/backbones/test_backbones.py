@@ -158,6 +158,23 @@ def test_timm_missing_is_one_line_naming_the_extra():
         build_backbone(named("timm:resnet18"), image_size=32)
 
 
+def test_a_torchvision_built_for_another_torch_is_one_line(monkeypatch):
+    """What `pip install timm` beside a CPU torch gives: PyPI's CUDA torchvision, whose import fails."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "timm":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(UserError, match=r"torchvision, which it imports, does not load beside torch .*"
+                                        r"operator torchvision::nms does not exist.*download.pytorch.org/whl/cpu"):
+        build_backbone(named("timm:resnet18"), image_size=32)
+
+
 def _step(name: str, size: int, cfg: TrainConfig, data: FaceData) -> dict:
     torch.manual_seed(0)
     model = build_backbone(named(name), image_size=size, embedding_dim=16)
