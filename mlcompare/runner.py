@@ -73,14 +73,21 @@ def method_batch(config: ComparisonConfig, method: MethodConfig) -> TrainConfig:
     return dataclasses.replace(config.train, p=method.p or config.train.p, k=method.k or config.train.k)
 
 
-def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int,
+def class_counts(data: FaceData) -> torch.Tensor:
+    """``[num_identities]`` int64: images per identity, what a loss declaring ``needs_class_counts`` gets."""
+    return torch.bincount(data.labels.cpu(), minlength=data.num_identities)
+
+
+def build_loss(method: MethodConfig, *, num_classes: int, embedding_dim: int, class_counts: torch.Tensor | None = None,
                ctx: distributed.Context = distributed.Context()) -> losses.Loss:
-    """``method``'s loss with its miner, for this process's rank. A bad parameter is a :class:`UserError`
-    naming the method (the loss's own ``ValueError`` says which parameter and its valid range)."""
+    """``method``'s loss with its miner, for this process's rank; ``class_counts`` (see :func:`class_counts`)
+    of the set it trains on, passed on to a loss that declares it needs them. A bad parameter is a
+    :class:`UserError` naming the method (the loss's own ``ValueError`` says which parameter and its valid range)."""
     try:
         miner = losses.build_miner(method.miner, method.miner_params, embedding_dim=embedding_dim) if method.miner else None
         return losses.get(method.loss, num_classes=num_classes, embedding_dim=embedding_dim, miner=miner,
-                          rank=ctx.rank, world_size=ctx.world_size, family=method.family, **method.params)
+                          rank=ctx.rank, world_size=ctx.world_size, family=method.family, class_counts=class_counts,
+                          **method.params)
     except (ValueError, TypeError) as err:
         raise UserError(f"method '{method.name}': {err}") from err
 
@@ -89,7 +96,7 @@ def check_methods(config: ComparisonConfig, train_set: FaceData, ctx: distribute
     """Everything that can fail before training, checked before anything is written: every method's
     loss and miner are built (on the meta device: no memory, no RNG draws) and its batch shape is
     checked against the loaded training set."""
-    counts = torch.bincount(train_set.labels.cpu(), minlength=train_set.num_identities)
+    counts = class_counts(train_set)
     identities, most = train_set.num_identities, int(counts.max())
     for method in config.methods:
         dim = method.embedding_dim or config.backbone.embedding_dim
@@ -109,7 +116,7 @@ def check_methods(config: ComparisonConfig, train_set: FaceData, ctx: distribute
             raise UserError(f"{where}: p={batch.p} identities per batch do not split over {ctx.world_size} ranks; "
                             f"make p a multiple of {ctx.world_size}")
         with torch.device("meta"):
-            build_loss(method, num_classes=identities, embedding_dim=dim, ctx=ctx)
+            build_loss(method, num_classes=identities, embedding_dim=dim, class_counts=counts, ctx=ctx)
 
 
 def raw_pixel_embeddings(images: torch.Tensor) -> torch.Tensor:
@@ -289,7 +296,8 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     # Same seed -> same backbone initialisation for every method; the loss's weights come after.
     torch.manual_seed(seed)
     model = build_backbone(config.backbone, image_size=config.data.size, embedding_dim=dim)
-    loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim, ctx=ctx)
+    loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim, class_counts=class_counts(train_set),
+                      ctx=ctx)
     row: dict[str, Any] = {"method": method.name, "group": method.group or method.name, "seed": seed,
                            "loss": method.loss, "family": loss.family, "params": _params_text(method),
                            "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k,

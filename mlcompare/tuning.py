@@ -234,7 +234,7 @@ class Tuner:
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_every=0))
             try:
                 with torch.device("meta"):
-                    runner.build_loss(m, num_classes=2, embedding_dim=4)
+                    runner.build_loss(m, num_classes=2, embedding_dim=4, class_counts=TOY_COUNTS)
             except UserError as err:
                 raise TrialFailed(str(err)) from err
             for f, fold in enumerate(self.folds):
@@ -353,9 +353,13 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
     return runner.close_session(session)
 
 
+# the toy-sized builds below only check a setting; a loss that needs class counts gets two classes' worth
+TOY_COUNTS = torch.tensor([2, 2])
+
+
 def _has_head(method: MethodConfig) -> bool:
     with torch.device("meta"):
-        return bool(runner.build_loss(method, num_classes=2, embedding_dim=4).head_parameters())
+        return bool(runner.build_loss(method, num_classes=2, embedding_dim=4, class_counts=TOY_COUNTS).head_parameters())
 
 
 def _best_trial(study):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
+
 import miners
 from mlcompare.losses.base import Loss
 from mlcompare.losses import pml
@@ -34,6 +36,10 @@ from mlcompare.losses.elastic_cosface import ElasticCosFace
 from mlcompare.losses.sphereface2 import SphereFace2
 from mlcompare.losses.uniface import UniFace
 from mlcompare.losses.x2softmax import X2Softmax
+from mlcompare.losses.coco import COCO
+from mlcompare.losses.uploss import UPLoss
+from mlcompare.losses.ccl import CCL
+from mlcompare.losses.deepvisage import DeepVisage
 
 # pair losses
 from mlcompare.losses.contrastive import ContrastiveLoss
@@ -66,6 +72,10 @@ REGISTRY: dict[str, type[Loss]] = {
     "uniface": UniFace,
     "sphereface2": SphereFace2,
     "x2softmax": X2Softmax,
+    "coco": COCO,
+    "uploss": UPLoss,
+    "ccl": CCL,
+    "deepvisage": DeepVisage,
     # pair losses
     "contrastive": ContrastiveLoss,
     "triplet": TripletLoss,
@@ -75,15 +85,16 @@ REGISTRY: dict[str, type[Loss]] = {
 
 
 def get(name: str, *, num_classes: int, embedding_dim: int, miner: Any = None, rank: int = 0, world_size: int = 1,
-        family: str = "", **params: Any) -> Loss:
+        family: str = "", class_counts: torch.Tensor | None = None, **params: Any) -> Loss:
     """Build the loss called ``name``.
 
     ``num_classes`` and ``embedding_dim`` are passed to every loss (pair losses may use
     ``num_classes``, e.g. a per-class beta); ``params`` are the loss's own, named as in its
     paper. ``miner`` (a miner object, see :func:`build_miner`) goes to pair losses, None meaning
     the loss's default miner. ``rank`` / ``world_size``, the distributed context, go to losses
-    declared ``shardable`` and to no other. An unknown name or parameter raises ``ValueError``
-    naming the valid ones.
+    declared ``shardable`` and to no other. ``class_counts`` (``[num_classes]`` images per class of the
+    training set) goes to losses declared ``needs_class_counts`` (which refuse to build without it)
+    and to no other. An unknown name or parameter raises ``ValueError`` naming the valid ones.
 
     ``"pml:ClassName"`` builds that pytorch-metric-learning loss (:class:`pml.PMLLoss`); ``family``
     is needed only for a class not in :data:`pml.KNOWN` (a registered loss declares its own).
@@ -106,15 +117,19 @@ def get(name: str, *, num_classes: int, embedding_dim: int, miner: Any = None, r
         raise ValueError(f"loss '{name}' is a classification loss and takes no miner")
     if cls.shardable:
         params |= {"rank": rank, "world_size": world_size}
+    if cls.needs_class_counts:
+        if class_counts is None:
+            raise ValueError(f"loss '{name}' needs class_counts, the training set's images per class")
+        params["class_counts"] = class_counts
     return cls(num_classes=num_classes, embedding_dim=embedding_dim, **params)
 
 
 def parameters(name: str) -> list[str]:
     """The parameters a comparison may set for loss ``name`` (its constructor's own keywords, without
-    the sizes, the miner and the distributed context, which are not the user's to set)."""
+    the sizes, the miner, the distributed context and the class counts, which are not the user's to set)."""
     if name.startswith(pml.PREFIX):
         return pml.user_parameters(pml.loss_class(name.removeprefix(pml.PREFIX)))
-    reserved = {"self", "num_classes", "embedding_dim", "miner", "rank", "world_size"}
+    reserved = {"self", "num_classes", "embedding_dim", "miner", "rank", "world_size", "class_counts"}
     return [p for p in inspect.signature(REGISTRY[name].__init__).parameters if p not in reserved]
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from mlcompare.losses.normalized import (MarginHead, angle_stats, check_batch, replace_target, safe_acos, target_of,
-                                         upcast_half)
+from mlcompare.losses.normalized import (MarginHead, MarginLogits, SumRanks, one_rank, replace_target, safe_acos,
+                                         target_of, upcast_half)
+from mlcompare.search_space import Dim
 
 EPS = 1e-3  # the official code's clamp of cosines, angles and the std denominator
 
@@ -32,14 +32,38 @@ class AdaFace(MarginHead):
     the raw embedding (the official backbone returns the norm beside the normalised feature).
     ``mu`` and ``sigma`` are buffers: saved in ``state_dict`` and restored by ``--resume``.
     Needs a batch of at least 2 (an unbiased std). Stats add ``margin_scaler`` (mean z),
-    ``batch_mean``, ``batch_std``.
+    ``batch_mean``, ``batch_std``. The logits are :class:`AdaFaceLogits` (``partial_fc`` shares them).
     """
 
     shown_params = ("s", "m", "h")
+    # the paper's ablation (sec. 4.2) spans m 0.2-0.6 and h 0.33-1; s as the other margin softmaxes
+    search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.2, 0.6), "h": Dim(0.1, 1.0)}
 
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float = 64.0, m: float = 0.4, h: float = 0.333,
                  t_alpha: float = 0.01) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
+                         margin_logits=AdaFaceLogits(m=m, h=h, t_alpha=t_alpha))
+
+    @property
+    def batch_mean(self) -> torch.Tensor:
+        return self.margin_logits.batch_mean
+
+    @property
+    def batch_std(self) -> torch.Tensor:
+        return self.margin_logits.batch_std
+
+
+class AdaFaceLogits(MarginLogits):
+    """AdaFace's logits (the formula is :class:`AdaFace`'s) and its running norm statistics.
+
+    The norms are per sample, so a rank that sees the whole (gathered) batch computes the same
+    ``mu``, ``sigma`` and ``z`` as every other rank: nothing to sum over ranks.
+    """
+
+    parameters = ("m", "h", "t_alpha")
+
+    def __init__(self, *, m: float = 0.4, h: float = 0.333, t_alpha: float = 0.01) -> None:
+        super().__init__()
         if not 0 <= m < math.pi / 2:
             raise ValueError(f"m (AdaFace margin, radians) must be in [0, pi/2), got {m!r}")
         if not h > 0:
@@ -54,21 +78,21 @@ class AdaFace(MarginHead):
         """``z = clip(h (|x| - mu) / (sigma + eps), -1, 1)`` with the current running statistics."""
         return ((norms - self.batch_mean) / (self.batch_std + EPS) * self.h).clamp(-1.0, 1.0)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_batch(embeddings, labels, self.embedding_dim)
+    def forward(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+                sum_ranks: SumRanks = one_rank) -> torch.Tensor:
         if embeddings.shape[0] < 2:
             raise ValueError(f"AdaFace needs a batch of at least 2 (its norm statistics use an unbiased std), "
                              f"got {embeddings.shape[0]}")
-        cos = self.class_cosines(embeddings).clamp(-1.0 + EPS, 1.0 - EPS)
+        cos = cos.clamp(-1.0 + EPS, 1.0 - EPS)
         norms = upcast_half(embeddings).detach().norm(dim=1).clamp(0.001, 100.0)
         if self.training:
             with torch.no_grad():
                 self.batch_mean.copy_(norms.mean() * self.t_alpha + (1 - self.t_alpha) * self.batch_mean)
                 self.batch_std.copy_(norms.std() * self.t_alpha + (1 - self.t_alpha) * self.batch_std)
         z = self.margin_scaler(norms)
-        theta = safe_acos(target_of(cos, labels))
-        target = torch.cos((theta - self.m * z).clamp(EPS, math.pi - EPS)) - (self.m + self.m * z)
-        logits = replace_target(cos, labels, target)
-        self.stats = angle_stats(cos, labels) | {"margin_scaler": z.mean(), "batch_mean": self.batch_mean.clone(),
-                                                 "batch_std": self.batch_std.clone()}
-        return F.cross_entropy(self.scale_value(embeddings) * logits, labels)
+        held, safe = labels >= 0, labels.clamp(min=0)
+        cos_y = target_of(cos, safe)
+        target = torch.cos((safe_acos(cos_y) - self.m * z).clamp(EPS, math.pi - EPS)) - (self.m + self.m * z)
+        self.stats = {"margin_scaler": z.mean(), "batch_mean": self.batch_mean.clone(),
+                      "batch_std": self.batch_std.clone()}
+        return replace_target(cos, safe, torch.where(held, target, cos_y))

@@ -27,6 +27,10 @@ class Loss(nn.Module):
       loss and to no other.
     - ``sharded``: this instance's parameters differ per rank (``shardable`` and ``world_size > 1``):
       the trainer must not average their gradients over ranks, and checkpoints keep every shard.
+    - ``needs_class_counts``: its constructor takes ``class_counts`` (``[num_classes]`` int64, the
+      training set's images per class, as the loss will see them: after a method's identity subset
+      and label noise). The runner fills it from the training labels (``runner.class_counts``) and
+      the registry passes it to such a loss and to no other.
     - ``miner``: the miner a pair loss calls (None for classification losses). Its state (a memory
       bank's contents) is saved with the loss's ``state_dict`` (``get_extra_state``), so that
       ``--resume`` continues a stateful miner exactly.
@@ -48,6 +52,7 @@ class Loss(nn.Module):
 
     family: ClassVar[str] = ""
     shardable: ClassVar[bool] = False
+    needs_class_counts: ClassVar[bool] = False
     shown_params: ClassVar[tuple[str, ...]] = ()
     search_space: ClassVar[dict[str, Dim]] = {}
 

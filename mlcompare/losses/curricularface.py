@@ -4,9 +4,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch, replace_target, safe_acos, target_of
+from mlcompare.losses.normalized import (MarginHead, MarginLogits, SumRanks, one_rank, replace_target, safe_acos,
+                                         target_cosines, target_of)
+from mlcompare.search_space import Dim
 
 
 class CurricularFace(MarginHead):
@@ -21,14 +22,35 @@ class CurricularFace(MarginHead):
     negatives are down-weighted early (t ~ 0) and emphasised later (t -> 1). Angles and ``m`` in
     radians. Defaults are the official code's (HuangYG123/CurricularFace): ``m=0.5, s=64``,
     momentum ``alpha=0.01``. ``t`` is a buffer: saved in ``state_dict`` and restored by ``--resume``.
-    Stats add ``t`` and ``hard_fraction`` (hard negatives / all logits).
+    Stats add ``t`` and ``hard_fraction`` (hard negatives / all logits). The logits are
+    :class:`CurricularLogits` (``partial_fc`` shares them).
     """
 
     shown_params = ("s", "m")
+    # ArcFace's margin range around the paper's 0.5; s as the other margin softmaxes
+    search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.2, 0.7)}
 
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float = 64.0, m: float = 0.5,
                  alpha: float = 0.01) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
+                         margin_logits=CurricularLogits(m=m, alpha=alpha))
+
+    @property
+    def t(self) -> torch.Tensor:
+        return self.margin_logits.t
+
+
+class CurricularLogits(MarginLogits):
+    """CurricularFace's logits (the formula is :class:`CurricularFace`'s) and its running ``t``.
+
+    Both ``t`` and the hard-negative test read every row's target cosine, which lives on one rank:
+    it is summed over ranks (:func:`target_cosines`), so ``t`` is the same on every rank.
+    """
+
+    parameters = ("m", "alpha")
+
+    def __init__(self, *, m: float = 0.5, alpha: float = 0.01) -> None:
+        super().__init__()
         if not 0 < m < math.pi / 2:
             raise ValueError(f"m (CurricularFace angular margin, radians) must be in (0, pi/2), got {m!r}")
         if not 0 < alpha <= 1:
@@ -36,16 +58,20 @@ class CurricularFace(MarginHead):
         self.m, self.alpha = float(m), float(alpha)
         self.register_buffer("t", torch.tensor(0.0))
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_batch(embeddings, labels, self.embedding_dim)
-        cos = self.class_cosines(embeddings).clamp(-1.0, 1.0)
-        cos_y = target_of(cos, labels)
+    def forward(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+                sum_ranks: SumRanks = one_rank) -> torch.Tensor:
+        cos = cos.clamp(-1.0, 1.0)
+        held, safe = labels >= 0, labels.clamp(min=0)
+        cos_y = target_of(cos, safe)
         with_margin = torch.cos(safe_acos(cos_y) + self.m)
         target = torch.where(cos_y > math.cos(math.pi - self.m), with_margin, cos_y - self.m * math.sin(self.m))
+        every_cos_y = target_cosines(cos, labels, sum_ranks)
         if self.training:
             with torch.no_grad():
-                self.t.copy_(cos_y.mean() * self.alpha + (1 - self.alpha) * self.t)
-        hard = cos > with_margin.detach().unsqueeze(1)
-        logits = replace_target(torch.where(hard, cos * (self.t + cos), cos), labels, target)
-        self.stats = angle_stats(cos, labels) | {"t": self.t.clone(), "hard_fraction": hard.float().mean().detach()}
-        return F.cross_entropy(self.scale_value(embeddings) * logits, labels)
+                self.t.copy_(every_cos_y.mean() * self.alpha + (1 - self.alpha) * self.t)
+        threshold = torch.cos(safe_acos(every_cos_y) + self.m)
+        hard = cos > threshold.unsqueeze(1)
+        negatives = torch.where(hard, cos * (self.t + cos), cos)
+        counts = sum_ranks(torch.stack([hard.sum(), torch.tensor(hard.numel(), device=cos.device)]).to(cos.dtype))
+        self.stats = {"t": self.t.clone(), "hard_fraction": counts[0] / counts[1]}
+        return replace_target(negatives, safe, torch.where(held, target, target_of(negatives, safe)))

@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch, replace_target, target_of
+from mlcompare.losses.normalized import MarginHead, MarginLogits, SumRanks, one_rank, replace_target, target_of
 
 
 class ElasticFace(MarginHead):
@@ -18,11 +17,29 @@ class ElasticFace(MarginHead):
     the same on every device); its state is part of the loss's state (``get_extra_state``), so a
     resumed run draws the margins an uninterrupted one would have. Margins are drawn on every
     forward (as the official code). ElasticFace+ (margins sorted by the target cosine) is not
-    implemented. Stats add ``margin_mean``.
+    implemented. Stats add ``margin_mean``. The logits are the variant's :class:`ElasticLogits`
+    (``partial_fc`` shares them).
     """
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float, m: float, std: float, seed: int) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+    def __init__(self, *, num_classes: int, embedding_dim: int, s: float, margin_logits: ElasticLogits) -> None:
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, margin_logits=margin_logits)
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.margin_logits.generator
+
+
+class ElasticLogits(MarginLogits):
+    """ElasticFace's logits (the formula is :class:`ElasticFace`'s) and its margin generator.
+
+    Every rank draws the margins of the whole (gathered) batch from a generator seeded alike, so
+    the ranks agree on each sample's margin without communicating.
+    """
+
+    parameters = ("m", "std", "seed")
+
+    def __init__(self, *, m: float, std: float, seed: int) -> None:
+        super().__init__()
         if not std >= 0:
             raise ValueError(f"std (ElasticFace margin standard deviation) must be >= 0, got {std!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -37,18 +54,18 @@ class ElasticFace(MarginHead):
         """``[n]`` margins ``~ N(m, std^2)`` from the private generator (float32, CPU)."""
         return torch.normal(self.m, self.std, (n,), generator=self.generator)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_batch(embeddings, labels, self.embedding_dim)
-        cos = self.class_cosines(embeddings).clamp(-1.0, 1.0)
+    def forward(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+                sum_ranks: SumRanks = one_rank) -> torch.Tensor:
+        cos = cos.clamp(-1.0, 1.0)
         margins = self.draw_margins(embeddings.shape[0]).to(cos.device, cos.dtype)
-        logits = replace_target(cos, labels, self.psi(target_of(cos, labels), margins))
-        self.stats = angle_stats(cos, labels) | {"margin_mean": margins.mean()}
-        return F.cross_entropy(self.scale_value(embeddings) * logits, labels)
+        held, safe = labels >= 0, labels.clamp(min=0)
+        cos_y = target_of(cos, safe)
+        self.stats = {"margin_mean": margins.mean()}
+        return replace_target(cos, safe, torch.where(held, self.psi(cos_y, margins), cos_y))
 
-    def get_extra_state(self) -> dict[str, Any]:
-        return super().get_extra_state() | {"generator": self.generator.get_state()}
+    def margin_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
 
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
+    def load_margin_state(self, state: dict[str, Any]) -> None:
         if "generator" in state:
             self.generator.set_state(state["generator"].cpu())

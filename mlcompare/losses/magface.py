@@ -4,11 +4,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from mlcompare.losses.margins import additive_angular
-from mlcompare.losses.normalized import (MarginHead, upcast_half, angle_stats, check_batch, replace_target,
-                                         target_of)
+from mlcompare.losses.normalized import (MarginHead, MarginLogits, SumRanks, one_rank, replace_target, target_of,
+                                         upcast_half)
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
@@ -49,6 +48,7 @@ class MagFace(MarginHead):
     Stats add ``feature_norm_mean``, ``feature_norm_std`` (unclamped ``|x|``),
     ``magnitude_mean``, ``magnitude_std`` (unclamped ``k |x|``), ``margin_mean``,
     ``margin_std`` (over the batch: 0 when every sample gets the same margin) and ``loss_g``.
+    The logits and ``g`` are :class:`MagFaceLogits` (``partial_fc`` shares them).
     """
 
     search_space = {"s": Dim(8.0, 128.0, log=True), "lambda_g": Dim(1.0, 100.0, log=True)}
@@ -56,7 +56,33 @@ class MagFace(MarginHead):
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 64.0, l_a: float = 10.0,
                  u_a: float = 110.0, l_m: float = 0.45, u_m: float = 0.8, lambda_g: float = 35.0,
                  easy_margin: bool = False, norm_gain: bool = True) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
+                         margin_logits=MagFaceLogits(l_a=l_a, u_a=u_a, l_m=l_m, u_m=u_m, lambda_g=lambda_g,
+                                                     easy_margin=easy_margin, norm_gain=norm_gain))
+
+    @property
+    def gain(self) -> float:
+        return self.margin_logits.gain(self.embedding_dim)
+
+    def margin_of_norm(self, a: torch.Tensor) -> torch.Tensor:
+        return self.margin_logits.margin_of_norm(a)
+
+    def regulariser(self, a: torch.Tensor) -> torch.Tensor:
+        return self.margin_logits.regulariser(a)
+
+
+class MagFaceLogits(MarginLogits):
+    """MagFace's logits and regulariser (the formulas are :class:`MagFace`'s).
+
+    ``a`` is per sample, read from the whole (gathered) batch: every rank computes the same
+    margins and the same ``g``, nothing to sum over ranks.
+    """
+
+    parameters = ("l_a", "u_a", "l_m", "u_m", "lambda_g", "easy_margin", "norm_gain")
+
+    def __init__(self, *, l_a: float = 10.0, u_a: float = 110.0, l_m: float = 0.45, u_m: float = 0.8,
+                 lambda_g: float = 35.0, easy_margin: bool = False, norm_gain: bool = True) -> None:
+        super().__init__()
         if not 0 < l_a < u_a:
             raise ValueError(f"l_a, u_a (feature-norm bounds) must satisfy 0 < l_a < u_a, got l_a={l_a!r}, u_a={u_a!r}")
         if not 0 <= l_m <= u_m < math.pi / 2:
@@ -67,7 +93,10 @@ class MagFace(MarginHead):
         self.lambda_g = float(lambda_g)
         self.easy_margin = bool(easy_margin)
         self.norm_gain = bool(norm_gain)
-        self.gain = (self.l_a + self.u_a) / (2.0 * math.sqrt(embedding_dim)) if self.norm_gain else 1.0
+
+    def gain(self, embedding_dim: int) -> float:
+        """``k = (l_a + u_a) / (2 sqrt(D))`` with ``norm_gain``, else 1."""
+        return (self.l_a + self.u_a) / (2.0 * math.sqrt(embedding_dim)) if self.norm_gain else 1.0
 
     def margin_of_norm(self, a: torch.Tensor) -> torch.Tensor:
         """``m(a)``, radians, for clamped norms ``a``."""
@@ -77,21 +106,25 @@ class MagFace(MarginHead):
         """``g(a) = 1 / a + a / u_a^2``, minimal at ``a = u_a``."""
         return 1.0 / a + a / self.u_a ** 2
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_batch(embeddings, labels, self.embedding_dim)
+    def magnitudes(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``|x|``, ``k |x|`` and the clamped ``a``, each ``[N]``."""
         norms = upcast_half(embeddings).norm(dim=1)
-        magnitudes = self.gain * norms
-        a = magnitudes.clamp(self.l_a, self.u_a)
+        magnitudes = self.gain(embeddings.shape[1]) * norms
+        return norms, magnitudes, magnitudes.clamp(self.l_a, self.u_a)
+
+    def forward(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+                sum_ranks: SumRanks = one_rank) -> torch.Tensor:
+        norms, magnitudes, a = self.magnitudes(embeddings)
         m = self.margin_of_norm(a)
-        cos = self.class_cosines(embeddings)
-        target = additive_angular(target_of(cos, labels), m, easy_margin=self.easy_margin)
-        logits = self.scale_value(embeddings) * replace_target(cos, labels, target)
+        held, safe = labels >= 0, labels.clamp(min=0)
+        cos_y = target_of(cos, safe)
+        target = additive_angular(cos_y, m, easy_margin=self.easy_margin)
         loss_g = self.regulariser(a).mean()
-        self.stats = angle_stats(cos, labels)
-        if self.scale is not None:
-            self.stats["s"] = self.scale().detach()
-        self.stats.update(feature_norm_mean=norms.detach().mean(), feature_norm_std=norms.detach().std(unbiased=False),
+        self.stats = dict(feature_norm_mean=norms.detach().mean(), feature_norm_std=norms.detach().std(unbiased=False),
                           magnitude_mean=magnitudes.detach().mean(), magnitude_std=magnitudes.detach().std(unbiased=False),
                           margin_mean=m.detach().mean(), margin_std=m.detach().std(unbiased=False),
                           loss_g=loss_g.detach())
-        return F.cross_entropy(logits, labels) + self.lambda_g * loss_g
+        return replace_target(cos, safe, torch.where(held, target, cos_y))
+
+    def penalty(self, embeddings: torch.Tensor) -> torch.Tensor | None:
+        return self.lambda_g * self.regulariser(self.magnitudes(embeddings)[2]).mean()

@@ -11,13 +11,34 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from mlcompare.losses.adaface import AdaFaceLogits
+from mlcompare.losses.curricularface import CurricularLogits
+from mlcompare.losses.elastic_arcface import ElasticArcLogits
+from mlcompare.losses.elastic_cosface import ElasticCosLogits
+from mlcompare.losses.magface import MagFaceLogits
 from mlcompare.losses.margins import additive_angular, additive_cosine, combined_margin
-from mlcompare.losses.normalized import (MarginHead, angle_stats, check_batch, check_sizes, cosine_logits,
-                                          replace_target, target_of)
+from mlcompare.losses.normalized import (MarginHead, MarginLogits, angle_stats, check_batch, check_sizes,
+                                          cosine_logits, one_rank, target_of)
 from mlcompare.losses.scale import Scale
+from mlcompare.losses.x2softmax import X2SoftmaxMargin
 from mlcompare.search_space import Dim
 
-MARGINS = ("arcface", "cosface", "combined")
+# margin name -> the registry loss's own logits; each validates its parameters, named as in that loss
+LOGITS: dict[str, type[MarginLogits]] = {
+    "adaface": AdaFaceLogits,
+    "curricularface": CurricularLogits,
+    "elasticface_arc": ElasticArcLogits,
+    "elasticface_cos": ElasticCosLogits,
+    "magface": MagFaceLogits,
+    "x2softmax": X2SoftmaxMargin,
+}
+MARGINS = ("arcface", "cosface", "combined", *LOGITS)
+# registry losses that are not one softmax over per-class logits, and why
+REFUSED = {
+    "adacos": "its dynamic scale averages exp(s cos theta) over every class, which sampled shards do not see",
+    "uniface": "it is a sum of per-class binary terms with one bias shared by every class, not a softmax",
+    "sphereface2": "it is a sum of per-class binary terms with one bias shared by every class, not a softmax",
+}
 
 
 def shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -64,6 +85,13 @@ def sample_classes(local_labels: torch.Tensor, num_local: int, num_sample: int) 
             index = torch.topk(score, k=num_sample).indices.sort().values
         mapped = torch.where(is_local, torch.searchsorted(index, local_labels.clamp(min=0)), local_labels)
         return index, mapped
+
+
+def _sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed over the process group (a copy; no gradient: for running statistics)."""
+    total = x.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
 
 
 class _GatherKeepingGrad(torch.autograd.Function):
@@ -135,13 +163,29 @@ class PartialFC(MarginHead):
     m in [0, 1), default 0.35; ``"combined"`` ``cos(m1 theta + m2) - m3``, defaults (1, 0.3, 0.2).
     ``s`` is a number, ``Scale`` or scale table; default 64 for every margin (registry CosFace: 30).
 
+    Or the logits of a registry loss, with that loss's parameters and defaults (``s`` is this
+    class's, default 64 as theirs), in place of the bracket above: ``"adaface"`` (m, h, t_alpha), ``"curricularface"`` (m, alpha),
+    ``"elasticface_arc"`` / ``"elasticface_cos"`` (m, std, seed), ``"magface"`` (l_a, u_a, l_m, u_m,
+    lambda_g, easy_margin, norm_gain), ``"x2softmax"`` (a, h, k); on one rank at sample_rate=1 each
+    is that loss exactly, running statistics included. Sharded: AdaFace's norm statistics,
+    MagFace's margins and ``g`` and ElasticFace's draws are per sample, computed from the gathered
+    batch alike on every rank (ElasticFace's generator is seeded alike on every rank);
+    CurricularFace's ``t`` and hard-negative test read every row's target cosine, summed over ranks,
+    so ``t`` is the same on every rank. Sampling keeps every positive, so these statistics do not
+    change with ``sample_rate``; the sampled logits are the full logits' columns. MagFace's ``g``,
+    the same on every rank, passes ``1 / world_size`` of its gradient from each, so that the
+    gathered embeddings get it once. Refused, each with its reason: ``"adacos"`` (its dynamic
+    scale sums over every class), ``"uniface"`` and ``"sphereface2"`` (per-class binary terms with a
+    shared bias, not one softmax).
+
     Multi-process (``world_size > 1``, ``torch.distributed`` initialised, equal batch sizes on every
     rank): do NOT wrap this module in DistributedDataParallel (each rank owns a different shard).
     With ``ddp_grad_correction`` the embeddings' gradient is multiplied by ``world_size`` so that
     DDP's averaging of backbone gradients gives the gradient of this global-batch loss.
     Rows of ``weight`` not sampled in a step get a zero gradient (weight decay and momentum still
     move them, as in insightface v2). ``stats``: ``theta_target`` / ``theta_other`` (radians, over
-    the sampled classes of all ranks) and ``sampled_classes`` (this rank).
+    the sampled classes of all ranks), the margin's own (as its registry loss logs them, over the
+    global batch) and ``sampled_classes`` (this rank).
     """
 
     search_space = {"s": Dim(8.0, 128.0, log=True)}
@@ -153,6 +197,10 @@ class PartialFC(MarginHead):
     def __init__(self, *, num_classes: int, embedding_dim: int, margin: str = "arcface",
                  s: float | Scale | dict = 64.0, m: float | None = None, m1: float | None = None,
                  m2: float | None = None, m3: float | None = None, easy_margin: bool = False,
+                 h: float | None = None, t_alpha: float | None = None, alpha: float | None = None,
+                 std: float | None = None, seed: int | None = None, a: float | None = None, k: float | None = None,
+                 l_a: float | None = None, u_a: float | None = None, l_m: float | None = None,
+                 u_m: float | None = None, lambda_g: float | None = None, norm_gain: bool | None = None,
                  sample_rate: float = 1.0, rank: int = 0, world_size: int = 1,
                  ddp_grad_correction: bool = True) -> None:
         check_sizes(num_classes, embedding_dim)
@@ -162,9 +210,14 @@ class PartialFC(MarginHead):
             raise ValueError(f"rank must be an integer in [0, world_size - 1 = {world_size - 1}], got {rank!r}")
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 < sample_rate <= 1:
             raise ValueError(f"sample_rate (share of classes in each step's logits) must be in (0, 1], got {sample_rate!r}")
-        self._check_margin(margin, m, m1, m2, m3, easy_margin)
+        given = {name: value for name, value in dict(
+            m=m, m1=m1, m2=m2, m3=m3, easy_margin=easy_margin or None, h=h, t_alpha=t_alpha, alpha=alpha, std=std,
+            seed=seed, a=a, k=k, l_a=l_a, u_a=u_a, l_m=l_m, u_m=u_m, lambda_g=lambda_g, norm_gain=norm_gain).items()
+            if value is not None}
+        margin_logits = self._margin_logits(margin, given)
         self.class_start, self.num_local = shard_range(num_classes, rank, world_size)
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, weight_rows=self.num_local)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, weight_rows=self.num_local,
+                         margin_logits=margin_logits)
         self.sharded = world_size > 1  # ranks own different rows: the trainer must not average them
         self.margin_name = margin
         self.easy_margin = bool(easy_margin)
@@ -172,12 +225,30 @@ class PartialFC(MarginHead):
             self.m1 = 1.0 if m1 is None else float(m1)
             self.m2 = 0.3 if m2 is None else float(m2)
             self.m3 = 0.2 if m3 is None else float(m3)
-        else:
+        elif margin in ("arcface", "cosface"):
             self.m = float(m) if m is not None else (0.5 if margin == "arcface" else 0.35)
         self.sample_rate = float(sample_rate)
         self.num_sample = max(1, int(self.sample_rate * self.num_local))
         self.rank, self.world_size = rank, world_size
         self.ddp_grad_correction = bool(ddp_grad_correction)
+
+    @classmethod
+    def _margin_logits(cls, margin: str, given: dict) -> MarginLogits | None:
+        """The registry loss's logits for ``margin`` (None: one of this class's own margin functions)."""
+        if margin in REFUSED:
+            raise ValueError(f"partial_fc cannot shard margin='{margin}': {REFUSED[margin]}")
+        if margin not in LOGITS:
+            cls._check_margin(margin, *(given.get(n) for n in ("m", "m1", "m2", "m3")), given.get("easy_margin", False))
+            own = ("m1", "m2", "m3", "easy_margin") if margin == "combined" else ("m", "easy_margin")
+            for name in given:
+                if name not in own:
+                    raise ValueError(f"{name} is not a parameter of margin='{margin}'; it takes {', '.join(own)} (and s)")
+            return None
+        valid = LOGITS[margin].parameters
+        for name in given:
+            if name not in valid:
+                raise ValueError(f"{name} is not a parameter of margin='{margin}'; it takes {', '.join(valid)} (and s)")
+        return LOGITS[margin](**given)
 
     @staticmethod
     def _check_margin(margin: str, m, m1, m2, m3, easy_margin: bool) -> None:
@@ -240,20 +311,22 @@ class PartialFC(MarginHead):
             weight = self.weight[index]
         cos = cosine_logits(embeddings, weight)
         s = self.scale_value(embeddings)
+        logits = self.margin_logits(cos, labels, embeddings, _sum_over_ranks if distributed else one_rank)
+        penalty = self.margin_logits.penalty(embeddings)
         if not distributed:
-            logits = replace_target(cos, labels, self.margin(target_of(cos, labels)))
             self.stats = angle_stats(cos, labels)
             loss = F.cross_entropy(s * logits, labels)
         else:
-            local = labels >= 0
-            safe = labels.clamp(min=0)
-            target = target_of(cos, safe)
-            # rows whose class lives on another rank keep their cosine (the where passes it through)
-            logits = replace_target(cos, safe, torch.where(local, self.margin(target), target))
             self.stats = self._sharded_angle_stats(cos, labels)
             loss = _ShardedCrossEntropy.apply(s * logits, labels)
+            if penalty is not None:
+                # the same value on every rank; the gathered embeddings' backward sums the ranks' gradients
+                penalty = penalty / self.world_size + (penalty - penalty / self.world_size).detach()
+        if penalty is not None:
+            loss = loss + penalty
         if self.scale is not None:
             self.stats["s"] = s.detach()
+        self.stats.update(self.margin_logits.stats)
         self.stats["sampled_classes"] = torch.tensor(float(weight.shape[0]), device=cos.device)
         return loss
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch
+from mlcompare.search_space import Dim
 
 
 class SphereFace2(MarginHead):
@@ -29,6 +30,8 @@ class SphereFace2(MarginHead):
     """
 
     shown_params = ("r", "m")
+    # around the paper's r = 30-40 and m = 0.4 (SphereFace2-C)
+    search_space = {"r": Dim(16.0, 64.0, log=True), "m": Dim(0.1, 0.5)}
 
     def __init__(self, *, num_classes: int, embedding_dim: int, lambda_: float = 0.7, r: float = 40.0, m: float = 0.4,
                  t: float = 3.0, lw: float = 50.0) -> None:

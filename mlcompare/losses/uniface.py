@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch
+from mlcompare.search_space import Dim
 
 
 class UniFace(MarginHead):
@@ -26,6 +27,8 @@ class UniFace(MarginHead):
     """
 
     shown_params = ("s", "m")
+    # the paper's margins (m 0.3-0.5 around its 0.4) and the usual margin-softmax scales
+    search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.2, 0.6)}
 
     def __init__(self, *, num_classes: int, embedding_dim: int, s: float = 64.0, m: float = 0.4, lam: float = 1.0,
                  r: float = 1.0) -> None:

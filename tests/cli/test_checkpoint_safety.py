@@ -131,7 +131,7 @@ def test_every_loss_writes_a_checkpoint_the_safe_loader_reads(loss_name, tmp_pat
     # The allow-list guard: a checkpoint that starts holding a type outside torch's weights_only
     # list (a numpy scalar, a dataclass) fails here, not on a user's `eval` or `--resume`.
     params = {"miner": miners.get("memory_bank", embedding_dim=16)} if losses.family(loss_name) == "pair" else {}
-    loss = losses.get(loss_name, num_classes=8, embedding_dim=16, **params)
+    loss = losses.get(loss_name, num_classes=8, embedding_dim=16, class_counts=torch.full((8,), 6), **params)
     model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
     cfg = TrainConfig(steps=2, p=4, k=3, warmup_steps=1, log_every=1, checkpoint_every=1)
     checkpoint = tmp_path / "c.pt"

@@ -371,7 +371,8 @@ CLASSIFICATION = [n for n in L.REGISTRY if L.family(n) == "classification"]
 @pytest.mark.parametrize("name", CLASSIFICATION)
 def test_every_classification_loss_logs_detached_angles_and_resumes(name):
     torch.manual_seed(0)
-    loss = L.get(name, num_classes=4, embedding_dim=3)
+    counts = torch.tensor([2, 2, 5, 5])  # the training set's images per class, for a loss that needs them
+    loss = L.get(name, num_classes=4, embedding_dim=3, class_counts=counts)
     x, y = torch.randn(8, 3) * 20, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     loss.set_progress(10, 100)
     value = loss(x, y)
@@ -381,7 +382,7 @@ def test_every_classification_loss_logs_detached_angles_and_resumes(name):
     assert 0 <= float(loss.stats["theta_target"]) <= math.pi
     # a checkpoint (state_dict) restores the same loss, stateful parts (centres, radius) included
     torch.manual_seed(1)
-    restored = L.get(name, num_classes=4, embedding_dim=3)
+    restored = L.get(name, num_classes=4, embedding_dim=3, class_counts=counts)
     restored.load_state_dict(loss.state_dict())
     restored.set_progress(10, 100)
     loss.eval()

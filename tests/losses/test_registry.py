@@ -21,7 +21,8 @@ def test_every_registered_loss_trains_one_step_from_its_defaults(name):
     data = tiny_data()
     torch.manual_seed(0)
     model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
-    loss = losses.get(name, num_classes=data.num_identities, embedding_dim=16)
+    counts = torch.bincount(data.labels, minlength=data.num_identities)  # what the runner passes (class_counts)
+    loss = losses.get(name, num_classes=data.num_identities, embedding_dim=16, class_counts=counts)
     assert loss.family in FAMILIES
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = train(model, loss, data, CFG, seed=0, device=torch.device("cpu"))
@@ -34,7 +35,7 @@ def test_every_registered_loss_trains_one_step_from_its_defaults(name):
     assert all(id(p) in own for p in loss.head_parameters())
     assert (loss.family == "classification") == bool(loss.head_parameters()) or name in ("margin",)
     # state survives a round trip into a fresh loss (what --resume does)
-    fresh = losses.get(name, num_classes=data.num_identities, embedding_dim=16)
+    fresh = losses.get(name, num_classes=data.num_identities, embedding_dim=16, class_counts=counts)
     fresh.load_state_dict(loss.state_dict())
     for (k, a), b in zip(loss.state_dict().items(), fresh.state_dict().values()):
         if isinstance(a, torch.Tensor):

@@ -52,7 +52,7 @@ def value_and_grad(loss: torch.nn.Module, emb: torch.Tensor, labels: torch.Tenso
 def test_loss_under_half_autocast_agrees_with_fp32(name: str, precision: str) -> None:
     # fp16 is exercised on the CPU only through the losses (CPU autocast accepts it; the trainer refuses it there).
     torch.manual_seed(0)
-    loss = losses.get(name, num_classes=C, embedding_dim=D)
+    loss = losses.get(name, num_classes=C, embedding_dim=D, class_counts=torch.full((C,), B // C))
     emb, labels = clustered_batch()
     v32, g32 = value_and_grad(copy.deepcopy(loss), emb, labels, "fp32")
     v16, g16 = value_and_grad(copy.deepcopy(loss), emb, labels, precision)
