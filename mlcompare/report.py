@@ -32,7 +32,10 @@ COLUMNS = [("accuracy", "Verif. acc.", 3), ("auc", "AUC", 3), ("eer", "EER", 3),
 SIGNIFICANCE_NOTE = ("vs best: p-value of the difference to the best trained method (by verification accuracy); "
                      "t = paired t-test across seeds on accuracy, boot = paired bootstrap over the verification pairs "
                      "on AUC (one seed); n.s. = not significant at 0.05.")
-OPTIONAL_COLUMNS = [("rank_1_head", "Rank-1 head", 3), ("rank_1_tail", "Rank-1 tail", 3), ("r_precision", "R-Prec.", 3)]  # shown when measured
+# shown when measured; P@1 (in results.csv since the first round) joins R-Precision, which came later,
+# so that the retrieval trio of "A Metric Learning Reality Check" (P@1, R-Precision, MAP@R) shows together
+OPTIONAL_COLUMNS = [("rank_1_head", "Rank-1 head", 3), ("rank_1_tail", "Rank-1 tail", 3), ("precision_at_1", "P@1", 3),
+                    ("r_precision", "R-Prec.", 3)]
 FAMILY_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning",
                 "proxy": "proxy-based metric learning", "baseline": "baseline"}
 # the two sides of the summary sentence: proxy losses (ProxyAnchor, SoftTriple) count as metric learning
@@ -41,7 +44,10 @@ SIDES = {"classification": ("classification",), "pair": ("pair", "proxy")}
 
 def columns(results: pd.DataFrame) -> list[tuple[str, str, int]]:
     """The table's metric columns: the fixed ones and the optional ones this run measured."""
-    extra = [c for c in OPTIONAL_COLUMNS if c[0] in results and results[c[0]].notna().any()]
+    measured = {c for c, _, _ in OPTIONAL_COLUMNS if c in results and results[c].notna().any()}
+    if "r_precision" not in measured:
+        measured.discard("precision_at_1")
+    extra = [c for c in OPTIONAL_COLUMNS if c[0] in measured]
     return COLUMNS[:8] + extra + COLUMNS[8:]
 
 

@@ -101,3 +101,15 @@ def test_embedding_title_counts_the_sampled_identities(run, monkeypatch):
     assert identities == 4  # the tiny run holds out 4 of the 10 digits
     report.render(run)
     assert "Test embeddings of 4 held-out identities\n(PCA of the L2-normalised embeddings)" in shown
+
+
+def test_p_at_1_is_shown_beside_r_precision_only():
+    """The retrieval trio of MLRC shows together for runs that measured R-Precision; older results
+    (P@1 and MAP@R only) keep the table they were committed with."""
+    import pandas as pd
+
+    new = pd.DataFrame({"precision_at_1": [0.8], "r_precision": [0.6]})
+    old = pd.DataFrame({"precision_at_1": [0.8], "r_precision": [float("nan")]})
+    assert [c for c, _, _ in report.columns(new) if c in ("precision_at_1", "r_precision")] == ["precision_at_1", "r_precision"]
+    assert not {"precision_at_1", "r_precision"} & {c for c, _, _ in report.columns(old)}
+    assert not {"precision_at_1", "r_precision"} & {c for c, _, _ in report.columns(old.drop(columns="r_precision"))}
