@@ -158,6 +158,38 @@ def test_timm_missing_is_one_line_naming_the_extra():
         build_backbone(named("timm:resnet18"), image_size=32)
 
 
+class _FakeTimm:
+    """timm's contract that TimmBackbone relies on, where timm cannot be imported: create_model(NAME,
+    pretrained=False, num_classes=0) returns a pooled trunk with num_features; an unknown NAME raises
+    RuntimeError("Unknown model (NAME)")."""
+
+    calls: list = []
+
+    @classmethod
+    def create_model(cls, name, pretrained=True, num_classes=1000):
+        cls.calls.append((name, pretrained, num_classes))
+        if name != "tiny_cnn":
+            raise RuntimeError(f"Unknown model ({name})")
+        trunk = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        trunk.num_features = 6
+        return trunk
+
+
+def test_timm_wiring_with_timms_contract(monkeypatch):
+    """Our side of `timm:NAME` (no download asked for, classifier removed, our head on num_features,
+    timm's unknown-model error as one line), run against timm's documented contract."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", _FakeTimm)
+    _FakeTimm.calls.clear()
+    model = build_backbone(named("timm:tiny_cnn"), image_size=16, embedding_dim=24).eval()
+    assert _FakeTimm.calls == [("tiny_cnn", False, 0)]
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 24)
+    assert model.head[0].num_features == 6 and isinstance(model.head[-1], torch.nn.BatchNorm1d)
+    with pytest.raises(UserError, match=r"backbone 'timm:nope': Unknown model \(nope\); list timm's models"):
+        build_backbone(named("timm:nope"), image_size=16)
+
+
 def test_a_torchvision_built_for_another_torch_is_one_line(monkeypatch):
     """What `pip install timm` beside a CPU torch gives: PyPI's CUDA torchvision, whose import fails."""
     import builtins
