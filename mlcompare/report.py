@@ -324,23 +324,34 @@ def _cost(results: pd.DataFrame, device: str, out: Path) -> Figure | None:
     return ("Cost", "Throughput and wall time of each method's training (mean over seeds).", _save(fig, out / "cost.png"))
 
 
+SWEEP_SCORES = (("accuracy", "verification accuracy"), ("rank_1", "rank-1"), ("map_at_r", "MAP@R"))
+
+
 def _sweep(results: pd.DataFrame, sweep: str, out: Path) -> Figure | None:
-    """Accuracy against the swept factor (a results column, e.g. label_noise; empty: no figure), one
-    line per method group."""
+    """Verification accuracy, rank-1 and MAP@R against the swept factor (a results column, e.g.
+    label_noise; empty: no figure), one line per method group; a log axis when the values span
+    more than a decade (numbers of identities)."""
     if not sweep:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    good = results[(results.status == "ok") & (results.family != "baseline")]
-    for group, g in good.groupby("group", sort=False):
-        means = g.groupby(sweep).accuracy.agg(["mean", "std"]).reset_index()
-        ax.errorbar(means[sweep], means["mean"], yerr=means["std"].fillna(0), marker="o", capsize=3,
-                    linestyle=STYLES.get(g.family.iloc[0], "-"), label=group)
-    ax.set_xlabel(sweep.replace("_", " "))
-    ax.set_ylabel("verification accuracy")
-    ax.set_title(f"Verification accuracy against {sweep.replace('_', ' ')}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return ("Sweep", f"Verification accuracy of each method as {sweep.replace('_', ' ')} varies "
+    good = results[(results.status == "ok") & (results.family != "baseline") & results[sweep].notna()]
+    scores = [(c, name) for c, name in SWEEP_SCORES if c in good and good[c].notna().any()]
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.6 * len(scores), 4.2), squeeze=False)
+    values = pd.to_numeric(good[sweep], errors="coerce")
+    log = bool((values > 0).all() and values.max() >= 10 * values.min())
+    for ax, (col, name) in zip(axes[0], scores):
+        for group, g in good.groupby("group", sort=False):
+            means = g.groupby(sweep)[col].agg(["mean", "std"]).reset_index()
+            ax.errorbar(means[sweep], means["mean"], yerr=means["std"].fillna(0), marker="o", capsize=3,
+                        linestyle=STYLES.get(g.family.iloc[0], "-"), label=group)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(sweep.replace("_", " "))
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} against {sweep.replace('_', ' ')}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    shown = ", ".join(name for _, name in scores)
+    return ("Sweep", f"{shown[0].upper() + shown[1:]} of each method as {sweep.replace('_', ' ')} varies "
             "(solid: classification, dashed: metric learning; whiskers: std over seeds).", _save(fig, out / "sweep.png"))
 
 

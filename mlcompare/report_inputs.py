@@ -74,6 +74,8 @@ def load(run: Path) -> RunInputs:
     results = _results(run)
     config = _config(run)
     sweep = plotted_sweep(config)
+    if sweep and sweep not in results:
+        results = _sweep_from_config(results, config, sweep)
     for col in ("group", sweep) if sweep else ():
         if col not in results:
             raise UserError(f"'{run / 'results.csv'}' lacks the column '{col}' that the sweep over '{sweep}' plots: "
@@ -81,6 +83,17 @@ def load(run: Path) -> RunInputs:
     curves = _curves(run, results)
     labels = _labels(run, curves)
     return RunInputs(config=config, results=results, history=_history(run), curves=curves, labels=labels)
+
+
+def _sweep_from_config(results: pd.DataFrame, config: Mapping[str, Any], sweep: str) -> pd.DataFrame:
+    """The swept column rebuilt from config.json's methods, for runs written before results.csv had it
+    (``train_identities``, before its column existed); unchanged where a method is not in the config
+    or sets no value (0 means all identities: the figure cannot place it)."""
+    values = {m["name"]: m.get(sweep) for m in config.get("methods", [])}
+    known = results.method[results.family != "baseline"]
+    if not known.isin([name for name, v in values.items() if v]).all():
+        return results
+    return results.assign(**{sweep: results.method.map(lambda name: values.get(name) or float("nan"))})
 
 
 def missing_rows(inputs: RunInputs) -> list[str]:

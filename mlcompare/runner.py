@@ -301,7 +301,7 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     row: dict[str, Any] = {"method": method.name, "group": method.group or method.name, "seed": seed,
                            "loss": method.loss, "family": loss.family, "params": _params_text(method),
                            "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k,
-                           "precision": train_cfg.precision}
+                           "train_identities": train_set.num_identities, "precision": train_cfg.precision}
     bar = _ProgressBar(method.name, seed, train_cfg, enabled=progress and ctx.is_main)
     validate = (lambda: validation_accuracy(model, test_set.images, protocol.pairs, device=device,
                                             precision=train_cfg.precision)) if ctx.is_main else None
