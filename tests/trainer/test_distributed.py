@@ -204,7 +204,14 @@ def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync, backbon
     # exact arithmetic (the bias of a BatchNorm that feeds another BatchNorm) into +-lr.
     cfg = dataclasses.replace(TrainConfig(), steps=2, p=4, k=4, warmup_steps=1, log_every=1, eval_every=0,
                               checkpoint_every=100, sync_batchnorm=sync, optimizer="sgd", lr=0.1)
-    want = _one_train_step(loss_name, data, cfg, backbone=backbone)
+    # the ranks run one thread each: so does the reference, since the thread count changes the kernels'
+    # arithmetic, which two SGD steps through iResNet's 1x1 BatchNorms amplify to 4e-4 (1e-6 at equal threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        want = _one_train_step(loss_name, data, cfg, backbone=backbone)
+    finally:
+        torch.set_num_threads(threads)
     out = mp.Manager().dict()
     mp.spawn(_train_step_worker, args=(2, free_port(), loss_name, data, cfg, out, backbone), nprocs=2, join=True)
     got = out[0]
