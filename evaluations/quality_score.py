@@ -43,7 +43,10 @@ def qmagface_scores(scores: Any, quality_a: Any, quality_b: Any, *, alpha: float
 
 
 def _fnmrs_and_thresholds(s: np.ndarray, y: np.ndarray, fmrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per target FMR: FNMR (accept iff score > t) at the lowest threshold t with FMR <= fmr, and t."""
+    """Per target FMR: FNMR (accept iff score > t) at the lowest threshold t with FMR <= fmr, and t.
+
+    :func:`evaluations.calibrate_threshold`'s rule for all the FMRs at once: the fit needs it for 50
+    FMRs x 20 weights, and this sorts the impostors once per weight instead of once per pair of them."""
     impostor = np.sort(s[~y])[::-1]
     genuine = np.sort(s[y])
     k = np.array([allowed_false_matches(f, impostor.shape[0]) for f in fmrs])

@@ -237,15 +237,17 @@ def _eval(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model, size = evaluate.load_model(args.checkpoint.parent, args.checkpoint.name, seed=args.seed)
     if args.data:
-        scores, pairs = evaluate.on_data(model, size, args.data, device)
+        scores, pairs_of = evaluate.on_data(model, size, args.data, device)
     elif args.bin:
-        scores, pairs = evaluate.on_bin(model, size, args.bin, device)
+        scores, pairs_of = evaluate.on_bin(model, size, args.bin, device)
     else:
         if args.root is None:
             raise UserError("--pairs needs --root, the folder its names refer to")
-        scores, pairs = evaluate.on_pairs(model, size, args.pairs, args.root, device)
+        scores, pairs_of = evaluate.on_pairs(model, size, args.pairs, args.root, device)
     extra: dict = {}
     fmrs = args.fmr or [1e-2, 1e-3]
+    wanted = args.fmr or args.threshold is not None or args.erc or args.qmagface
+    pairs = pairs_of() if wanted else None
     if args.fmr:
         extra["operating_points"] = evaluate_pairs.operating_points(pairs, args.fmr)
     if args.threshold is not None:
@@ -260,14 +262,13 @@ def _eval(args: argparse.Namespace) -> None:
         return
     for key, value in scores.items():
         print(f"{key:16s} {'not measurable' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
-    for line in _pair_lines(extra, len(pairs.same), int(pairs.same.sum())):
-        print(line)
+    if pairs is not None:
+        for line in _pair_lines(extra, len(pairs.same), int(pairs.same.sum())):
+            print(line)
 
 
 def _pair_lines(extra: dict, n_pairs: int, n_genuine: int) -> list[str]:
     """The operating-point, ERC and QMagFace results as aligned lines."""
-    if not extra:
-        return []
     lines = [f"pairs            {n_pairs:,} ({n_genuine:,} genuine, {n_pairs - n_genuine:,} impostor)"]
     for p in extra.get("operating_points", []):
         lines.append(f"at FMR {p['target_fmr']:<8g}  threshold {p['threshold']:.4f}  FMR {p['fmr']:.2e}  FNMR {p['fnmr']:.4f}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -72,17 +72,19 @@ def _verification_of(emb: torch.Tensor, same: np.ndarray) -> dict[str, Any]:
 
 
 def on_data(model: ResNetFace, size: int, spec: str, device: torch.device, *,
-            pairs: int = 6000) -> tuple[dict[str, Any], PairSet]:
-    """All identities of ``spec`` as a test set, with the same protocol as a comparison; and every
-    pair of its images, for the operating-point and quality options."""
+            pairs: int = 6000) -> tuple[dict[str, Any], Callable[[], PairSet]]:
+    """All identities of ``spec`` as a test set, with the same protocol as a comparison; and a function
+    giving every pair of its images, for the operating-point and quality options (computed only when
+    one is asked for: millions of pairs)."""
     # as a comparison's test set (identities of one image dropped), files left on disk for their paths
     got = embed_data(model, datasets.load(spec, size=size, stream=True), spec, device=device, progress=False)
     labels = torch.from_numpy(got.labels)
     metrics, _ = score(got.embeddings, TestProtocol.build(labels, pairs=pairs))
-    return metrics, all_pairs_of(got.embeddings.numpy(), got.labels, got.paths, got.degradation)
+    return metrics, lambda: all_pairs_of(got.embeddings.numpy(), got.labels, got.paths, got.degradation)
 
 
-def on_bin(model: ResNetFace, size: int, path: Path, device: torch.device) -> tuple[dict[str, Any], PairSet]:
+def on_bin(model: ResNetFace, size: int, path: Path,
+           device: torch.device) -> tuple[dict[str, Any], Callable[[], PairSet]]:
     """An insightface verification ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin, ...)."""
     try:
         images, same = evaluations.read_bin(path)
@@ -91,11 +93,11 @@ def on_bin(model: ResNetFace, size: int, path: Path, device: torch.device) -> tu
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
     emb = embed(model, x, device=device)
-    return _verification_of(emb, same), listed_pairs(emb.numpy(), same, [f"#{i}" for i in range(len(x))])
+    return _verification_of(emb, same), lambda: listed_pairs(emb.numpy(), same, [f"#{i}" for i in range(len(x))])
 
 
 def on_pairs(model: ResNetFace, size: int, pairs_txt: Path, root: Path,
-             device: torch.device) -> tuple[dict[str, Any], PairSet]:
+             device: torch.device) -> tuple[dict[str, Any], Callable[[], PairSet]]:
     """LFW's ``pairs.txt`` over an LFW-style folder."""
     try:
         paths_a, paths_b, same = evaluations.read_lfw_pairs(pairs_txt, root)
@@ -104,4 +106,4 @@ def on_pairs(model: ResNetFace, size: int, pairs_txt: Path, root: Path,
     order = [p for pair in zip(paths_a, paths_b) for p in pair]
     images = torch.from_numpy(np.stack([read_image(Path(p), size) for p in order]))
     emb = embed(model, images, device=device)
-    return _verification_of(emb, same), listed_pairs(emb.numpy(), same, [str(p) for p in order])
+    return _verification_of(emb, same), lambda: listed_pairs(emb.numpy(), same, [str(p) for p in order])

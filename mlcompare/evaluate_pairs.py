@@ -28,7 +28,8 @@ SPLIT_SEED = 0
 
 @dataclass
 class PairSet:
-    """Pairs of embedded images: ``index_a``/``index_b`` index ``embeddings`` (raw, not normalised).
+    """Pairs of embedded images: ``index_a``/``index_b`` index ``embeddings`` (raw, not normalised),
+    ``scores`` their cosine similarities (computed once: up to :data:`MAX_IMPOSTORS` of them).
 
     ``keys`` name each image (its path, or ``#row``) for a quality CSV; ``labels`` (identity per
     image) exist for ``--data`` only; ``degradation`` where the data knows each image's true quality.
@@ -38,37 +39,41 @@ class PairSet:
     index_a: np.ndarray
     index_b: np.ndarray
     same: np.ndarray
+    scores: np.ndarray
     keys: list[str]
     labels: np.ndarray | None = None
     degradation: np.ndarray | None = None
 
-    @property
-    def scores(self) -> np.ndarray:
-        x = self.embeddings / np.linalg.norm(self.embeddings, axis=1, keepdims=True).clip(min=1e-12)
-        return np.einsum("ij,ij->i", x[self.index_a], x[self.index_b])
-
     def halves(self) -> tuple[np.ndarray, np.ndarray]:
-        """Two disjoint halves of the pairs: by identity (seeded) where labels exist, so no identity
-        is in both; else the first and second half of the file's pairs (LFW's folds 1-5 and 6-10)."""
+        """Two disjoint halves of the pairs: by identity where labels exist (:func:`identity_halves`);
+        else the first and second half of the file's pairs (LFW's folds 1-5 and 6-10)."""
         if self.labels is None:
             first = np.arange(self.same.shape[0]) < self.same.shape[0] // 2
             return first, ~first
-        ids = np.unique(self.labels)
-        in_a = np.isin(self.labels, np.random.default_rng(SPLIT_SEED).permutation(ids)[: len(ids) // 2])
-        return in_a[self.index_a] & in_a[self.index_b], ~in_a[self.index_a] & ~in_a[self.index_b]
+        return identity_halves(self.labels, self.index_a, self.index_b)
+
+
+def identity_halves(labels: np.ndarray, index_a: np.ndarray, index_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs within a seeded half of the identities, and the pairs within the other half (pairs
+    across the halves in neither), so that no identity is in both."""
+    ids = np.unique(labels)
+    in_a = np.isin(labels, np.random.default_rng(SPLIT_SEED).permutation(ids)[: len(ids) // 2])
+    return in_a[index_a] & in_a[index_b], ~in_a[index_a] & ~in_a[index_b]
 
 
 def all_pairs_of(embeddings: np.ndarray, labels: np.ndarray, keys: list[str],
                  degradation: np.ndarray | None = None) -> PairSet:
     """Every pair of a labelled set (impostors sampled down to :data:`MAX_IMPOSTORS`, seeded)."""
     p = evaluations.all_pairs(embeddings, labels, max_impostors=MAX_IMPOSTORS)
-    return PairSet(embeddings, p["index_a"], p["index_b"], p["same"], keys, labels, degradation)
+    return PairSet(embeddings, p["index_a"], p["index_b"], p["same"], p["scores"], keys, labels, degradation)
 
 
 def listed_pairs(embeddings: np.ndarray, same: np.ndarray, keys: list[str]) -> PairSet:
     """Images in pair order (a0, b0, a1, b1, ...), as ``--bin`` and ``--pairs`` give them."""
     n = embeddings.shape[0]
-    return PairSet(embeddings, np.arange(0, n, 2), np.arange(1, n, 2), np.asarray(same, dtype=bool), keys)
+    a, b = np.arange(0, n, 2), np.arange(1, n, 2)
+    return PairSet(embeddings, a, b, np.asarray(same, dtype=bool), evaluations.pair_scores(embeddings[a], embeddings[b]),
+                   keys)
 
 
 def image_quality(pairs: PairSet, how: str) -> np.ndarray:
@@ -147,20 +152,27 @@ def reject_curves(pairs: PairSet, quality: np.ndarray, fmrs: list[float]) -> lis
 def qmagface(pairs: PairSet, fmrs: list[float]) -> dict[str, Any]:
     """QMagFace's score (quality = feature norm) fitted on one half of the pairs
     (:meth:`PairSet.halves`), and FNMR at each FMR on the other half, plain against corrected."""
-    fit_half, test_half = pairs.halves()
-    s, norms = pairs.scores, np.linalg.norm(pairs.embeddings, axis=1)
-    qa, qb = norms[pairs.index_a], norms[pairs.index_b]
+    norms = np.linalg.norm(pairs.embeddings, axis=1)
     try:
-        fit = evaluations.fit_qmagface(s[fit_half], pairs.same[fit_half], qa[fit_half], qb[fit_half])
+        return qmagface_on_halves(pairs.scores, pairs.same, norms[pairs.index_a], norms[pairs.index_b],
+                                  *pairs.halves(), fmrs)
     except ValueError as err:
         raise UserError(f"--qmagface: cannot fit on half of these pairs ({err})") from err
-    corrected = evaluations.qmagface_scores(s, qa, qb, alpha=fit["alpha"], beta=fit["beta"])
+
+
+def qmagface_on_halves(s: np.ndarray, same: np.ndarray, quality_a: np.ndarray, quality_b: np.ndarray,
+                       fit_half: np.ndarray, test_half: np.ndarray, fmrs: list[float]) -> dict[str, Any]:
+    """QMagFace fitted on the pairs of ``fit_half`` (bool masks), and per FMR the FNMR on the pairs
+    of ``test_half``, each score's threshold calibrated there: ``alpha``, ``beta``, the pair counts,
+    and ``rows`` of ``{fmr, fnmr_plain, fnmr_qmagface}``."""
+    fit = evaluations.fit_qmagface(s[fit_half], same[fit_half], quality_a[fit_half], quality_b[fit_half])
+    corrected = evaluations.qmagface_scores(s, quality_a, quality_b, alpha=fit["alpha"], beta=fit["beta"])
     rows = []
     for fmr in fmrs:
         row: dict[str, Any] = {"fmr": fmr}
         for name, score in (("plain", s), ("qmagface", corrected)):
-            t = evaluations.calibrate_threshold(score[test_half], pairs.same[test_half], fmr)
-            row[f"fnmr_{name}"] = _point(score[test_half], pairs.same[test_half], t)["fnmr"]
+            t = evaluations.calibrate_threshold(score[test_half], same[test_half], fmr)
+            row[f"fnmr_{name}"] = _point(score[test_half], same[test_half], t)["fnmr"]
         rows.append(row)
     return {"alpha": fit["alpha"], "beta": fit["beta"], "fit_pairs": int(fit_half.sum()),
             "test_pairs": int(test_half.sum()), "rows": rows}

@@ -27,14 +27,13 @@ import numpy as np  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
 import evaluations  # noqa: E402
-from mlcompare import report_inputs, stats  # noqa: E402
+from mlcompare import evaluate_pairs, report_inputs, stats  # noqa: E402
 from mlcompare.report_section import Figure, Section  # noqa: E402
 
 FMRS = (1e-2, 1e-3)
 DRIFT_FMR = 1e-3
 BOOTSTRAP = 30  # resamples for the band on each method's first-seed curve
 RANDOM_REPEATS = 5
-SPLIT_SEED = 0
 
 
 def _per_seed(c: dict[str, np.ndarray], *, bootstrap: int) -> dict:
@@ -48,22 +47,14 @@ def _per_seed(c: dict[str, np.ndarray], *, bootstrap: int) -> dict:
         out[("norm", fmr)] = evaluations.erc(s, y, norms[ia], norms[ib], fmr=fmr, bootstrap=bootstrap)
         out[("random", fmr)] = evaluations.erc_random(s, y, fmr=fmr, repeats=RANDOM_REPEATS)
         out[("oracle", fmr)] = evaluations.erc(s, y, -degradation[ia], -degradation[ib], fmr=fmr)
-    ids = np.unique(labels)
-    half = np.random.default_rng(SPLIT_SEED).permutation(ids)[: len(ids) // 2]
-    in_a = np.isin(labels, half)
-    pick_a, pick_b = in_a[ia] & in_a[ib], ~in_a[ia] & ~in_a[ib]
+    pick_a, pick_b = evaluate_pairs.identity_halves(labels, ia, ib)
     threshold = evaluations.calibrate_threshold(s[pick_a], y[pick_a], DRIFT_FMR)
     out["drift_own"] = evaluations.operating_point(s[pick_a], y[pick_a], threshold)
     out["drift_other"] = evaluations.operating_point(s[pick_b], y[pick_b], threshold)
-    fit = evaluations.fit_qmagface(s[pick_a], y[pick_a], norms[ia][pick_a], norms[ib][pick_a])
-    corrected = evaluations.qmagface_scores(s, norms[ia], norms[ib], alpha=fit["alpha"], beta=fit["beta"])
-    out["qmagface"] = {"alpha": fit["alpha"], "beta": fit["beta"]} | {
-        name: _fnmr_at(score[pick_b], y[pick_b], DRIFT_FMR) for name, score in (("plain", s), ("corrected", corrected))}
+    q = evaluate_pairs.qmagface_on_halves(s, y, norms[ia], norms[ib], pick_a, pick_b, [DRIFT_FMR])
+    out["qmagface"] = {"alpha": q["alpha"], "beta": q["beta"], "plain": q["rows"][0]["fnmr_plain"],
+                       "corrected": q["rows"][0]["fnmr_qmagface"]}
     return out
-
-
-def _fnmr_at(s: np.ndarray, y: np.ndarray, fmr: float) -> float:
-    return evaluations.operating_point(s, y, evaluations.calibrate_threshold(s, y, fmr))["fnmr"]
 
 
 def _ms(values: list[float], digits: int = 3) -> str:

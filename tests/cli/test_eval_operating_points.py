@@ -92,3 +92,13 @@ def test_lines_printed_without_json(tiny_run, capsys):
                  "--erc", "norm", "--qmagface"]) == 0
     out = capsys.readouterr().out
     assert "at FMR 0.01" in out and "AUC-ERC" in out and "QMagFace fitted on" in out
+
+
+def test_plain_eval_computes_no_all_pairs(tiny_run, capsys, monkeypatch):
+    """Every pair of a set is millions of scores: only the options that need them pay for them."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("all_pairs computed without --fmr/--threshold/--erc/--qmagface")
+
+    monkeypatch.setattr(evaluations, "all_pairs", refuse)
+    assert main(["eval", "--checkpoint", str(tiny_run / "softmax"), "--data", SPEC]) == 0
+    assert "accuracy" in capsys.readouterr().out
