@@ -179,6 +179,19 @@ def _run(args: argparse.Namespace) -> None:
         print(f"report: {done / 'report.md'} and {done / 'report.html'}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from mlcompare import report, runlock
+
+    running = runlock.holder(args.run_dir)
+    if running and (args.out is None or args.out.resolve() == args.run_dir.resolve()):
+        raise UserError(f"the run in '{args.run_dir}' is still going ({running}); it writes its report when it ends "
+                        "(nothing was written): wait, or give --out DIR for a report of its rows so far")
+    if running:
+        warnings.warn(f"the run in '{args.run_dir}' is still going ({running}): this report shows only its rows so far",
+                      stacklevel=1)
+    print(report.render(args.run_dir, args.out, force=args.force) / "report.md")
+
+
 def _data(args: argparse.Namespace) -> None:
     from mlcompare import data
     from mlcompare.data import preview
@@ -336,9 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("run", "tune"):
             _run(args)
         elif args.command == "report":
-            from mlcompare import report
-
-            print(report.render(args.run_dir, args.out, force=args.force) / "report.md")
+            _report(args)
         elif args.command == "data":
             _data(args)
         elif args.command == "eval":
@@ -364,4 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         warnings.formatwarning = previous_format
+        from mlcompare import runlock
+
+        runlock.release_all()  # a run that ended early gives its run directory back
     return 0

@@ -8,6 +8,7 @@ Layout::
     RUN_DIR/curves/M-sS.npz    ROC and CMC of each method x seed, for re-rendering the report
     RUN_DIR/checkpoints/M-sS.pt
     RUN_DIR/report.md, report.html, figures/*.png
+    RUN_DIR/.lock              while a run writes it (see mlcompare.runlock)
 """
 from __future__ import annotations
 
@@ -20,20 +21,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcompare import runlock
 from mlcompare.errors import UserError
-
-
-def _slug(method: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in method)
+from mlcompare.names import slug
 
 
 def curves_path(run: Path, method: str, seed: int) -> Path:
     """Where a method x seed's ROC, CMC, pair scores and embedding sample are saved."""
-    return run / "curves" / f"{_slug(method)}-s{seed}.npz"
+    return run / "curves" / f"{slug(method)}-s{seed}.npz"
 
 
 def checkpoint_path(run: Path, method: str, seed: int) -> Path:
-    return run / "checkpoints" / f"{_slug(method)}-s{seed}.pt"
+    return run / "checkpoints" / f"{slug(method)}-s{seed}.pt"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -65,6 +64,10 @@ class RunDir:
             raise UserError(f"--out '{final}' is a file, not a run directory; give a new folder (nothing was changed)")
         exists = final.is_dir() and any(final.iterdir())
         is_run = (final / "config.json").is_file()
+        running = runlock.holder(final) if final.is_dir() else None
+        if running:  # checked first: a second run must not wait for its data to learn this
+            raise UserError(f"run directory '{final}' is in use by another run ({running}); "
+                            "wait for it to finish, or give another --out")
         if exists and not (force or resume):
             raise UserError(f"run directory '{final}' already exists; use --resume to continue it or --force to replace it")
         if exists and force and not is_run:
@@ -76,6 +79,8 @@ class RunDir:
         if not os.access(parent, os.W_OK | os.X_OK):
             raise UserError(f"cannot write the run directory '{final}': '{parent}' is not writable; choose another --out")
         self.path = final.with_name(final.name + ".partial") if (force and exists) else final
+        self.fresh = not exists
+        self.lock: runlock.RunLock | None = None
 
     def check_resumable(self, config: dict[str, Any]) -> None:
         """``--resume`` continues the saved run only with the same settings: a run trained to 200 steps
@@ -89,7 +94,14 @@ class RunDir:
                             "resume with the saved settings, or start a new run (another --out, or --force)")
 
     def create(self) -> None:
-        """Make the folders; called once the inputs are known to be good, so a bad input leaves nothing."""
+        """Lock the run directory and make the folders; called once the inputs are known to be good, so a
+        bad input leaves nothing. Another run that took the folder meanwhile is refused here."""
+        self.final.mkdir(parents=True, exist_ok=True)
+        self.lock = runlock.RunLock(self.final)
+        if self.fresh and (self.final / "config.json").exists():  # another run came and went while we loaded data
+            self.release()
+            raise UserError(f"run directory '{self.final}' was written by another run meanwhile; "
+                            "use --resume to continue it or --force to replace it")
         if self.path != self.final and self.path.exists():
             shutil.rmtree(self.path)  # a previous interrupted --force staging area: ours to discard
         for sub in ("curves", "checkpoints", "figures"):
@@ -106,6 +118,12 @@ class RunDir:
             shutil.rmtree(old)
             self.path = self.final
         return self.final
+
+    def release(self) -> None:
+        """Give up the lock (the run is over, or failed): another run may then use the folder."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def save_config(self, config: dict[str, Any]) -> None:
         write_text_atomic(self.path / "config.json", json.dumps(config, indent=2, default=str))

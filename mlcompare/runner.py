@@ -24,12 +24,12 @@ from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.noise import flip_labels
 from mlcompare.errors import UserError
+from mlcompare.names import RAW_PIXELS
 from mlcompare.rundir import (RunDir, checkpoint_path, curves_path, read_history, read_results, write_csv_atomic,
                               write_npz_atomic)
 from mlcompare.scoring import TestProtocol, score, validation_accuracy
 from mlcompare.trainer import TrainingDiverged, train
 
-RAW_PIXELS = "raw pixels"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -257,7 +257,9 @@ def close_session(session: Session) -> Path:
     if not session.ctx.is_main:
         return session.rundir.final
     report.render(session.rundir.path)
-    return session.rundir.commit()
+    final = session.rundir.commit()
+    session.rundir.release()  # a run that stops early releases it on exit (mlcompare.runlock)
+    return final
 
 
 def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,

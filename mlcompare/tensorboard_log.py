@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from mlcompare.errors import UserError
+from mlcompare.names import slug
 
 INSTALL = "pip install mlcompare[tensorboard]"
 
@@ -30,7 +31,7 @@ def check_available() -> None:
 
 
 def log_dir(run: Path, method: str, seed: int) -> Path:
-    return run / "tensorboard" / f"{method}-s{seed}"
+    return run / "tensorboard" / f"{slug(method)}-s{seed}"  # the name is untrusted: a slug, never a path
 
 
 class TensorBoardLog:

@@ -44,7 +44,8 @@ from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
-from mlcompare.rundir import _slug, write_csv_atomic
+from mlcompare.names import slug
+from mlcompare.rundir import write_csv_atomic
 from mlcompare.scoring import TestProtocol, score
 from mlcompare.search_space import Dim, override
 from mlcompare.trainer import LOSS_LR_SEARCH, SEARCH_SPACE, save_atomic
@@ -265,7 +266,7 @@ class Tuner:
         study.tell(trial, mean)
         if self.best_dir is not None and (best_before is None or mean > best_before):
             for f, model in enumerate(models):  # the best trial's fold models, for the ensemble row
-                save_atomic({"model": model.state_dict()}, self.best_dir / f"{_slug(method.name)}-fold{f}.pt")
+                save_atomic({"model": model.state_dict()}, self.best_dir / f"{slug(method.name)}-fold{f}.pt")
 
 
 def _best_value(study) -> float | None:
@@ -380,7 +381,7 @@ def ensemble_result(session: runner.Session, method: MethodConfig, best_dir: Pat
     from mlcompare.checkpoints import load_checkpoint
 
     config = session.config
-    paths = sorted(best_dir.glob(f"{_slug(method.name)}-fold*.pt"))
+    paths = sorted(best_dir.glob(f"{slug(method.name)}-fold*.pt"))
     row = {"method": f"{method.name}-ensemble", "group": method.group or method.name, "seed": 0, "loss": method.loss,
            "family": losses.family(method.loss, method.family), "setting": "ensemble", "params": f"{len(paths)} fold models",
            "steps": config.train.steps, "message": "", "train_seconds": math.nan, "images_per_s": math.nan}
