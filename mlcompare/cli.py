@@ -335,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command is None:
         parser.error("a command is required (list, run, report, eval, data, doctor, losses)")
-    previous_format = warnings.formatwarning
+    from mlcompare import runlock
+
+    previous_format, locks = warnings.formatwarning, runlock.held()
     warnings.formatwarning = _one_line_warning
     try:
         if args.command == "list":
@@ -375,7 +377,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         warnings.formatwarning = previous_format
-        from mlcompare import runlock
-
-        runlock.release_all()  # a run that ended early gives its run directory back
+        runlock.release_since(locks)  # a run that ended early gives its run directory back
     return 0

@@ -6,7 +6,7 @@ erasing the first's rows and orphaning its checkpoints. The lock is an exclusive
 one-line refusal. The kernel drops a ``flock`` when its process dies, however it dies, so a lock
 left by a killed run is stale exactly when nobody holds the ``flock``: it is taken over (and, on
 this host, its pid is no longer alive). A finished run removes the file; one that stops early (an
-error, Ctrl-C) has it removed when the command ends (:func:`release_all`, called by the CLI), so a
+error, Ctrl-C) has it removed when the command ends (:func:`release_since`, called by the CLI), so a
 later ``--resume`` from the same Python process finds the folder free.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from mlcompare.errors import UserError
 
 NAME = ".lock"
-_HELD: list["RunLock"] = []  # this process's locks, for release_all
+_HELD: list["RunLock"] = []  # this process's locks, oldest first, for release_since
 
 
 def _describe(path: Path) -> str:
@@ -85,7 +85,12 @@ class RunLock:
             _HELD.remove(self)
 
 
-def release_all() -> None:
-    """Release every lock this process still holds (a command that ended early)."""
-    for lock in list(_HELD):
+def held() -> int:
+    """How many locks this process holds now: a mark for :func:`release_since`."""
+    return len(_HELD)
+
+
+def release_since(mark: int) -> None:
+    """Release the locks taken since ``mark`` (a command that ended early), not older ones."""
+    for lock in _HELD[mark:]:
         lock.release()
