@@ -387,7 +387,8 @@ def validate(config: ComparisonConfig, where: str) -> None:
     names = [m.name for m in config.methods]
     if len(set(names)) != len(names):
         raise UserError(f"{where}: method names must be unique, got {names}")
-    names_on_disk.check_distinct([names_on_disk.RAW_PIXELS, *names], where)  # untrusted names: see mlcompare.names
+    names_on_disk.check_distinct([(names_on_disk.RAW_PIXELS, f"the baseline '{names_on_disk.RAW_PIXELS}'"),
+                                  *((n, f"method '{n}'") for n in names)], where)  # untrusted names: see mlcompare.names
     for m in config.methods:
         pml_loss, pml_miner = m.loss.startswith(losses.pml.PREFIX), m.miner.startswith(losses.pml.PREFIX)
         if m.family and not pml_loss:

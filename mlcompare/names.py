@@ -25,14 +25,14 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
 
-def check_distinct(names: Iterable[str], where: str) -> None:
-    """A one-line :class:`UserError` naming the first two names that would share files (their slugs
-    are equal), or an empty name."""
+def check_distinct(rows: Iterable[tuple[str, str]], where: str) -> None:
+    """A one-line :class:`UserError` naming the first two of ``rows`` (a row's name, and how to call it
+    in the message) that would share files (their slugs are equal), or an empty name."""
     seen: dict[str, str] = {}
-    for name in names:
+    for name, label in rows:
         if not name.strip():
             raise UserError(f"{where}: a method name is empty; give each [[methods]] a name")
-        other = seen.setdefault(slug(name), name)
-        if other != name:
-            raise UserError(f"{where}: methods '{other}' and '{name}' would write the same files "
+        if slug(name) in seen:
+            raise UserError(f"{where}: {seen[slug(name)]} and {label} would write the same files "
                             f"(both are '{slug(name)}' on disk); rename one")
+        seen[slug(name)] = label

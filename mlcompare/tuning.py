@@ -44,7 +44,7 @@ from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
-from mlcompare.names import slug
+from mlcompare.names import RAW_PIXELS, check_distinct, slug
 from mlcompare.rundir import write_csv_atomic
 from mlcompare.scoring import TestProtocol, score
 from mlcompare.search_space import Dim, override
@@ -79,8 +79,19 @@ def identity_folds(num_identities: int, folds: int, *, seed: int) -> list[torch.
 
 
 def check_folds(train_set: FaceData, config: ComparisonConfig) -> None:
-    """Every fold leaves each method enough identities to train on (P per batch) and to validate on."""
-    folds = identity_folds(train_set.num_identities, config.tuning.folds, seed=config.tuning.seed)
+    """Every fold leaves each method enough identities to train on (P per batch) and to validate on,
+    and has enough impostor pairs to measure a ``tar_far_X`` objective (one false accept at X)."""
+    t = config.tuning
+    folds = identity_folds(train_set.num_identities, t.folds, seed=t.seed)
+    if t.objective.startswith("tar_far_"):
+        far = float(t.objective.removeprefix("tar_far_"))
+        for i, identities in enumerate(folds):
+            labels = train_set.labels[torch.isin(train_set.labels, identities.to(train_set.labels.device))].cpu()
+            impostors = int((~TestProtocol.build(labels, pairs=config.data.verification_pairs, seed=t.seed).pairs.same).sum())
+            if impostors * far < 1:
+                raise UserError(f"tuning.objective = {t.objective} needs {math.ceil(1 / far)} impostor pairs per "
+                                f"validation fold, and fold {i + 1} has {impostors}; raise data.verification_pairs, "
+                                "use fewer --folds or more identities, or another objective (e.g. map_at_r)")
     left = train_set.num_identities - max(len(f) for f in folds)
     for method in config.methods:
         p = runner.method_batch(config, method).p
@@ -241,7 +252,8 @@ class Tuner:
             for f, fold in enumerate(self.folds):
                 result = runner.train_and_score(cfg, m, t.seed, fold.train, fold.validation, fold.protocol,
                                                 self.session.device, checkpoint=None, resume=False, progress=False)
-                value = result.row.get(t.objective, math.nan)
+                value = result.row.get(t.objective)
+                value = math.nan if value is None else value  # None: not measurable on this fold
                 if result.row["status"] != "ok" or not math.isfinite(value):
                     raise TrialFailed(result.row.get("message") or f"{t.objective} is {value}")
                 scores.append(float(value))
@@ -306,6 +318,9 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
     optuna = _optuna()
     if runner.distributed.from_env(torch.device("cpu")).active:
         raise UserError("mlcompare tune runs in one process; start it without torchrun")
+    spaces = check_search(config)  # before the run directory exists: a bad search leaves nothing
+    if resume:
+        check_study(out)
     session = runner.open_session(config, out, device=device, force=force, resume=resume,
                                   check=lambda train_set: check_folds(train_set, config))
     folds = make_folds(session.train_set, config)
@@ -314,7 +329,6 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
     for d in filter(None, (tuning_dir, best_dir)):
         d.mkdir(parents=True, exist_ok=True)
     tuner = Tuner(session, folds, f"sqlite:///{(tuning_dir / 'study.db').absolute()}", best_dir)
-    spaces = {m.name: method_space(config, m, has_head=_has_head(m)) for m in config.methods}
     studies = {m.name: tuner.study(m) for m in config.methods}
     total = len(config.methods) * config.tuning.trials
     bar = tqdm(total=total, unit="trial", desc="tuning", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -352,6 +366,53 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
             if not session.records.done(f"{method.name}-ensemble", 0):
                 session.records.write(ensemble_result(session, method, best_dir))
     return runner.close_session(session)
+
+
+def check_search(config: ComparisonConfig) -> dict[str, Space]:
+    """Every method's search space, once every ``[methods.search]`` entry is known to be usable: its
+    name, its range, and the loss built at each fixed value and at both ends of every range (a value
+    the loss rejects would otherwise fail every trial). Also refuses tuned and ensemble rows whose
+    names would share files with another method's."""
+    check_distinct([(RAW_PIXELS, f"the baseline '{RAW_PIXELS}'"), *((f"{m.name}{suffix}", f"{what} '{m.name}{suffix}'")
+                    for m in config.methods for suffix, what in (("", "method"), ("-tuned", "the tuned row"),
+                                                                 ("-ensemble", "the ensemble row")))], "tune")
+    spaces = {}
+    for method in config.methods:
+        space = spaces[method.name] = method_space(config, method, has_head=_has_head(method))
+        for end in ("low", "high"):
+            values = {name: getattr(dim, end) for name, dim in space.dims.items()} | space.fixed
+            values = {k: int(v) if k in space.dims and space.dims[k].integer else v for k, v in values.items()}
+            _, m = apply_setting(config, method, values, name=method.name)
+            try:
+                with torch.device("meta"):
+                    runner.build_loss(m, num_classes=2, embedding_dim=4, class_counts=TOY_COUNTS)
+            except UserError as err:
+                setting = ", ".join(f"{k} = {values[k]!r}" for k in values if k not in TRAIN_KEYS)
+                raise UserError(f"[methods.search] of '{method.name}' gives the loss a value it rejects "
+                                f"({err}; at {setting}); fix or narrow that search entry") from None
+    return spaces
+
+
+def check_study(out: Path) -> None:
+    """``tune --resume`` continues a tune run whose study is readable: one line otherwise."""
+    import sqlite3
+
+    db = out / "tuning" / "study.db"
+    if (out / "config.json").is_file() and not (out / "tuning").is_dir():
+        raise UserError(f"tune --resume: '{out}' was made by `mlcompare run` (no tuning/ folder); continue it with "
+                        "`mlcompare run --resume`, or give tune another --out")
+    if not db.is_file():
+        return  # an interrupted tune that had not begun its study, or no run at all: RunDir says which
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        connection.execute("select count(*) from sqlite_master").fetchone()
+        if connection.execute("pragma quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("its integrity check failed")
+    except sqlite3.DatabaseError as err:
+        raise UserError(f"tune --resume: '{db}' is not a readable Optuna study ({err}); restore it, or start "
+                        "the tuning again with --force") from None
+    finally:
+        connection.close()
 
 
 # the toy-sized builds below only check a setting; a loss that needs class counts gets two classes' worth

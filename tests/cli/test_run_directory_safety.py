@@ -51,14 +51,15 @@ def test_method_names_that_are_paths_write_nothing_outside_the_run(tmp_path, cap
     assert set(rows.method) == {"raw pixels", "../../../escape", str(tmp_path / "abs")}
 
 
-@pytest.mark.parametrize("names, pair", [(["a/b", "a-b"], ("a/b", "a-b")), (["x.1", "x-1"], ("x.1", "x-1")),
-                                         (["raw-pixels"], ("raw pixels", "raw-pixels"))])
+@pytest.mark.parametrize("names, pair", [(["a/b", "a-b"], ("method 'a/b'", "method 'a-b'")),
+                                         (["x.1", "x-1"], ("method 'x.1'", "method 'x-1'")),
+                                         (["raw-pixels"], ("the baseline 'raw pixels'", "method 'raw-pixels'"))])
 def test_names_that_would_share_files_are_refused_naming_both(tmp_path, capsys, names, pair):
     cfg = tmp_path / "c.toml"
     cfg.write_text(tiny_with("".join(method(n, loss) for n, loss in zip(names, ["softmax", "cosface"]))))
     before = files_under(tmp_path)
     assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
-    assert f"methods '{pair[0]}' and '{pair[1]}' would write the same files" in error_line(capsys)
+    assert f"{pair[0]} and {pair[1]} would write the same files" in error_line(capsys)
     assert files_under(tmp_path) == before
 
 
