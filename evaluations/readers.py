@@ -130,6 +130,10 @@ def read_lfw_pairs(
         raise ValueError(f"{pairs_txt}: the header promises {folds} folds x {2 * per_fold} pairs = {expected - 1} lines but the file has {len(lines) - 1}")
 
     def image(name: str, number: str, lineno: int) -> str:
+        # a name is one folder of root: '../x' or '/x' would read images outside it
+        if name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+            raise ValueError(f"{pairs_txt}:{lineno}: name {name!r} is not a folder inside root; a pairs file names "
+                             "a person's folder, never a path")
         if not number.isdigit() or int(number) < 1:
             raise ValueError(f"{pairs_txt}:{lineno}: image number {number!r} must be a positive integer")
         p = os.path.join(root, name, f"{name}_{int(number):04d}.jpg")

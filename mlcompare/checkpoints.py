@@ -30,21 +30,28 @@ def load_checkpoint(path: Path, map_location: str | torch.device) -> dict[str, A
     """
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist (or is not a file); give RUN_DIR/METHOD of a finished run")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch.load's zip and pickle readers raise whatever they hit on arbitrary bytes
-        # The weights-only unpickler refuses a global outside the allow-list by name, before calling anything.
-        refused = re.search(r"GLOBAL (\S+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
-        if refused:
-            raise UserError(f"checkpoint {path} names '{refused.group(1)}', which no mlcompare checkpoint holds; "
-                            "not loading it (it could run code): use a checkpoint written by `mlcompare run`") from err
-        if isinstance(err, pickle.UnpicklingError):  # torch's message is a paragraph on weights_only: not for one line
-            detail = "a pickle that a weights-only load refuses"
-        else:
-            detail = f"{type(err).__name__}: {(str(err).strip().splitlines() or ['no detail'])[0][:200]}"
-        raise UserError(f"checkpoint {path} is truncated or corrupt ({detail}); train it again or restore the file") from err
+    state = load_weights_only(path, map_location, what=f"checkpoint {path}",
+                              use="restore it, or use a checkpoint written by `mlcompare run`")
     if not isinstance(state, dict) or "model" not in state:
         raise UserError(f"checkpoint {path} holds a {type(state).__name__} without a 'model' entry: "
                         "not a checkpoint written by `mlcompare run`")
     return state
 
+
+def load_weights_only(path: Path, map_location: str | torch.device, *, what: str, use: str) -> Any:
+    """``torch.load(path, weights_only=True)``, or one :class:`UserError` line starting with ``what``
+    (``checkpoint PATH``) and ending with ``use`` (what file to give instead): any file a user names
+    (a checkpoint, ``backbone.pretrained``) is read here."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch.load's zip and pickle readers raise whatever they hit on arbitrary bytes
+        # The weights-only unpickler refuses a global outside the allow-list by name, before calling anything.
+        refused = re.search(r"GLOBAL (\S+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
+        if refused:
+            raise UserError(f"{what} names '{refused.group(1)}', which no mlcompare checkpoint holds; "
+                            f"not loading it (it could run code): {use}") from err
+        if isinstance(err, pickle.UnpicklingError):  # torch's message is a paragraph on weights_only: not for one line
+            detail = "a pickle that a weights-only load refuses"
+        else:
+            detail = f"{type(err).__name__}: {(str(err).strip().splitlines() or ['no detail'])[0][:200]}"
+        raise UserError(f"{what} is truncated or corrupt ({detail}); {use}") from err

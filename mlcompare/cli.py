@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     em.add_argument("--batch-size", type=int, default=256)
     em.add_argument("--device", default="auto")
     em.add_argument("--no-progress", action="store_true", help="no progress bar")
+    em.add_argument("--force", action="store_true", help="replace existing output files (FILE.npy and its FILE.csv)")
 
     ex = sub.add_parser("export", help="export a trained backbone to ONNX, checked against torch with onnxruntime")
     ex.add_argument("--checkpoint", type=Path, required=True, metavar="RUN_DIR/METHOD",
@@ -226,7 +227,8 @@ def _embed(args: argparse.Namespace) -> None:
     from mlcompare.runner import resolve_device
 
     written = embed.main(args.checkpoint, args.data, args.out, seed=args.seed, device=resolve_device(args.device),
-                         normalize=args.normalize, batch_size=args.batch_size, progress=not args.no_progress)
+                         normalize=args.normalize, batch_size=args.batch_size, progress=not args.no_progress,
+                         force=args.force)
     print("\n".join(map(str, written)))
 
 

@@ -25,6 +25,7 @@ from mlcompare.data.facedata import FaceData
 from mlcompare.data.imagefolder import ImageFiles
 from mlcompare.data.stored import StoredImages
 from mlcompare.errors import UserError
+from mlcompare.output_files import check_new_files
 
 FORMATS = (".npy", ".parquet")
 
@@ -110,10 +111,11 @@ def write(result: Embedded, out: Path) -> list[Path]:
 
 
 def main(checkpoint: Path, spec: str, out: Path, *, seed: int, device: torch.device, normalize: bool,
-         batch_size: int, progress: bool = True) -> list[Path]:
-    """``mlcompare embed``: the files written."""
+         batch_size: int, progress: bool = True, force: bool = False) -> list[Path]:
+    """``mlcompare embed``: the files written (existing ones replaced only with ``force``)."""
     if out.suffix not in FORMATS:
         raise UserError(f"--out {out}: give FILE.npy (with a CSV of paths and identities beside it) or FILE.parquet")
+    check_new_files([out, out.with_suffix(".csv")] if out.suffix == ".npy" else [out], option="--out", force=force)
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     from mlcompare.evaluate import load_model  # evaluate embeds through this module: import it here, not at the top

@@ -91,15 +91,19 @@ def image_quality(pairs: PairSet, how: str) -> np.ndarray:
 
 def _quality_csv(path: Path, keys: list[str]) -> np.ndarray:
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except OSError as err:
         raise UserError(f"--erc {path}: cannot read it ({err.strerror}); give norm, truth or a CSV of path,quality") from err
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"--erc {path}: not a UTF-8 CSV ({err}); give norm, truth or a CSV of path,quality") from err
     column = "path" if rows and "path" in rows[0] else "row" if rows and "row" in rows[0] else None
     if column is None or "quality" not in rows[0]:
         raise UserError(f"--erc {path}: needs a header with columns path,quality (or row,quality)")
     given: dict[str, float] = {}
     for i, row in enumerate(rows):
+        if None in row.values():  # csv.DictReader fills a short row's missing fields with None
+            raise UserError(f"--erc {path}: line {i + 2} has fewer fields than the header ({column},quality)")
         try:
             given[row[column] if column == "path" else f"#{int(row[column])}"] = float(row["quality"])
         except ValueError as err:

@@ -21,6 +21,7 @@ import torch
 
 from mlcompare.backbones import to_input
 from mlcompare.errors import UserError
+from mlcompare.output_files import check_new_files
 
 RELATIVE_TOLERANCE = 1e-4
 OPSET = 18
@@ -103,6 +104,7 @@ def main(checkpoint: Path, out: Path, *, seed: int, check_data: str | None, chec
 
     if out.suffix != ".onnx":
         raise UserError(f"--onnx {out}: give a FILE.onnx")
+    check_new_files([out], option="--onnx", force=True)  # an .onnx file is replaced, as before; a folder never
     _import_onnx()  # before any work
     run_dir, method = checkpoint.parent, checkpoint.name
     model, size = load_model(run_dir, method, seed=seed)

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mlcompare import report_inputs, report_quality, report_tuning, stats  # noqa: E402
-from mlcompare.report_section import Figure, Section, html_figure  # noqa: E402
+from mlcompare.report_section import Figure, Section, html_figure, md_text  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
 
 # (column, header, digits) of the summary table; eer is lower-is-better.
@@ -467,18 +467,21 @@ def _setup_lines(config: dict) -> list[str]:
 
 def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Path,
               cols: list[tuple[str, str, int]], sections: list[Section] = ()) -> str:
-    lines = [f"# mlcompare report: {config['name']}", "", config["description"], "",
-             *([f"*Question: {config['question']}*", ""] if config.get("question") else []),
-             f"**{summary_sentence(table)}**", "", "## Setup", ""]
-    lines += [f"- {line}" for line in _setup_lines(config)]
+    # every text from the run (names, messages, the config's words) through md_text: report.md may be opened
+    # in a renderer that runs raw HTML, and a comparison file is untrusted
+    lines = [f"# mlcompare report: {md_text(config['name'])}", "", md_text(config["description"]), "",
+             *([f"*Question: {md_text(config['question'])}*", ""] if config.get("question") else []),
+             f"**{md_text(summary_sentence(table))}**", "", "## Setup", ""]
+    lines += [f"- {md_text(line)}" for line in _setup_lines(config)]
     lines += ["", "## Results (mean ± std over seeds)", "",
               "| Method | Family | Loss (params) | " + " | ".join(h for _, h, _ in cols) + " | vs best | Status |",
               "|" + "---|" * (len(cols) + 5)]
     for r in table.to_dict("records"):
         cells = [_fmt(r[c], r[c + "_std"], d) for c, _, d in cols]
         status = r["status"] + (f": {r['message']}" if r["message"] else "")
-        lines.append(f"| {r['method']} | {FAMILY_NAMES.get(r['family'], r['family'])} | {r['loss']} {r['params']} | "
-                     + " | ".join(cells) + f" | {r.get('vs_best', '')} | {status} |")
+        texts = [r["method"], FAMILY_NAMES.get(r["family"], r["family"]), f"{r['loss']} {r['params']}", *cells,
+                 r.get("vs_best", ""), status]
+        lines.append("| " + " | ".join(map(md_text, texts)) + " |")
     lines += ["", SIGNIFICANCE_NOTE, ""]
     for section in sections:
         lines += section.markdown(out)

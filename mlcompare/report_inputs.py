@@ -199,7 +199,14 @@ def _labels(run: Path, curves: dict[tuple[str, int], dict[str, np.ndarray]]) -> 
     if not path.exists():
         raise UserError(f"'{path}' is missing (the embedding figure colours and counts identities by it): "
                         f"restore it or re-run the comparison")
-    labels = np.load(path)
+    try:
+        labels = np.load(path, allow_pickle=False)  # an object array would unpickle: refused, never run
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"'{path}' cannot be read as an array of labels ({str(err).splitlines()[0] if str(err) else err!r}): "
+                        "restore it or re-run the comparison") from None
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"'{path}' holds a {labels.dtype} array of shape {labels.shape}, not one integer label per "
+                        "embedding: restore it or re-run the comparison")
     if sizes != {len(labels)}:
         raise UserError(f"'{path}' holds {len(labels)} labels but the curves files {max(sizes)} embeddings: "
                         f"restore them or re-run the comparison")

@@ -9,6 +9,17 @@ from pathlib import Path
 Figure = tuple[str, str, Path]  # (title, caption, PNG path)
 
 
+def md_text(text: object) -> str:
+    r"""``text`` safe in report.md: Markdown renders raw HTML, and a method name or message is untrusted
+    (``<img onerror=...>``), so ``& < >`` are escaped as report.html escapes them; ``|`` would end a
+    table cell and a newline a table row.
+
+    >>> md_text("<img src=x onerror=alert(1)> | a\nb")
+    '&lt;img src=x onerror=alert(1)&gt; \\| a b'
+    """
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 @dataclass
 class Section:
     """A report section beside the results table (tuning, quality): paragraphs, an optional table
@@ -21,12 +32,12 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
 
     def markdown(self, out: Path) -> list[str]:
-        lines = [f"## {self.title}", ""]
+        lines = [f"## {md_text(self.title)}", ""]
         for text in self.paragraphs:
-            lines += [text, ""]
+            lines += [md_text(text), ""]
         if self.header:
-            lines += ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-            lines += ["| " + " | ".join(row) + " |" for row in self.rows] + [""]
+            lines += ["| " + " | ".join(map(md_text, self.header)) + " |", "|" + "---|" * len(self.header)]
+            lines += ["| " + " | ".join(map(md_text, row)) + " |" for row in self.rows] + [""]
         for title, caption, path in self.figures:
             lines += [f"### {title}", "", caption, "", f"![{title}]({path.relative_to(out).as_posix()})", ""]
         return lines

@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlcompare import runlock
 from mlcompare.errors import UserError
+from mlcompare.output_files import check_writable
 from mlcompare.names import slug
 
 
@@ -75,9 +76,7 @@ class RunDir:
                             "give a new folder for --out (nothing of yours was moved)")
         if resume and not is_run:
             raise UserError(f"--resume: '{final}' holds no run (no config.json); start it without --resume")
-        parent = next(p for p in (final.absolute(), *final.absolute().parents) if p.exists())
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise UserError(f"cannot write the run directory '{final}': '{parent}' is not writable; choose another --out")
+        check_writable(final, what="the run directory", option="--out")
         self.path = final.with_name(final.name + ".partial") if (force and exists) else final
         self.fresh = not exists
         self.lock: runlock.RunLock | None = None

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mlcompare.checkpoints import load_weights_only
 from mlcompare.errors import UserError
 
 SHOWN = 3  # mismatches named in the one-line error
@@ -23,11 +24,8 @@ def read_pretrained(path: str | Path, model: nn.Module) -> dict[str, torch.Tenso
     if not path.is_file():
         raise UserError(f"backbone.pretrained: '{path}' is not a file; give a local state dict "
                         "(torch.save(model.state_dict(), PATH)) - nothing is downloaded")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises whatever its zip and pickle readers hit on arbitrary bytes
-        raise UserError(f"backbone.pretrained: '{path}' is not a readable state dict "
-                        f"({type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:160]})") from err
+    state = load_weights_only(path, "cpu", what=f"backbone.pretrained: '{path}'",
+                              use="give a local state dict (torch.save(model.state_dict(), PATH))")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # a checkpoint of `mlcompare run`
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

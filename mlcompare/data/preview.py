@@ -14,6 +14,7 @@ from PIL import Image
 
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
+from mlcompare.output_files import check_new_files
 
 MIN_CELL = 96  # small images are enlarged (nearest neighbour: pixels stay honest) to at least this
 GAP = 2
@@ -41,6 +42,7 @@ def contact_sheet(data: FaceData, out_png: str | Path, *, identities: int = 8, i
     if sort is not None and data.quality is None:
         raise _no_quality(data, "drop --sort")
     out = Path(out_png)
+    check_new_files([out], option="--out", force=True)  # a sheet is replaced, as before; a folder never
     size = data.images.shape[-1]
     factor = max(1, -(-MIN_CELL // size))
     cell = size * factor
