@@ -68,22 +68,44 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def read_image(path: Path, size: int) -> np.ndarray:
     """One image as uint8 ``[3, size, size]``: converted by :func:`to_rgb`, resized (bilinear)."""
+    return _read_sized(path, size)[0]
+
+
+def _read_sized(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_image` and the image's own (width, height)."""
     try:
         with Image.open(path) as img:
+            own = img.size
             img = to_rgb(img).resize((size, size), Image.BILINEAR)
-            return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+            return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)), own
     except (UnidentifiedImageError, OSError) as err:
         raise _unreadable(path, err) from err
 
 
 class ImageFiles:
-    """Image files by position, read with Pillow (the :class:`~mlcompare.data.stored.ImageReader` of a folder)."""
+    """Image files by position, read with Pillow (the :class:`~mlcompare.data.stored.ImageReader` of a folder);
+    ``sizes`` holds the own (width, height) of each image read so far."""
 
     def __init__(self, paths: list[Path]) -> None:
         self.paths = paths
+        self.sizes: dict[int, tuple[int, int]] = {}
 
     def image(self, key: int, size: int) -> torch.Tensor:
-        return torch.from_numpy(read_image(self.paths[key], size))
+        array, self.sizes[key] = _read_sized(self.paths[key], size)
+        return torch.from_numpy(array)
+
+
+TOO_SMALL = 4  # an image whose shorter side is under size / 4 is upscaled four times or more: blur, not a face
+
+
+def _warn_small(source: str, sizes: dict[int, tuple[int, int]], size: int) -> None:
+    """One warning with the count of images far smaller than ``size`` and the smallest of them."""
+    small = [wh for wh in sizes.values() if min(wh) * TOO_SMALL < size]
+    if small:
+        w, h = min(small, key=lambda wh: (min(wh), max(wh)))
+        warnings.warn(f"{source}: {len(small)} of {len(sizes)} images are far smaller than size = {size} px (shorter "
+                      f"side under {size / TOO_SMALL:g} px; the smallest {w}x{h}): upscaled, they hold little to learn; "
+                      "check the folder, or lower data.size", stacklevel=3)
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -140,9 +162,12 @@ def load(path: str, *, size: int, stream: bool = False) -> FaceData:
         hint = (f"; its sub-folders hold folders such as {nested[0]}: point PATH at the level whose sub-folders are "
                 "the identities") if nested else ""
         raise UserError(f"image folder '{path}' holds no images in sub-folders; expected PATH/<identity>/<image>{hint}")
-    images = StoredImages(ImageFiles(files), np.arange(len(files)), size)
-    return FaceData(images if stream else images.decode_all(desc=f"reading {path}"), torch.tensor(labels),
-                    identities, source)
+    reader = ImageFiles(files)
+    images = StoredImages(reader, np.arange(len(files)), size)
+    if not stream:  # a streamed set is not decoded here: its sizes are not known, so not checked
+        images = images.decode_all(desc=f"reading {path}")
+        _warn_small(source, reader.sizes, size)
+    return FaceData(images, torch.tensor(labels), identities, source)
 
 
 def drop_singletons(data: FaceData) -> FaceData:
