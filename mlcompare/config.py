@@ -146,6 +146,14 @@ class LoggingConfig:
 
 
 @dataclass
+class ReportConfig:
+    """``[report]``: how the report reads the results."""
+
+    # the score that names the best method (summary sentence, "vs best", row order); one of OBJECTIVES
+    primary: str = "accuracy"
+
+
+@dataclass
 class ComparisonConfig:
     name: str
     description: str
@@ -158,6 +166,7 @@ class ComparisonConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     methods: list[MethodConfig] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,7 +174,9 @@ class ComparisonConfig:
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig,
-                             "tuning": TuningConfig, "logging": LoggingConfig}
+                             "tuning": TuningConfig, "logging": LoggingConfig,
+                             "report": ReportConfig}
+# Scores a comparison can rank methods by (the tuning objective, the report's primary metric): higher is better.
 OBJECTIVES = ("map_at_r", "accuracy", "auc", "rank_1", "tar_far_1e-3")
 
 
@@ -207,6 +218,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tuning.trials": (lambda v: v >= 1, ">= 1"),
     "tuning.folds": (lambda v: v >= 2, ">= 2"),
     "tuning.objective": (lambda v: v in OBJECTIVES, "one of " + ", ".join(OBJECTIVES)),
+    "report.primary": (lambda v: v in OBJECTIVES, "one of " + ", ".join(OBJECTIVES)),
     "tuning.seed": (lambda v: v >= 0, ">= 0"),
     "tuning.startup_trials": (lambda v: v >= 0, ">= 0"),
     "methods.train_identities": (lambda v: v == 0 or v >= 2, "0 (all) or >= 2"),

@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcompare import report_inputs, report_quality, report_tuning, stats  # noqa: E402
+from mlcompare import report_inputs, report_quality, report_text, report_tuning, stats  # noqa: E402
+from mlcompare.report_style import LINES, Style, method_styles  # noqa: E402
 from mlcompare.report_section import Figure, Section, html_figure, md_text  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
 
@@ -29,9 +30,6 @@ from mlcompare.errors import UserError  # noqa: E402
 COLUMNS = [("accuracy", "Verif. acc.", 3), ("auc", "AUC", 3), ("eer", "EER", 3), ("tar_far_1e-2", "TAR@FAR=1e-2", 3),
            ("tar_far_1e-3", "TAR@FAR=1e-3", 3), ("rank_1", "Rank-1", 3), ("rank_5", "Rank-5", 3),
            ("map_at_r", "MAP@R", 3), ("images_per_s", "img/s", 0), ("train_seconds", "train s", 0)]
-SIGNIFICANCE_NOTE = ("vs best: p-value of the difference to the best trained method (by verification accuracy); "
-                     "t = paired t-test across seeds on accuracy, boot = paired bootstrap over the verification pairs "
-                     "on AUC (one seed); n.s. = not significant at 0.05.")
 # shown when measured; P@1 (in results.csv since the first round) joins R-Precision, which came later,
 # so that the retrieval trio of "A Metric Learning Reality Check" (P@1, R-Precision, MAP@R) shows together
 OPTIONAL_COLUMNS = [("rank_1_head", "Rank-1 head", 3), ("rank_1_tail", "Rank-1 tail", 3), ("precision_at_1", "P@1", 3),
@@ -51,11 +49,11 @@ def columns(results: pd.DataFrame) -> list[tuple[str, str, int]]:
     return COLUMNS[:8] + extra + COLUMNS[8:]
 
 
-def summarise(results: pd.DataFrame, curves: dict[tuple[str, int], dict[str, np.ndarray]] | None = None
-              ) -> pd.DataFrame:
-    """One row per method: mean and std over seeds of every metric (successful runs only), and,
-    with ``curves`` (every 'ok' row's, by (method, seed)), the p-value of the difference to the best
-    method (see :mod:`mlcompare.stats`)."""
+def summarise(results: pd.DataFrame, primary: str = "accuracy") -> pd.DataFrame:
+    """One row per method, trained methods best first by ``primary`` (the comparison's primary
+    metric), then raw pixels, then failed methods: mean and std
+    over seeds of every metric (successful runs only), and each method's difference to the best
+    (``versus``: a :class:`~mlcompare.stats.Difference`, None for the best; ``vs_best``: its text)."""
     ok = results[results.status == "ok"]
     rows = []
     for method, group in results.groupby("method", sort=False):
@@ -71,45 +69,43 @@ def summarise(results: pd.DataFrame, curves: dict[tuple[str, int], dict[str, np.
             row[col + "_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         rows.append(row)
     table = pd.DataFrame(rows)
-    if curves is not None and not table.empty:
-        table = table.join(significance(curves, results, table), on="method")
-    return table
+    # trained methods best first, then raw pixels (the floor, not a contender), then failed ones
+    order = sorted(range(len(table)), key=lambda i: (table.status[i] == "failed", table.family[i] == "baseline",
+                                                     -table[primary][i] if pd.notna(table[primary][i]) else math.inf))
+    table = table.iloc[order].reset_index(drop=True)
+    return table.join(versus_best(results, table, primary), on="method")
 
 
-def significance(curves: dict[tuple[str, int], dict[str, np.ndarray]], results: pd.DataFrame,
-                 table: pd.DataFrame) -> pd.DataFrame:
-    """Per method: ``vs_best`` text and ``p_value`` of its difference to the best trained method.
-
-    Several seeds for both: paired t-test across seeds on verification accuracy. Otherwise: paired
-    bootstrap over the verification pairs on AUC, with the first seed's pair scores.
-    """
-    trained = table[(table.family != "baseline") & (table.status != "failed")]
-    out = pd.DataFrame({"vs_best": "", "p_value": math.nan}, index=pd.Index(table.method, name="method"))
+def versus_best(results: pd.DataFrame, table: pd.DataFrame, primary: str) -> pd.DataFrame:
+    """Per method: ``versus`` (its difference to the best trained method in ``primary`` over their
+    common seeds, Holm-corrected over every method compared; see :func:`mlcompare.stats.versus_best`)
+    and ``vs_best``, its text. Raw pixels, with one seed and no training, is not compared."""
+    trained = table[(table.family != "baseline") & (table.status != "failed") & table[primary].notna()]
+    out = pd.DataFrame({"vs_best": "", "versus": pd.Series([None] * len(table), dtype=object).to_numpy()},
+                       index=pd.Index(table.method, name="method"))
     if trained.empty:
         return out
-    best = trained.sort_values("accuracy", ascending=False).method.iloc[0]
-    ok = results[results.status == "ok"]
-
-    def per_seed(method: str) -> pd.Series:
-        return ok[ok.method == method].set_index("seed").accuracy
-
-    def first_seed_curves(method: str) -> dict[str, np.ndarray]:
-        return curves[(method, int(ok[ok.method == method].seed.min()))]
-
+    best = trained.sort_values(primary, ascending=False, kind="stable").method.iloc[0]
+    ok = results[(results.status == "ok") & results.method.isin(trained.method) & results[primary].notna()]
+    scores = {m: dict(zip(g.seed.astype(int), pd.to_numeric(g[primary]))) for m, g in ok.groupby("method", sort=False)}
     out.loc[best, "vs_best"] = "best"
-    for method in table.method:
-        if method == best or method not in set(ok.method):
-            continue
-        a, b = per_seed(best), per_seed(method)
-        common = a.index.intersection(b.index)
-        if len(common) >= 2:
-            p, test = stats.paired_t(a[common].to_numpy(), b[common].to_numpy()), "t"
-        else:
-            ca, cb = first_seed_curves(best), first_seed_curves(method)
-            p, test = stats.bootstrap_auc(ca["pair_scores"], cb["pair_scores"], ca["same"]), "boot"
-        out.loc[method, "p_value"] = p
-        out.loc[method, "vs_best"] = f"p={p:.3f} ({test})" + (" n.s." if p >= stats.ALPHA else "")
+    for method, difference in stats.versus_best(scores, best).items():
+        out.at[method, "versus"] = difference
+        out.at[method, "vs_best"] = report_text.versus_best(difference)
     return out
+
+
+def versus_note(primary: str, table: pd.DataFrame) -> str:
+    """What the "vs best" column shows, under the table."""
+    tested = sum(d is not None and d.n >= 2 for d in table.versus)
+    text = (f"vs best: the difference in {report_text.metric_name(primary)} (this comparison's primary metric) to the "
+            f"best trained method (method − best), mean over the seeds both ran")
+    if not tested:
+        return text + (" (one seed: no test between methods is possible, since the variation between training "
+                       "runs is unknown; only the difference is shown).")
+    return text + (f", with its 95% confidence interval over seeds (t) and the paired t-test's p, Holm-corrected for "
+                   f"the {report_text.plural(tested, 'comparison')} with the best; \"tie\": not significant at "
+                   f"{stats.ALPHA:g} after the correction.")
 
 
 def _fmt(mean: float, std: float, digits: int) -> str:
@@ -121,26 +117,35 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return text
 
 
-def summary_sentence(table: pd.DataFrame) -> str:
-    """The comparison's answer in one sentence, with numbers."""
-    ok = table[table.status != "failed"]
-    best = {side: ok[ok.family.isin(fams)].sort_values("accuracy", ascending=False).head(1) for side, fams in SIDES.items()}
+def summary_sentence(table: pd.DataFrame, primary: str = "accuracy") -> str:
+    """The comparison's answer in one sentence, with numbers: the best method of each side by
+    ``primary`` (named), and the claim between them only as far as the corrected test carries it."""
+    ok = table[table.status != "failed"]  # best first by primary (summarise's order)
+    best = {side: ok[ok.family.isin(fams)].head(1) for side, fams in SIDES.items()}
     raw = ok[ok.family == "baseline"]
+    others = [c for c in ("accuracy", "rank_1") if c != primary]
+
+    def scores(r: pd.Series, named: bool = True) -> str:
+        rest = ", ".join(f"{report_text.metric_name(c) + ' ' if named else ''}{r[c]:.3f}" for c in others)
+        return f"{r[primary]:.3f} ({rest})"
+
     parts = []
+    lead = f"By {report_text.metric_name(primary)} (this comparison's primary metric), "
     if not best["classification"].empty and not best["pair"].empty:
         c, p = best["classification"].iloc[0], best["pair"].iloc[0]
-        winner, loser = (c, p) if c.accuracy >= p.accuracy else (p, c)
-        parts.append(f"On held-out identities, the best {FAMILY_NAMES[winner.family]} method ({winner.method}) reaches "
-                     f"{winner.accuracy:.3f} verification accuracy and {winner.rank_1:.3f} rank-1, against "
-                     f"{loser.accuracy:.3f} and {loser.rank_1:.3f} for the best {FAMILY_NAMES[loser.family]} "
-                     f"method ({loser.method})")
+        winner, loser = (c, p) if not c[primary] < p[primary] else (p, c)
+        parts.append(f"{lead}on held-out identities the best {FAMILY_NAMES[winner.family]} method ({winner.method}) "
+                     f"reaches {scores(winner)}, against {scores(loser, False)} for the best "
+                     f"{FAMILY_NAMES[loser.family]} method ({loser.method})")
+        if loser.versus is not None:
+            parts.append(report_text.difference_clause(winner.method, loser.method, primary, loser.versus))
     else:
         fam = "classification" if not best["classification"].empty else "pair"
         if not best[fam].empty:
             b = best[fam].iloc[0]
-            parts.append(f"The best method ({b.method}) reaches {b.accuracy:.3f} verification accuracy and {b.rank_1:.3f} rank-1")
+            parts.append(f"{lead}the best method ({b.method}) reaches {scores(b)}")
     if not raw.empty:
-        parts.append(f"raw pixels get {raw.accuracy.iloc[0]:.3f} and {raw.rank_1.iloc[0]:.3f}")
+        parts.append(f"raw pixels get {scores(raw.iloc[0], False)}")
     failed = table[table.status == "failed"].method.tolist()
     text = "; ".join(parts) + "."
     if failed:
@@ -148,29 +153,48 @@ def summary_sentence(table: pd.DataFrame) -> str:
     return text
 
 
-
 Curves = dict[str, tuple[str, dict[str, np.ndarray]]]  # method -> (family, its first seed's curves)
-STYLES = {"classification": "-", "pair": "--", "proxy": "-.", "baseline": ":"}  # line style per family, in every figure
+Styles = dict[str, Style]  # method (or sweep group) -> its colour and marker in every figure
 
 
-def _figures(inputs: report_inputs.RunInputs, table: pd.DataFrame, out: Path) -> list[Figure]:
+def styles_of(results: pd.DataFrame) -> Styles:
+    """Each method's and sweep group's (colour, marker), in results.csv order: the same in every figure."""
+    return method_styles([*results.method, *(results.group.dropna() if "group" in results else ())])
+
+
+def primary_metric(config: dict) -> str:
+    """The comparison's primary metric; runs written before ``[report]`` existed rank by accuracy."""
+    return config.get("report", {}).get("primary", "accuracy")
+
+
+def _figures(inputs: report_inputs.RunInputs, table: pd.DataFrame, styles: Styles, out: Path) -> list[Figure]:
     """Every figure the run has data for, drawn into ``out``, in report order."""
     results, history = inputs.results, inputs.history
     curves: Curves = {}
     for row in results[results.status == "ok"].itertuples():  # the first seed's curves stand for the method
         curves.setdefault(row.method, (row.family, inputs.curves[(row.method, int(row.seed))]))
-    drawn = [_scores(table, out), _sweep(results, report_inputs.plotted_sweep(inputs.config), out), _roc(curves, out),
-             _cmc(curves, out), _loss_curves(history, out), _training_stats(history, out), _angles(curves, out),
-             _embeddings(curves, inputs.labels, out), _cost(results, inputs.config["device"], out)]
+    drawn = [_scores(table, primary_metric(inputs.config), styles, out),
+             _sweep(results, report_inputs.plotted_sweep(inputs.config), styles, out), _roc(curves, styles, out),
+             _cmc(curves, styles, out), _loss_curves(history, out), _training_stats(history, styles, out),
+             _angles(curves, out), _embeddings(curves, inputs.labels, out),
+             _cost(results, inputs.config["device"], styles, out)]
     return [figure for figure in drawn if figure is not None]
 
 
-def _roc(curves: Curves, out: Path) -> Figure | None:
+def _line(styles: Styles, name: str, family: str) -> dict:
+    """Keyword arguments of ``ax.plot`` that draw ``name`` as in every figure: its colour and marker
+    (about ten markers along the line), the line style of its family."""
+    colour, marker = styles[name]
+    return {"color": colour, "marker": marker, "markevery": 0.1, "markersize": 5,
+            "linestyle": LINES.get(family, "-"), "label": name}
+
+
+def _roc(curves: Curves, styles: Styles, out: Path) -> Figure | None:
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for method, (family, c) in curves.items():
-        ax.plot(c["fpr"], c["tpr"], STYLES.get(family, "-"), label=method)
+        ax.plot(c["fpr"], c["tpr"], **_line(styles, method, family))
     ax.set_xscale("log")
     ax.set_xlim(1e-3, 1)
     ax.set_xlabel("false accept rate")
@@ -182,13 +206,13 @@ def _roc(curves: Curves, out: Path) -> Figure | None:
             _save(fig, out / "roc.png"))
 
 
-def _cmc(curves: Curves, out: Path) -> Figure | None:
+def _cmc(curves: Curves, styles: Styles, out: Path) -> Figure | None:
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for method, (family, c) in curves.items():
         cmc = c["cmc"][:20]
-        ax.plot(np.arange(1, len(cmc) + 1), cmc, STYLES.get(family, "-"), marker=".", label=method)
+        ax.plot(np.arange(1, len(cmc) + 1), cmc, **_line(styles, method, family) | {"markevery": 1})
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate")
     ax.set_title("CMC (closed-set 1:N, one gallery image per identity)")
@@ -222,7 +246,7 @@ STAT_TITLES = {"theta_target": "mean target angle (deg)", "theta_other": "mean n
                "val_accuracy": "verification accuracy on the test pairs"}
 
 
-def _training_stats(history: pd.DataFrame, out: Path) -> Figure | None:
+def _training_stats(history: pd.DataFrame, styles: Styles, out: Path) -> Figure | None:
     """One panel per statistic the losses logged besides the loss (angles in radians, drawn in degrees)."""
     stat_cols = [c for c in history.columns if c not in ("method", "seed", "step", "loss", "lr")]
     stat_cols.sort(key=lambda c: c != "val_accuracy")  # the validation curve first
@@ -230,24 +254,35 @@ def _training_stats(history: pd.DataFrame, out: Path) -> Figure | None:
         return None
     cols = min(3, len(stat_cols))
     rows = math.ceil(len(stat_cols) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3 * rows + 0.6), squeeze=False, layout="constrained")
     first_seed = history[history.seed == history.seed.min()]
     for ax, stat in zip(axes.flat, stat_cols):
         for method, h in first_seed.groupby("method", sort=False):
             h = h[h[stat].notna()]  # a stat logged on some steps only (val_accuracy) is one line
             if len(h):
-                ax.plot(h.step, np.degrees(h[stat]) if stat.startswith("theta") else h[stat], label=method,
-                        marker="." if len(h) < 15 else None)
+                ax.plot(h.step, np.degrees(h[stat]) if stat.startswith("theta") else h[stat],
+                        **_line(styles, method, "") | ({"markevery": 1} if len(h) < 15 else {}))
         ax.set_title(STAT_TITLES.get(stat, stat.replace("_", " ")), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(stat_cols):]:
         ax.axis("off")
+    _legend_below(fig, axes)
     fig.suptitle("What each loss logged per step (first seed)")
     return ("Training statistics", "Per-step statistics the losses log: target and non-target angles of "
             "normalised losses (as in the ArcFace paper), the share of active tuples of pair losses, "
             "feature norms and scales where a loss has them.", _save(fig, out / "stats.png"))
+
+
+def _legend_below(fig: plt.Figure, axes: np.ndarray) -> None:
+    """One legend for all panels, below them (a legend per panel hides the lines of a crowded one);
+    ``fig`` needs the constrained layout, which makes room for it."""
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(handles), 5), fontsize=8)
 
 
 def _angles(curves: Curves, out: Path) -> Figure | None:
@@ -305,18 +340,19 @@ def _embeddings(curves: Curves, labels: np.ndarray | None, out: Path) -> Figure 
             _save(fig, out / "embeddings.png"))
 
 
-def _cost(results: pd.DataFrame, device: str, out: Path) -> Figure | None:
+def _cost(results: pd.DataFrame, device: str, styles: Styles, out: Path) -> Figure | None:
     trained = results[(results.status == "ok") & (results.family != "baseline")]
     if trained.empty:
         return None
     speed = trained.groupby("method", sort=False)[["images_per_s", "train_seconds"]].mean()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 0.4 * len(speed) + 1.5))
     y = np.arange(len(speed))
-    a1.barh(y, speed.images_per_s, color="tab:green")
+    colours = [styles[m][0] for m in speed.index]
+    a1.barh(y, speed.images_per_s, color=colours)
     a1.set_yticks(y, speed.index)
     a1.invert_yaxis()
     a1.set_xlabel("training images / s")
-    a2.barh(y, speed.train_seconds, color="tab:purple")
+    a2.barh(y, speed.train_seconds, color=colours)
     a2.set_yticks(y, [])
     a2.invert_yaxis()
     a2.set_xlabel("training wall time (s)")
@@ -327,7 +363,7 @@ def _cost(results: pd.DataFrame, device: str, out: Path) -> Figure | None:
 SWEEP_SCORES = (("accuracy", "verification accuracy"), ("rank_1", "rank-1"), ("map_at_r", "MAP@R"))
 
 
-def _sweep(results: pd.DataFrame, sweep: str, out: Path) -> Figure | None:
+def _sweep(results: pd.DataFrame, sweep: str, styles: Styles, out: Path) -> Figure | None:
     """Verification accuracy, rank-1 and MAP@R against the swept factor (a results column, e.g.
     label_noise; empty: no figure), one line per method group; a log axis when the values span
     more than a decade (numbers of identities)."""
@@ -341,8 +377,8 @@ def _sweep(results: pd.DataFrame, sweep: str, out: Path) -> Figure | None:
     for ax, (col, name) in zip(axes[0], scores):
         for group, g in good.groupby("group", sort=False):
             means = g.groupby(sweep)[col].agg(["mean", "std"]).reset_index()
-            ax.errorbar(means[sweep], means["mean"], yerr=means["std"].fillna(0), marker="o", capsize=3,
-                        linestyle=STYLES.get(g.family.iloc[0], "-"), label=group)
+            ax.errorbar(means[sweep], means["mean"], yerr=means["std"].fillna(0), capsize=3,
+                        **_line(styles, group, g.family.iloc[0]) | {"markevery": 1})
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(sweep.replace("_", " "))
@@ -355,27 +391,60 @@ def _sweep(results: pd.DataFrame, sweep: str, out: Path) -> Figure | None:
             "(solid: classification, dashed: metric learning; whiskers: std over seeds).", _save(fig, out / "sweep.png"))
 
 
-def _scores(table: pd.DataFrame, out: Path) -> Figure | None:
+SCORE_PANELS = ("accuracy", "map_at_r", "rank_1")  # beside the primary metric, the first two others
+
+
+def _scores(table: pd.DataFrame, primary: str, styles: Styles, out: Path) -> Figure | None:
+    """A dot plot per score (the primary metric first): each method's mean over seeds with its 95%
+    confidence interval over seeds, on an axis zoomed to the trained methods, so that the differences
+    the report is about fill the panel; a method off the axis (raw pixels) is written at the nearer edge."""
     ok = table[table.status != "failed"]
     if ok.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(ok) + 1.5))
+    metrics = [primary] + [m for m in SCORE_PANELS if m != primary][:2]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 0.32 * len(ok) + 1.4), sharey=True,
+                             squeeze=False)
     y = np.arange(len(ok))
-    colors = {"classification": "tab:blue", "pair": "tab:orange", "proxy": "tab:green", "baseline": "tab:gray"}
-    ax.barh(y + 0.2, ok.accuracy, height=0.4, xerr=ok.accuracy_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], label="verification accuracy")
-    ax.barh(y - 0.2, ok.rank_1, height=0.4, xerr=ok.rank_1_std.fillna(0), color=[colors.get(f, "k") for f in ok.family], alpha=0.5, label="rank-1")
-    ax.set_yticks(y, ok.method)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("score (bars: mean over seeds; whiskers: std)")
-    ax.set_title("Verification accuracy (solid) and rank-1 (light)")
-    ax.grid(alpha=0.3, axis="x")
-    return ("Scores", "Verification accuracy and rank-1 per method (blue: classification, orange: metric learning, grey: raw pixels).",
+    for ax, metric in zip(axes[0], metrics):
+        means = ok[metric].to_numpy(dtype=float)
+        half = np.array([stats.half_width(sd, n) for sd, n in zip(ok[metric + "_std"], ok.seeds_ok)])
+        shown = np.isfinite(means) & (ok.family != "baseline").to_numpy()
+        shown = shown if shown.any() else np.isfinite(means)
+        lo, hi = _zoom(means[shown], np.nan_to_num(half[shown]))
+        for i, (method, m, h) in enumerate(zip(ok.method, means, half)):
+            colour, marker = styles[method]
+            if not np.isfinite(m):
+                continue
+            if not lo <= m <= hi:  # off the zoomed axis (raw pixels): its value at the nearer edge
+                left = m < lo
+                ax.text(lo if left else hi, i, f" \u2190 {m:.3f}" if left else f"{m:.3f} \u2192 ", va="center",
+                        ha="left" if left else "right", fontsize=8, color=colour)
+                continue
+            ax.errorbar(m, i, xerr=h if np.isfinite(h) else None, fmt=marker, color=colour, capsize=3, markersize=6)
+        ax.set_xlim(lo, hi)
+        ax.set_title(report_text.metric_name(metric) + (" (primary)" if metric == primary else ""), fontsize=10)
+        ax.grid(alpha=0.3, axis="x")
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0][0].set_yticks(y, ok.method)
+    axes[0][0].invert_yaxis()
+    fig.suptitle("Mean over seeds with 95% CI over seeds (axes zoomed to the trained methods)", fontsize=10)
+    names = ", ".join(report_text.metric_name(m) for m in metrics)
+    return ("Scores", f"{names[0].upper() + names[1:]} per method, best first by {report_text.metric_name(primary)}: "
+            "the mean over seeds and its 95% confidence interval over seeds (none with one seed); each axis spans "
+            "the trained methods only, and a method off it (raw pixels) is written at the nearer edge.",
             _save(fig, out / "scores.png"))
 
 
+def _zoom(means: np.ndarray, half: np.ndarray) -> tuple[float, float]:
+    """Axis limits around ``means`` ± ``half``, with a margin of 15% of that span (at least 0.005) each side."""
+    lo, hi = float(np.min(means - half)), float(np.max(means + half))
+    pad = max(0.15 * (hi - lo), 0.005)
+    return lo - pad, hi + pad
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a constrained-layout figure has placed itself
+        fig.tight_layout()
     fig.savefig(path, dpi=110)  # into the staging folder: render() swaps it in only once all is written
     plt.close(fig)
     return path
@@ -402,10 +471,11 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     try:
         (staging / "figures").mkdir()
-        table = summarise(inputs.results, inputs.curves)
-        figures = _figures(inputs, table, staging / "figures")
+        table = summarise(inputs.results, primary_metric(inputs.config))
+        styles = styles_of(inputs.results)
+        figures = _figures(inputs, table, styles, staging / "figures")
         cols = columns(inputs.results)
-        sections = [s for s in (report_tuning.section(run, inputs.results, staging / "figures"),
+        sections = [s for s in (report_tuning.section(run, inputs.results, styles, staging / "figures"),
                                 report_tuning.ranking(run, inputs.results)) if s is not None]
         sections += report_quality.sections(inputs, staging / "figures")  # none for runs without ground truth
         (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections))
@@ -459,30 +529,46 @@ def _setup_lines(config: dict) -> list[str]:
         f"chosen on 9 folds, measured on the 10th); 1:N identification with one gallery image per test identity; MAP@R leave-one-out.",
         f"Fair by construction: every method trains the same backbone ({_backbone_text(config)}) "
         f"from the same initial weights per seed, on the same P x K batches "
-        f"(P={t['p']}, K={t['k']}), with {t['optimizer']} lr {t['lr']} (warm-up {t['warmup_steps']} steps + cosine) "
-        f"for {t['steps']} steps, {config['seeds']} seed(s), on {config['device']} in {t.get('precision', 'fp32')}"
+        f"(P={t['p']}, K={t['k']}), with {t['optimizer']} lr {report_text.sig(t['lr'])} (warm-up {report_text.plural(t['warmup_steps'], 'step')} + cosine) "
+        f"for {report_text.plural(t['steps'], 'step')}, {report_text.plural(config['seeds'], 'seed')}, on {config['device']} in {t.get('precision', 'fp32')}"
         + (f", {config['world_size']} torchrun processes." if config.get("world_size", 1) > 1 else "."),
     ]
 
 
+Cell = tuple[str, float | None]  # (text, the number the HTML table sorts by, NaN: none; None: sort by text)
+
+
+def _results_table(table: pd.DataFrame, cols: list[tuple[str, str, int]], primary: str) -> tuple[list[str], list[list[Cell]]]:
+    """Header and rows of the results table, Markdown and HTML alike: method and family, then the
+    primary metric and the comparison with the best, then every other metric, parameters and status."""
+    first = [c for c in cols if c[0] == primary] + [c for c in cols if c[0] != primary]
+    header = ["Method", "Family", first[0][1], f"vs best ({report_text.metric_name(primary)})",
+              *(h for _, h, _ in first[1:]), "Loss (params)", "Status"]
+    rows = []
+    for r in table.to_dict("records"):
+        metric = [(_fmt(r[c], r[c + "_std"], d), float(r[c])) for c, _, d in first]
+        versus = r["versus"]
+        rows.append([(r["method"], None), (FAMILY_NAMES.get(r["family"], r["family"]), None), metric[0],
+                     (r["vs_best"], 0.0 if r["vs_best"] == "best" else (versus.mean if versus is not None else math.nan)),
+                     *metric[1:], (report_text.round_numbers(f"{r['loss']} {r['params']}".strip()), None),
+                     (r["status"] + (f": {r['message']}" if r["message"] else ""), None)])
+    return header, rows
+
+
 def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Path,
               cols: list[tuple[str, str, int]], sections: list[Section] = ()) -> str:
+    primary = primary_metric(config)
     # every text from the run (names, messages, the config's words) through md_text: report.md may be opened
     # in a renderer that runs raw HTML, and a comparison file is untrusted
     lines = [f"# mlcompare report: {md_text(config['name'])}", "", md_text(config["description"]), "",
              *([f"*Question: {md_text(config['question'])}*", ""] if config.get("question") else []),
-             f"**{md_text(summary_sentence(table))}**", "", "## Setup", ""]
+             f"**{md_text(summary_sentence(table, primary))}**", "", "## Setup", ""]
     lines += [f"- {md_text(line)}" for line in _setup_lines(config)]
-    lines += ["", "## Results (mean ± std over seeds)", "",
-              "| Method | Family | Loss (params) | " + " | ".join(h for _, h, _ in cols) + " | vs best | Status |",
-              "|" + "---|" * (len(cols) + 5)]
-    for r in table.to_dict("records"):
-        cells = [_fmt(r[c], r[c + "_std"], d) for c, _, d in cols]
-        status = r["status"] + (f": {r['message']}" if r["message"] else "")
-        texts = [r["method"], FAMILY_NAMES.get(r["family"], r["family"]), f"{r['loss']} {r['params']}", *cells,
-                 r.get("vs_best", ""), status]
-        lines.append("| " + " | ".join(map(md_text, texts)) + " |")
-    lines += ["", SIGNIFICANCE_NOTE, ""]
+    header, rows = _results_table(table, cols, primary)
+    lines += ["", f"## Results (mean ± std over seeds, best first by {report_text.metric_name(primary)})", "",
+              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_text(text) for text, _ in row) + " |" for row in rows]
+    lines += ["", versus_note(primary, table), ""]
     for section in sections:
         lines += section.markdown(out)
     lines += ["## Figures", ""]
@@ -493,36 +579,37 @@ def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Pat
 
 def _html(config: dict, table: pd.DataFrame, figures: list[Figure], cols: list[tuple[str, str, int]],
           sections: list[Section] = ()) -> str:
-    head = "".join(f"<th onclick='sortTable({i})'>{html.escape(h)}</th>" for i, h in
-                   enumerate(["Method", "Family", "Loss (params)"] + [h for _, h, _ in cols] + ["vs best", "Status"]))
-    body = []
-    for d in table.to_dict("records"):
-        cells = [f"<td>{html.escape(str(x))}</td>" for x in (d["method"], FAMILY_NAMES.get(d["family"], d["family"]), f"{d['loss']} {d['params']}")]
-        for c, _, digits in cols:
-            value = d[c]
-            sort_key = "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value}"
-            cells.append(f"<td data-v='{sort_key}'>{html.escape(_fmt(value, d[c + '_std'], digits))}</td>")
-        cells.append(f"<td>{html.escape(str(d.get('vs_best', '')))}</td>")
-        cells.append(f"<td>{html.escape(d['status'] + (': ' + d['message'] if d['message'] else ''))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+    primary = primary_metric(config)
+    header, rows = _results_table(table, cols, primary)
+    head = "".join(f"<th onclick='sortTable({i})'>{html.escape(h)}</th>" for i, h in enumerate(header))
+    body = ["<tr>" + "".join(f"<td>{html.escape(text)}</td>" if key is None else
+                             f"<td data-v='{'' if math.isnan(key) else report_text.sig(key, 4)}'>{html.escape(text)}</td>"
+                             for text, key in row) + "</tr>" for row in rows]
     imgs = "".join(html_figure(*figure) for figure in figures)
-    setup = "".join(f"<li>{html.escape(line)}</li>" for line in _setup_lines(config))
+    setup = "".join(f"<li>{report_text.inline_html(line)}</li>" for line in _setup_lines(config))
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mlcompare report: {html.escape(config['name'])}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mlcompare report: {html.escape(config['name'])}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-th {{ background: #f0f0f0; cursor: pointer; }} td:nth-child(-n+3) {{ text-align: left; }}
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222;
+        overflow-wrap: anywhere; }}
+.wide {{ overflow-x: auto; max-width: 100%; margin: 0.5em 0; }}
+table {{ border-collapse: separate; border-spacing: 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; overflow-wrap: normal; }}
+th {{ background: #f0f0f0; cursor: pointer; }} td:nth-child(-n+2), td:nth-last-child(-n+2) {{ text-align: left; }}
+th:first-child, td:first-child {{ position: sticky; left: 0; background: #fff; z-index: 1; }}
+th:first-child {{ background: #f0f0f0; }}
+code {{ background: #f4f4f4; padding: 0 0.2em; }}
 img {{ max-width: 100%; }} .summary {{ font-size: 1.1em; font-weight: bold; }}
 </style></head><body>
 <h1>mlcompare report: {html.escape(config['name'])}</h1>
-<p>{html.escape(config['description'])}</p>
-{f"<p><em>Question: {html.escape(config['question'])}</em></p>" if config.get("question") else ""}
-<p class="summary">{html.escape(summary_sentence(table))}</p>
+<p>{report_text.inline_html(config['description'])}</p>
+{f"<p><em>Question: {report_text.inline_html(config['question'])}</em></p>" if config.get("question") else ""}
+<p class="summary">{html.escape(summary_sentence(table, primary))}</p>
 <h2>Setup</h2><ul>{setup}</ul>
-<h2>Results (mean ± std over seeds; click a header to sort)</h2>
-<table id="results"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
-<p>{html.escape(SIGNIFICANCE_NOTE)}</p>
+<h2>Results (mean ± std over seeds, best first by {html.escape(report_text.metric_name(primary))}; click a header to sort)</h2>
+<div class="wide"><table id="results"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>
+<p>{html.escape(versus_note(primary, table))}</p>
 {"".join(section.html() for section in sections)}
 <h2>Figures</h2>{imgs}
 <script>

@@ -6,6 +6,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlcompare.report_text import inline_html
+
 Figure = tuple[str, str, Path]  # (title, caption, PNG path)
 
 
@@ -43,11 +45,11 @@ class Section:
         return lines
 
     def html(self) -> str:
-        parts = [f"<h2>{html.escape(self.title)}</h2>"] + [f"<p>{html.escape(t)}</p>" for t in self.paragraphs]
-        if self.header:
-            parts.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-                         + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
-                                                              + "</tr>" for row in self.rows) + "</tbody></table>")
+        parts = [f"<h2>{html.escape(self.title)}</h2>"] + [f"<p>{inline_html(t)}</p>" for t in self.paragraphs]
+        if self.header:  # in a box of its own that scrolls sideways, so a wide table never widens the page
+            parts.append("<div class='wide'><table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+                         + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in row)
+                                                              + "</tr>" for row in self.rows) + "</tbody></table></div>")
         parts += [html_figure(*figure) for figure in self.figures]
         return "".join(parts)
 

@@ -22,10 +22,13 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from mlcompare import stats  # noqa: E402
 from mlcompare.report_section import Figure, Section  # noqa: E402
+from mlcompare.report_style import Style  # noqa: E402
+from mlcompare.report_text import plural, versus_best  # noqa: E402
 
 
-def section(run: Path, results: pd.DataFrame, figures: Path) -> Section | None:
-    """The tuning section of a ``mlcompare tune`` run; None for a plain run (no ``tuning/trials.csv``)."""
+def section(run: Path, results: pd.DataFrame, styles: dict[str, Style], figures: Path) -> Section | None:
+    """The tuning section of a ``mlcompare tune`` run; None for a plain run (no ``tuning/trials.csv``).
+    ``styles``: each method's colour and marker, as in the report's other figures."""
     path = run / "tuning" / "trials.csv"
     if not path.exists() or "setting" not in results:
         return None
@@ -59,9 +62,10 @@ def section(run: Path, results: pd.DataFrame, figures: Path) -> Section | None:
             f"identities and scored by {objective} on the held-out fold, for each fold (the objective is the mean)"
             + ("; trials below the median of completed ones at the same fold were pruned" if t["prune"] else "")
             + ". The test identities were never seen while tuning. Each method's default and best settings were then "
-              f"retrained on all training identities over {config['seeds']} seed(s) and tested; the paired t-test "
+              f"retrained on all training identities over {plural(config['seeds'], 'seed')} and tested; the paired t-test "
               "compares tuned with default over seeds."]
-    figures_out = [f for f in (_history(trials, objective, figures), _predictive(points, objective, figures)) if f]
+    figures_out = [f for f in (_history(trials, objective, styles, figures),
+                               _predictive(points, objective, styles, figures)) if f]
     finite = [(v, s) for _, _, v, s in points if math.isfinite(v) and math.isfinite(s)]
     if len(finite) >= 3 and len({v for v, _ in finite}) > 1 and len({s for _, s in finite}) > 1:
         rho = spearmanr([v for v, _ in finite], [s for _, s in finite]).statistic
@@ -84,25 +88,20 @@ def ranking(run: Path, results: pd.DataFrame) -> Section | None:
     order = sorted(by_method, key=lambda m: -by_method[m][objective].mean())
     best = by_method[order[0]]
     shown = [c for c in ("accuracy", "tar_far_1e-3", "rank_1", "map_at_r") if c in tuned and c != objective]
+    differences = stats.versus_best({m: g[objective].dropna().to_dict() for m, g in by_method.items()}, order[0])
     rows = []
     for m in order:
         g = by_method[m]
-        common = g.index.intersection(best.index)
-        if m == order[0]:
-            versus = "best"
-        elif len(common) >= 2:
-            p = stats.paired_t(g.loc[common, objective].to_numpy(), best.loc[common, objective].to_numpy())
-            diff = float((g.loc[common, objective] - best.loc[common, objective]).mean())
-            versus = f"{diff:+.3f}, p={p:.3f}" + (" n.s." if p >= stats.ALPHA else "")
-        else:
-            versus = "n/a (1 seed)"
-        rows.append([m.removesuffix("-tuned"), g.family.iloc[0], _mean(g[objective]), versus] + [_mean(g[c]) for c in shown])
+        rows.append([m.removesuffix("-tuned"), g.family.iloc[0], _mean(g[objective]), versus_best(differences.get(m))]
+                    + [_mean(g[c]) for c in shown])
     families = {}
     for m in order:  # order is best first: the first method seen of a family is its best
         families.setdefault(by_method[m].family.iloc[0], m)
     verdict = "; ".join(f"{fam}: {m.removesuffix('-tuned')} ({by_method[m][objective].mean():.3f})" for fam, m in families.items())
     text = [f"The tuned settings alone, ranked by test {objective} (mean ± std over seeds); each against the best, "
-            f"paired over seeds (difference in {objective}, two-sided p). Best tuned method of each family: {verdict}."]
+            f"paired over seeds: the difference in {objective} (method − best) with its 95% confidence interval over "
+            f"seeds and the paired t-test's p, Holm-corrected for the {plural(len(order) - 1, 'comparison')} with the "
+            f"best (\"tie\": not significant at {stats.ALPHA:g}). Best tuned method of each family: {verdict}."]
     return Section("Tuned against tuned", text, ["Method", "Family", f"Test {objective}", "vs best (paired)"] + shown, rows)
 
 
@@ -117,16 +116,17 @@ def _mean(series: pd.Series) -> str:
     return f"{series.mean():.3f}" + (f" ± {series.std(ddof=1):.3f}" if len(series) > 1 else "")
 
 
-def _history(trials: pd.DataFrame, objective: str, out: Path) -> Figure | None:
+def _history(trials: pd.DataFrame, objective: str, styles: dict[str, Style], out: Path) -> Figure | None:
     if trials.empty:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, group in trials.groupby("method", sort=False):
         group = group.sort_values("trial")
-        line, = ax.plot(group.trial, group["mean"].where(group.state == "complete"), "o", label=method)
-        ax.plot(group.trial, group["mean"].where(group.state == "complete").cummax(), "-", color=line.get_color(), alpha=0.6)
+        colour, marker = styles[method]
+        ax.plot(group.trial, group["mean"].where(group.state == "complete"), marker, color=colour, label=method)
+        ax.plot(group.trial, group["mean"].where(group.state == "complete").cummax(), "-", color=colour, alpha=0.6)
         pruned = group[group.state == "pruned"]
-        ax.plot(pruned.trial, pruned["mean"], "x", color=line.get_color())
+        ax.plot(pruned.trial, pruned["mean"], "x", color=colour)
     ax.set_xlabel("trial (0: the comparison's own setting)")
     ax.set_ylabel(f"validation {objective} (mean over folds)")
     ax.set_title("Optimisation history (dots: trials, lines: best so far, x: pruned)")
@@ -136,7 +136,11 @@ def _history(trials: pd.DataFrame, objective: str, out: Path) -> Figure | None:
             "best so far; the same number of trials for each.", _save(fig, out / "tuning_history.png"))
 
 
-def _predictive(points: list[tuple[str, str, float, float]], objective: str, out: Path) -> Figure | None:
+def _predictive(points: list[tuple[str, str, float, float]], objective: str, styles: dict[str, Style],
+                out: Path) -> Figure | None:
+    """Validation against test objective of each method's default (hollow) and tuned (filled) setting,
+    joined by a line; methods told apart by colour and marker in a legend (labels on the points
+    overlap where two methods land close together)."""
     finite = [p for p in points if math.isfinite(p[2]) and math.isfinite(p[3])]
     if not finite:
         return None
@@ -144,14 +148,16 @@ def _predictive(points: list[tuple[str, str, float, float]], objective: str, out
     for method in dict.fromkeys(p[0] for p in finite):
         mine = [p for p in finite if p[0] == method]
         xs, ys = [p[2] for p in mine], [p[3] for p in mine]
-        line, = ax.plot(xs, ys, "-", alpha=0.5)
+        colour, marker = styles[method]
+        ax.plot(xs, ys, "-", color=colour, alpha=0.5)
         for (_, setting, x, y) in mine:
-            ax.plot(x, y, "o" if setting == "tuned" else "s", color=line.get_color(), fillstyle="full" if setting == "tuned" else "none")
-        ax.annotate(method, (xs[-1], ys[-1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.plot(x, y, marker, color=colour, markersize=7, fillstyle="full" if setting == "tuned" else "none",
+                    label=method if setting == "tuned" else None)
     ax.set_xlabel(f"validation {objective} (folds of the training identities)")
     ax.set_ylabel(f"test {objective} (mean over seeds)")
-    ax.set_title("Is the validation objective predictive? (square: default, dot: tuned)")
+    ax.set_title("Is the validation objective predictive? (hollow: default, filled: tuned)", fontsize=10)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return ("Validation against test", "Each method's default and tuned settings: the objective on the validation "
             "folds against the test score of the retrained models.", _save(fig, out / "tuning_validation_test.png"))
 

@@ -1,17 +1,26 @@
-"""Is the best method's lead real? Paired tests between methods of one comparison.
+"""Is a method's lead over the others real? Paired comparisons between the methods of one comparison.
 
-With several seeds, a paired t-test across seeds on verification accuracy (the same seed means
-the same initial backbone and batches, so seeds pair the runs). With one seed, a paired bootstrap
-over the verification pairs on ROC AUC (both methods scored on the same resampled pairs).
+Runs of two methods with the same seed start from the same initial backbone and see the same
+batches, so seeds pair the runs: the difference of a metric is taken seed by seed, and its mean
+gets a 95% confidence interval (Student's t over seeds) and a two-sided paired t-test. Comparing
+every method with the best one is several tests at once: :func:`versus_best` corrects their
+p-values by Holm's step-down method, so "significant" holds for the family of comparisons at
+:data:`ALPHA`. With fewer than two common seeds no test is possible: the variation between seeds is
+unknown, and the spread over test pairs of one trained model says nothing about another training run.
+
+These are pure functions of per-seed scores, cheap enough to compute whenever a report is rendered.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as scipy_stats
 
 ALPHA = 0.05
+CONFIDENCE = 0.95
 
 
 def paired_t(a: np.ndarray, b: np.ndarray) -> float:
@@ -27,24 +36,77 @@ def paired_t(a: np.ndarray, b: np.ndarray) -> float:
     return float(scipy_stats.ttest_rel(a, b).pvalue)
 
 
-def _auc(scores: np.ndarray, same: np.ndarray) -> np.ndarray:
-    """AUC of each row of ``scores`` [R, P] against the labels ``same`` [R, P] (Mann-Whitney, ties halved)."""
-    ranks = scipy_stats.rankdata(scores, axis=1)
-    n_pos = same.sum(axis=1)
-    n_neg = same.shape[1] - n_pos
-    return ((ranks * same).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+@dataclass(frozen=True)
+class Difference:
+    """``a - b`` over ``n`` paired seeds: its mean, the ``CONFIDENCE`` interval of the mean
+    (``low``, ``high``; NaN with one seed), the paired t-test's two-sided ``p`` and, once corrected
+    for the comparisons made with it, ``p_holm`` (NaN until then, and with one seed)."""
+
+    mean: float
+    low: float
+    high: float
+    p: float
+    n: int
+    p_holm: float = math.nan
+
+    @property
+    def significant(self) -> bool:
+        """The corrected test rejects "no difference" at :data:`ALPHA` (False where untested)."""
+        return self.p_holm < ALPHA
 
 
-def bootstrap_auc(scores_a: np.ndarray, scores_b: np.ndarray, same: np.ndarray, *, resamples: int = 1000,
-                  seed: int = 0) -> float:
-    """Two-sided p-value that AUC(a) = AUC(b), by a paired bootstrap over the pairs.
+def paired_difference(a: np.ndarray, b: np.ndarray, *, confidence: float = CONFIDENCE) -> Difference:
+    """Mean of ``a - b`` (paired values, e.g. one per seed) with its t confidence interval:
+    mean ± t_{(1+confidence)/2, n-1} * sd / sqrt(n), and the paired t-test's p (see :func:`paired_t`).
 
-    p = 2 * min(share of resamples with AUC(a) - AUC(b) <= 0, share with >= 0), capped at 1.
+    No spread gives the interval [mean, mean]; one pair gives NaN for the interval and p.
     """
-    scores_a, scores_b, same = np.asarray(scores_a), np.asarray(scores_b), np.asarray(same, dtype=bool)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(same), size=(resamples, len(same)))
-    s = same[idx]
-    valid = (s.sum(axis=1) > 0) & (s.sum(axis=1) < len(same))
-    diff = _auc(scores_a[idx][valid], s[valid]) - _auc(scores_b[idx][valid], s[valid])
-    return float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    p = paired_t(a, b)
+    diff = a - b
+    mean = float(diff.mean()) if len(diff) else math.nan
+    if len(diff) < 2:
+        return Difference(mean, math.nan, math.nan, p, len(diff))
+    half = half_width(float(diff.std(ddof=1)), len(diff), confidence=confidence)
+    return Difference(mean, mean - half, mean + half, p, len(diff))
+
+
+def half_width(std: float, n: int, *, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the t confidence interval of a mean of ``n`` values of sample std ``std``
+    (t_{(1+confidence)/2, n-1} * std / sqrt(n)); NaN for n < 2."""
+    if n < 2 or not math.isfinite(std):
+        return math.nan
+    return float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n))
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given.
+
+    Sorted ascending p_(1) <= ... <= p_(m): adjusted p_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)).
+    Rejecting where the adjusted p < alpha controls the family-wise error rate at alpha. NaN
+    entries (untested comparisons) stay NaN and do not count in m.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for i, idx in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[idx]))
+        out[idx] = running
+    return out
+
+
+def versus_best(scores: Mapping[str, Mapping[int, float]], best: str) -> dict[str, Difference]:
+    """Every method of ``scores`` (method -> seed -> score) other than ``best`` against ``best``:
+    method - best over their common seeds, with the p-values Holm-corrected over all these comparisons."""
+    diffs = {}
+    for method, values in scores.items():
+        if method == best:
+            continue
+        common = sorted(set(values) & set(scores[best]))
+        diffs[method] = paired_difference(np.array([values[s] for s in common]),
+                                          np.array([scores[best][s] for s in common]))
+    adjusted = holm([d.p for d in diffs.values()])
+    return {m: Difference(d.mean, d.low, d.high, d.p, d.n, float(q)) for (m, d), q in zip(diffs.items(), adjusted)}

@@ -27,16 +27,17 @@ def titles(run):
 
 def test_each_figure_function_draws_what_the_report_shows(run, tmp_path):
     inputs = report_inputs.load(run)
-    table = report.summarise(inputs.results, inputs.curves)
+    table = report.summarise(inputs.results)
+    styles = report.styles_of(inputs.results)
     curves = {"raw pixels": ("baseline", inputs.curves[("raw pixels", 0)]),
               "softmax": ("classification", inputs.curves[("softmax", 0)]),
               "triplet-bh": ("pair", inputs.curves[("triplet-bh", 0)])}
     alone = tmp_path / "alone"
     alone.mkdir()
-    drawn = [report._scores(table, alone), report._sweep(inputs.results, "", alone), report._roc(curves, alone),
-             report._cmc(curves, alone), report._loss_curves(inputs.history, alone),
-             report._training_stats(inputs.history, alone), report._angles(curves, alone),
-             report._embeddings(curves, inputs.labels, alone), report._cost(inputs.results, inputs.config["device"], alone)]
+    drawn = [report._scores(table, "accuracy", styles, alone), report._sweep(inputs.results, "", styles, alone),
+             report._roc(curves, styles, alone), report._cmc(curves, styles, alone), report._loss_curves(inputs.history, alone),
+             report._training_stats(inputs.history, styles, alone), report._angles(curves, alone),
+             report._embeddings(curves, inputs.labels, alone), report._cost(inputs.results, inputs.config["device"], styles, alone)]
     assert [f[0] if f else None for f in drawn] == ["Scores", None, *ORDER[1:]]
     assert titles(run) == ORDER
     for _, _, path in filter(None, drawn):
@@ -50,7 +51,7 @@ def test_sweep_figure_comes_second(run):
     assert main(["report", str(run)]) == 0
     assert titles(run) == ["Scores", "Sweep", *ORDER[1:]]
     inputs = report_inputs.load(run)
-    alone = report._sweep(inputs.results, "embedding_dim", run.parent)
+    alone = report._sweep(inputs.results, "embedding_dim", report.styles_of(inputs.results), run.parent)
     assert alone is not None and alone[2].read_bytes() == (run / "figures" / "sweep.png").read_bytes()
 
 
