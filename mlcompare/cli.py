@@ -29,7 +29,7 @@ def _comparison_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the backbone (pays off on long GPU runs)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory (only once the new run is complete)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoints")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (reading data, training, tuning)")
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="write TensorBoard event files under RUN/tensorboard/METHOD-sSEED (pip install mlcompare[tensorboard])")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",

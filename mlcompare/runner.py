@@ -50,21 +50,23 @@ def check_precision(precision: str, device: torch.device) -> None:
                         "several times slower than fp32); use --precision bf16 or fp32 on the CPU")
 
 
-def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("cpu")
+def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("cpu"), *, progress: bool = True
                  ) -> tuple[FaceData, FaceData, TestProtocol]:
     """Train set, test set (disjoint identities) and the fixed protocol on the test set.
 
     Generated training images are rendered on ``device`` and stay there; the test set is on the CPU.
+    ``progress``: bars while large image files are decoded (off with ``--no-progress``).
     Label noise asked for on the data spec (``synthfaces:label_noise=X``) is applied after the split,
     to training images only and towards training identities only: test labels stay clean.
     """
     d = config.data
     train_set, test_set = datasets.load_split(d.train, d.test, size=d.size, seed=d.split_seed,
-                                              test_fraction=d.test_fraction, stream=d.workers > 0, device=str(device))
+                                              test_fraction=d.test_fraction, stream=d.workers > 0, device=str(device),
+                                              progress=progress)
     if d.workers and isinstance(train_set.images, torch.Tensor):
         warnings.warn(f"workers = {d.workers} applies to imagefolder: and recordio: training sets; "
                       f"{d.train.partition(':')[0]} is held in memory, so no worker processes are started", stacklevel=2)
-    test_set = test_set.in_memory().to("cpu")  # every model embeds all of it
+    test_set = test_set.in_memory(progress=progress).to("cpu")  # every model embeds all of it
     return train_set, test_set, TestProtocol.build(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
 
 
@@ -179,7 +181,7 @@ class Session:
 
 
 def open_session(config: ComparisonConfig, out: Path, *, device: str, force: bool, resume: bool,
-                 check: Callable[[FaceData], None] | None = None) -> Session:
+                 check: Callable[[FaceData], None] | None = None, progress: bool = True) -> Session:
     """Check every input (devices, the run directory, data, every method's loss and batch shape, and
     ``check(train_set)``: a command's own), then create the run directory and score the raw-pixels
     floor. Bad input leaves nothing behind."""
@@ -192,7 +194,7 @@ def open_session(config: ComparisonConfig, out: Path, *, device: str, force: boo
     if resume:
         rundir.check_resumable(config.to_dict())
     ctx.barrier()
-    train_set, test_set, protocol = prepare_data(config, dev)
+    train_set, test_set, protocol = prepare_data(config, dev, progress=progress)
     check_methods(config, train_set, ctx)
     if check is not None:
         check(train_set)
@@ -269,7 +271,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     Every input is checked (devices, data, every method's loss and batch shape) before the run
     directory is created, so that bad input leaves nothing behind.
     """
-    session = open_session(config, out, device=device, force=force, resume=resume)
+    session = open_session(config, out, device=device, force=force, resume=resume, progress=progress)
     train_entries(session, [Entry(config, m) for m in config.methods], resume=resume, progress=progress)
     return close_session(session)
 

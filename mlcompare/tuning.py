@@ -110,12 +110,12 @@ class Fold:
     protocol: TestProtocol
 
 
-def make_folds(train_set: FaceData, config: ComparisonConfig) -> list[Fold]:
+def make_folds(train_set: FaceData, config: ComparisonConfig, *, progress: bool = True) -> list[Fold]:
     t = config.tuning
     out = []
     for identities in identity_folds(train_set.num_identities, t.folds, seed=t.seed):
         held = torch.isin(train_set.labels, identities.to(train_set.labels.device))
-        validation = train_set.subset(torch.nonzero(held).squeeze(1)).in_memory().to("cpu")
+        validation = train_set.subset(torch.nonzero(held).squeeze(1)).in_memory(progress=progress).to("cpu")
         protocol = TestProtocol.build(validation.labels, pairs=config.data.verification_pairs, seed=t.seed)
         out.append(Fold(train_set.subset(torch.nonzero(~held).squeeze(1)), validation, protocol))
     return out
@@ -322,8 +322,8 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
     if resume:
         check_study(out)
     session = runner.open_session(config, out, device=device, force=force, resume=resume,
-                                  check=lambda train_set: check_folds(train_set, config))
-    folds = make_folds(session.train_set, config)
+                                  check=lambda train_set: check_folds(train_set, config), progress=progress)
+    folds = make_folds(session.train_set, config, progress=progress)
     tuning_dir = session.rundir.path / "tuning"
     best_dir = tuning_dir / "ensemble" if config.tuning.ensemble else None
     for d in filter(None, (tuning_dir, best_dir)):

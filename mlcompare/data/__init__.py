@@ -38,10 +38,12 @@ def _value(raw: str) -> int | float | bool | str:
     return raw
 
 
-def load(spec: str, *, size: int, seed: int = 0, stream: bool = False, device: str = "cpu") -> FaceData:
+def load(spec: str, *, size: int, seed: int = 0, stream: bool = False, device: str = "cpu",
+         progress: bool = True) -> FaceData:
     """Load the data named by ``spec`` at ``size`` x ``size`` pixels (file sources left on disk with
     ``stream``; the generated ones are always in memory). ``synthfaces`` renders on ``device`` (unless
-    its spec names one) and its images stay there; file sources are read into host memory.
+    its spec names one) and its images stay there; file sources are read into host memory (with a
+    progress bar for large ones, unless ``progress`` is False).
 
     Identities with one image are dropped (with a warning that counts them); fewer than two
     identities left is an error.
@@ -52,13 +54,13 @@ def load(spec: str, *, size: int, seed: int = 0, stream: bool = False, device: s
     if name == "imagefolder":
         if not rest:
             raise UserError("imagefolder needs a path: --data imagefolder:PATH")
-        data = imagefolder.load(rest, size=size, stream=stream)
+        data = imagefolder.load(rest, size=size, stream=stream, progress=progress)
     elif name == "recordio":
         from mlcompare.data import recordio
 
         if not rest:
             raise UserError("recordio needs a folder holding train.rec and train.idx: --data recordio:DIR")
-        data = recordio.load(rest, size=size, stream=stream)
+        data = recordio.load(rest, size=size, stream=stream, progress=progress)
     elif name == "digits":
         data = digits.load(size=size)
     elif name == "synthfaces":
@@ -77,7 +79,7 @@ def load(spec: str, *, size: int, seed: int = 0, stream: bool = False, device: s
 
 
 def load_split(train: str, test: str = "", *, size: int, seed: int, test_fraction: float, stream: bool = False,
-               device: str = "cpu") -> tuple[FaceData, FaceData]:
+               device: str = "cpu", progress: bool = True) -> tuple[FaceData, FaceData]:
     """The training and test sets of a comparison: ``test`` loaded on its own (disjoint identities by
     the user's word), or ``train``'s identities split seeded (:func:`~mlcompare.data.protocol.split_identities`).
 
@@ -91,9 +93,9 @@ def load_split(train: str, test: str = "", *, size: int, seed: int, test_fractio
     train, noise = _split_label_noise(train)
     if _split_label_noise(test)[1]:
         raise UserError(f"--test-data {test}: label_noise would corrupt the test labels; put it on the training data")
-    full = load(train, size=size, seed=seed, stream=stream, device=device)
+    full = load(train, size=size, seed=seed, stream=stream, device=device, progress=progress)
     if test:
-        train_set, test_set = full, load(test, size=size, seed=seed + 1)
+        train_set, test_set = full, load(test, size=size, seed=seed + 1, progress=progress)
     else:
         train_set, test_set = split_identities(full, test_fraction=test_fraction, seed=seed)
     if noise:

@@ -119,10 +119,11 @@ def _warn_skipped(source: str, paths: list[Path], what: str) -> None:
         warnings.warn(f"{source}: {what.format(n=len(paths))}, e.g. {paths[0]}", stacklevel=3)
 
 
-def load(path: str, *, size: int, stream: bool = False) -> FaceData:
+def load(path: str, *, size: int, stream: bool = False, progress: bool = True) -> FaceData:
     """Read ``path/<identity>/<image>``; identities are the sub-folder names, sorted.
 
-    With ``stream`` the images stay on disk (:class:`StoredImages`, decoded when used).
+    With ``stream`` the images stay on disk (:class:`StoredImages`, decoded when used); ``progress``:
+    a progress bar while a large folder is decoded.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -165,7 +166,7 @@ def load(path: str, *, size: int, stream: bool = False) -> FaceData:
     reader = ImageFiles(files)
     images = StoredImages(reader, np.arange(len(files)), size)
     if not stream:  # a streamed set is not decoded here: its sizes are not known, so not checked
-        images = images.decode_all(desc=f"reading {path}")
+        images = images.decode_all(desc=f"reading {path}", progress=progress)
         _warn_small(source, reader.sizes, size)
     return FaceData(images, torch.tensor(labels), identities, source)
 

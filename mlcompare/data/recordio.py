@@ -257,7 +257,7 @@ class RecordIO:
         return [self.label(k) for k in self.image_keys]
 
 
-def load(path: str, *, size: int, stream: bool = False) -> FaceData:
+def load(path: str, *, size: int, stream: bool = False, progress: bool = True) -> FaceData:
     """The images of the RecordIO pair at ``path``, classes renumbered ``0..C-1``.
 
     Identity names are the original class numbers as text. Without ``stream`` every image is
@@ -273,7 +273,7 @@ def load(path: str, *, size: int, stream: bool = False) -> FaceData:
         raw = torch.tensor(reader.labels(), dtype=torch.int64)
         images = StoredImages(reader, np.asarray(reader.image_keys, dtype=np.int64), size)
         if not stream:
-            images = images.decode_all(desc=f"reading {reader.rec_path}")
+            images = images.decode_all(desc=f"reading {reader.rec_path}", progress=progress)
     finally:
         reader.close()
     classes, labels = torch.unique(raw, sorted=True, return_inverse=True)

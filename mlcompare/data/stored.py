@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+PROGRESS_FROM = 5000  # images: smaller sets decode in seconds, without a bar
+
 
 class ImageReader(Protocol):
     """Random access to encoded images; picklable, so that worker processes can read too."""
@@ -57,7 +59,8 @@ class StoredImages:
     def decode_all(self, *, desc: str, progress: bool = True) -> torch.Tensor:
         """Every image, decoded into one tensor (with a progress bar for large sets)."""
         out = torch.empty(self.shape, dtype=torch.uint8)
-        for i in tqdm(range(len(self)), desc=desc, unit="img", disable=not progress or len(self) < 5000, leave=False):
+        for i in tqdm(range(len(self)), desc=desc, unit="img", disable=not progress or len(self) < PROGRESS_FROM,
+                      leave=False):
             out[i] = self[i]
         return out
 
