@@ -31,3 +31,19 @@ def test_report_html_renders_table_and_figures_offline(tiny_run, tmp_path):
     bands = pixels[1000:].reshape(-1, 200, pixels.shape[1])[:25]
     drawn = [band.std() > 10 for band in bands]
     assert sum(drawn) >= 2 * len(figures), f"only {sum(drawn)} of {len(bands)} bands hold drawing"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package 'chromium')")
+def test_report_html_fits_a_1280_px_window(tiny_run, tmp_path):
+    """Nothing runs off the right edge: the page is no wider than the window (the wide results table
+    scrolls inside its own box instead)."""
+    probe = ("<script>document.body.dataset.fit = [document.documentElement.scrollWidth, window.innerWidth, "
+             "document.querySelector('#results').offsetWidth].join(' ')</script></body>")
+    page = tmp_path / "report.html"
+    page.write_text((tiny_run / "report.html").read_text().replace("</body>", probe))
+    dom = subprocess.run([CHROMIUM, *FLAGS, "--user-data-dir=" + str(tmp_path / "profile"), "--window-size=1280,900",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    page_width, window, table = map(int, re.search(r'data-fit="(\d+) (\d+) (\d+)"', dom).groups())
+    assert window == 1280
+    assert page_width == window, f"the page is {page_width} px wide in a {window} px window"
+    assert table > 0  # the table was laid out (its box scrolls when it is wider than the page)
