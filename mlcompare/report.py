@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mlcompare import report_inputs, report_quality, report_text, report_tuning, stats  # noqa: E402
-from mlcompare.report_style import LINES, Style, method_styles  # noqa: E402
+from mlcompare.report_style import LINES, Styles, method_styles  # noqa: E402
 from mlcompare.report_section import Figure, Section, html_figure, md_text  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
 
@@ -154,7 +154,6 @@ def summary_sentence(table: pd.DataFrame, primary: str = "accuracy") -> str:
 
 
 Curves = dict[str, tuple[str, dict[str, np.ndarray]]]  # method -> (family, its first seed's curves)
-Styles = dict[str, Style]  # method (or sweep group) -> its colour and marker in every figure
 
 
 def styles_of(results: pd.DataFrame) -> Styles:

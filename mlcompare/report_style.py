@@ -20,7 +20,19 @@ LINES = {"classification": "-", "pair": "--", "proxy": "-.", "baseline": ":"}  #
 Style = tuple[tuple[float, float, float], str]  # (colour, marker)
 
 
-def method_styles(names: Iterable[str]) -> dict[str, Style]:
+class Styles(dict):
+    """name -> (colour, marker): the next free pair for a name first asked for (a method that only
+    history.csv or the tuning trials hold), kept from then on, so every figure still agrees."""
+
+    def __missing__(self, name: str) -> Style:
+        i = len(self)
+        self[name] = (COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)])
+        return self[name]
+
+
+def method_styles(names: Iterable[str]) -> Styles:
     """(colour, marker) for each distinct name, in order of first appearance."""
-    return {name: (COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)])
-            for i, name in enumerate(dict.fromkeys(names))}
+    styles = Styles()
+    for name in names:
+        styles[name]  # noqa: B018 - the first look-up assigns the next pair
+    return styles

@@ -22,11 +22,11 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from mlcompare import stats  # noqa: E402
 from mlcompare.report_section import Figure, Section  # noqa: E402
-from mlcompare.report_style import Style  # noqa: E402
+from mlcompare.report_style import Styles  # noqa: E402
 from mlcompare.report_text import plural, versus_best  # noqa: E402
 
 
-def section(run: Path, results: pd.DataFrame, styles: dict[str, Style], figures: Path) -> Section | None:
+def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> Section | None:
     """The tuning section of a ``mlcompare tune`` run; None for a plain run (no ``tuning/trials.csv``).
     ``styles``: each method's colour and marker, as in the report's other figures."""
     path = run / "tuning" / "trials.csv"
@@ -116,7 +116,7 @@ def _mean(series: pd.Series) -> str:
     return f"{series.mean():.3f}" + (f" ± {series.std(ddof=1):.3f}" if len(series) > 1 else "")
 
 
-def _history(trials: pd.DataFrame, objective: str, styles: dict[str, Style], out: Path) -> Figure | None:
+def _history(trials: pd.DataFrame, objective: str, styles: Styles, out: Path) -> Figure | None:
     if trials.empty:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -136,7 +136,7 @@ def _history(trials: pd.DataFrame, objective: str, styles: dict[str, Style], out
             "best so far; the same number of trials for each.", _save(fig, out / "tuning_history.png"))
 
 
-def _predictive(points: list[tuple[str, str, float, float]], objective: str, styles: dict[str, Style],
+def _predictive(points: list[tuple[str, str, float, float]], objective: str, styles: Styles,
                 out: Path) -> Figure | None:
     """Validation against test objective of each method's default (hollow) and tuned (filled) setting,
     joined by a line; methods told apart by colour and marker in a legend (labels on the points
