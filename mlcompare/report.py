@@ -594,8 +594,10 @@ body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto;
         overflow-wrap: anywhere; }}
 .wide {{ overflow-x: auto; max-width: 100%; margin: 0.5em 0; }}
 table {{ border-collapse: separate; border-spacing: 0; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; overflow-wrap: normal; }}
-th {{ background: #f0f0f0; cursor: pointer; }} td:nth-child(-n+2), td:nth-last-child(-n+2) {{ text-align: left; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; overflow-wrap: normal; white-space: nowrap; }}
+#results td:last-child {{ white-space: normal; min-width: 14em; }}  /* a failure's message wraps */
+th {{ background: #f0f0f0; cursor: pointer; }}
+th:nth-child(-n+2), td:nth-child(-n+2), td:nth-last-child(-n+2) {{ text-align: left; }}
 th:first-child, td:first-child {{ position: sticky; left: 0; background: #fff; z-index: 1; }}
 th:first-child {{ background: #f0f0f0; }}
 code {{ background: #f4f4f4; padding: 0 0.2em; }}

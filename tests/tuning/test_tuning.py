@@ -54,8 +54,8 @@ def tuned_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     original_prepare, original_final, original_embed = runner.prepare_data, runner.train_entries, runner.embed
 
-    def prepare(cfg, device=torch.device("cpu")):
-        train_set, test_set, protocol = original_prepare(cfg, device)
+    def prepare(cfg, device=torch.device("cpu"), **kwargs):
+        train_set, test_set, protocol = original_prepare(cfg, device, **kwargs)
         test_set.images = torch.full_like(test_set.images, sentinel)
         return train_set, test_set, protocol
 
@@ -107,7 +107,7 @@ def test_tuned_against_tuned_ranks_the_tuned_rows_and_pairs_them_with_the_best(t
     assert [row[0] for row in section.rows] == [m.removesuffix("-tuned") for m in tuned.index]
     assert section.rows[0][3] == "best"
     # one seed here: no paired test to make, and the table says so
-    assert all(row[3] == "n/a (1 seed)" for row in section.rows[1:])
+    assert [row[3] for row in section.rows[1:]] == [f"{tuned[m] - tuned.iloc[0]:+.3f} (1 seed: no test)" for m in tuned.index[1:]]
     best_pair = max((m for m in tuned.index if m.startswith("triplet")), key=tuned.get)
     assert f"pair: {best_pair.removesuffix('-tuned')} ({tuned[best_pair]:.3f})" in section.paragraphs[0]
     assert report_tuning.ranking(root / "a", results.drop(columns="setting")) is None
