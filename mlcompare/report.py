@@ -435,10 +435,11 @@ def _scores(table: pd.DataFrame, primary: str, styles: Styles, out: Path) -> Fig
 
 
 def _zoom(means: np.ndarray, half: np.ndarray) -> tuple[float, float]:
-    """Axis limits around ``means`` ± ``half``, with a margin of 15% of that span (at least 0.005) each side."""
+    """Axis limits around ``means`` ± ``half``, with a margin of 15% of that span (at least 0.005) each
+    side, kept within [-0.01, 1.01]: the scores drawn lie in [0, 1], even where a 2-seed interval does not."""
     lo, hi = float(np.min(means - half)), float(np.max(means + half))
     pad = max(0.15 * (hi - lo), 0.005)
-    return lo - pad, hi + pad
+    return max(lo - pad, -0.01), min(hi + pad, 1.01)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
