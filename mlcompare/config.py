@@ -382,7 +382,7 @@ def _fill_params(config: ComparisonConfig) -> ComparisonConfig:
     import miners
 
     methods = [dataclasses.replace(
-        m, params=m.params if m.loss.startswith(losses.pml.PREFIX) else _with_defaults(losses.REGISTRY[m.loss], m.params),
+        m, params=m.params if m.loss.startswith(losses.pml.PREFIX) else losses.with_shown(m.loss, m.params),
         miner_params=_with_defaults(miners.REGISTRY[m.miner], m.miner_params)
         if m.miner and not m.miner.startswith(losses.pml.PREFIX) else m.miner_params)
         for m in config.methods]

@@ -138,7 +138,7 @@ def method_space(config: ComparisonConfig, method: MethodConfig, *, has_head: bo
     range is widened to hold the comparison's own value, which is the method's first trial."""
     where = f"method '{method.name}'"
     registered = losses.REGISTRY.get(method.loss)  # None: a pml: loss, which declares no search space
-    signature = inspect.signature(registered.__init__).parameters if registered else {}
+    loss_defaults = losses.defaults(method.loss) if registered else {}
     loss_params = losses.parameters(method.loss)
     defaults: dict[str, Any] = {"lr": config.train.lr, "weight_decay": config.train.weight_decay}
     declared: dict[str, Dim] = dict(SEARCH_SPACE)
@@ -147,7 +147,7 @@ def method_space(config: ComparisonConfig, method: MethodConfig, *, has_head: bo
         declared["loss_lr"] = LOSS_LR_SEARCH
     for name, dim in (registered.search_space if registered else {}).items():
         declared[name] = dim
-        defaults[name] = method.params.get(name, signature[name].default)
+        defaults[name] = method.params.get(name, loss_defaults[name])
     dims, fixed = dict(declared), {}
     for name, value in method.search.items():
         if name not in declared and name not in loss_params and name not in TRAIN_KEYS:
@@ -157,7 +157,7 @@ def method_space(config: ComparisonConfig, method: MethodConfig, *, has_head: bo
         if name == "loss_lr" and not has_head:
             raise UserError(f"{where}: search.loss_lr: loss '{method.loss}' has no parameters of its own")
         if name not in defaults:
-            defaults[name] = method.params.get(name, signature[name].default if name in signature else None)
+            defaults[name] = method.params.get(name, loss_defaults.get(name))
         found = override(name, value, declared.get(name), where=where)
         if isinstance(found, Dim):
             dims[name] = found

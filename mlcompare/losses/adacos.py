@@ -30,6 +30,7 @@ class AdaCos(Loss):
 
     family = "classification"
     shown_params = ("dynamic",)
+    shard_refusal = "its dynamic scale averages exp(s cos theta) over every class, which sampled shards do not see"
 
     def __init__(self, *, num_classes: int, embedding_dim: int, dynamic: bool = True) -> None:
         super().__init__()

@@ -5,14 +5,14 @@ import math
 
 import torch
 
-from mlcompare.losses.normalized import (MarginHead, MarginLogits, SumRanks, one_rank, replace_target, safe_acos,
-                                         target_of, upcast_half)
+from mlcompare.losses.margin_logits import MarginLogits
+from mlcompare.losses.normalized import SumRanks, replace_target, safe_acos, target_of, upcast_half
 from mlcompare.search_space import Dim
 
 EPS = 1e-3  # the official code's clamp of cosines, angles and the std denominator
 
 
-class AdaFace(MarginHead):
+class AdaFace(MarginLogits):
     """``L = CE(s [cos(clip(theta_y - m z, eps, pi - eps)) - (m + m z); cos theta_j], y)``.
 
     Kim, Jain & Liu, "AdaFace: Quality Adaptive Margin for Face Recognition", CVPR 2022
@@ -28,42 +28,22 @@ class AdaFace(MarginHead):
 
     Follows the official code: all cosines are clamped to ``[-1 + eps, 1 - eps]`` (the
     non-target logits therefore equal the clamped cosines). Departs from it in the class-weight
-    initialisation (ours: normal, std 0.01, as every MarginHead) and in computing ``|x|`` here from
+    initialisation (ours: normal, std 0.01, as every margin softmax) and in computing ``|x|`` here from
     the raw embedding (the official backbone returns the norm beside the normalised feature).
     ``mu`` and ``sigma`` are buffers: saved in ``state_dict`` and restored by ``--resume``.
     Needs a batch of at least 2 (an unbiased std). Stats add ``margin_scaler`` (mean z),
-    ``batch_mean``, ``batch_std``. The logits are :class:`AdaFaceLogits` (``partial_fc`` shares them).
+    ``batch_mean``, ``batch_std``.
+
+    The norms are per sample, so a rank of ``partial_fc`` that sees the whole (gathered) batch
+    computes the same ``mu``, ``sigma`` and ``z`` as every other rank: nothing to sum over ranks.
     """
 
     shown_params = ("s", "m", "h")
     # the paper's ablation (sec. 4.2) spans m 0.2-0.6 and h 0.33-1; s as the other margin softmaxes
     search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.2, 0.6), "h": Dim(0.1, 1.0)}
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float = 64.0, m: float = 0.4, h: float = 0.333,
-                 t_alpha: float = 0.01) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
-                         margin_logits=AdaFaceLogits(m=m, h=h, t_alpha=t_alpha))
-
-    @property
-    def batch_mean(self) -> torch.Tensor:
-        return self.margin_logits.batch_mean
-
-    @property
-    def batch_std(self) -> torch.Tensor:
-        return self.margin_logits.batch_std
-
-
-class AdaFaceLogits(MarginLogits):
-    """AdaFace's logits (the formula is :class:`AdaFace`'s) and its running norm statistics.
-
-    The norms are per sample, so a rank that sees the whole (gathered) batch computes the same
-    ``mu``, ``sigma`` and ``z`` as every other rank: nothing to sum over ranks.
-    """
-
-    parameters = ("m", "h", "t_alpha")
-
-    def __init__(self, *, m: float = 0.4, h: float = 0.333, t_alpha: float = 0.01) -> None:
-        super().__init__()
+    def __init__(self, *, s: float = 64.0, m: float = 0.4, h: float = 0.333, t_alpha: float = 0.01) -> None:
+        super().__init__(s=s)
         if not 0 <= m < math.pi / 2:
             raise ValueError(f"m (AdaFace margin, radians) must be in [0, pi/2), got {m!r}")
         if not h > 0:
@@ -78,8 +58,8 @@ class AdaFaceLogits(MarginLogits):
         """``z = clip(h (|x| - mu) / (sigma + eps), -1, 1)`` with the current running statistics."""
         return ((norms - self.batch_mean) / (self.batch_std + EPS) * self.h).clamp(-1.0, 1.0)
 
-    def forward(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
-                sum_ranks: SumRanks = one_rank) -> torch.Tensor:
+    def logits(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+               sum_ranks: SumRanks) -> torch.Tensor:
         if embeddings.shape[0] < 2:
             raise ValueError(f"AdaFace needs a batch of at least 2 (its norm statistics use an unbiased std), "
                              f"got {embeddings.shape[0]}")

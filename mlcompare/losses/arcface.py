@@ -6,12 +6,12 @@ import math
 import torch
 
 from mlcompare.losses.margins import additive_angular
-from mlcompare.losses.normalized import MarginHead
+from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
 
-class ArcFace(MarginHead):
+class ArcFace(TargetMargin):
     """``L = -log exp(s cos(theta_y + m)) / (exp(s cos(theta_y + m)) + sum_{j!=y} exp(s cos theta_j))``.
 
     Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition", CVPR 2019
@@ -27,9 +27,8 @@ class ArcFace(MarginHead):
 
     shown_params = ('s', 'm')
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 64.0, m: float = 0.5,
-                 easy_margin: bool = False) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+    def __init__(self, *, s: float | Scale | dict = 64.0, m: float = 0.5, easy_margin: bool = False) -> None:
+        super().__init__(s=s)
         if not 0 < m < math.pi / 2:
             raise ValueError(f"m (ArcFace angular margin, radians) must be in (0, pi/2), got {m!r}")
         self.m = float(m)

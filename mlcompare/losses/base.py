@@ -27,6 +27,10 @@ class Loss(nn.Module):
       loss and to no other.
     - ``sharded``: this instance's parameters differ per rank (``shardable`` and ``world_size > 1``):
       the trainer must not average their gradients over ranks, and checkpoints keep every shard.
+    - ``takes_margin``: its constructor takes ``margin``, a margin-logits object (Partial FC). The
+      registry builds it from the margin named by the method's ``margin`` parameter (default
+      ``default_margin``), with the method's other parameters that are the margin's, ``s`` defaulting
+      to ``default_s``; see :func:`mlcompare.losses.build_margin`.
     - ``needs_class_counts``: its constructor takes ``class_counts`` (``[num_classes]`` int64, the
       training set's images per class, as the loss will see them: after a method's identity subset
       and label noise). The runner fills it from the training labels (``runner.class_counts``) and
@@ -39,6 +43,9 @@ class Loss(nn.Module):
     - :meth:`head_parameters`: the loss's own trainable parameters (class weights, proxies, a
       learnable scale), which the trainer optimises as a group of their own.
     - :meth:`set_progress`: called before each step, for schedules (margin annealing, scale warm-up).
+    - ``shard_refusal``: for a cosine classifier that is not one margin on a softmax (AdaCos,
+      UniFace, SphereFace2), why Partial FC cannot take it as its margin; Partial FC refuses it with
+      this reason (a margin, :class:`~mlcompare.losses.margin_logits.MarginLogits`, declares the same).
     - ``search_space``: ``{parameter: Dim}``, the ranges ``mlcompare tune`` searches by default
       (a comparison's ``[methods.search]`` narrows, widens, fixes or adds; see ``search_space.py``).
     - ``shown_params``: the parameters that a run's config and report always name (a margin, a
@@ -53,6 +60,10 @@ class Loss(nn.Module):
     family: ClassVar[str] = ""
     shardable: ClassVar[bool] = False
     needs_class_counts: ClassVar[bool] = False
+    shard_refusal: ClassVar[str] = ""
+    takes_margin: ClassVar[bool] = False
+    default_margin: ClassVar[str] = ""
+    default_s: ClassVar[float] = 64.0
     shown_params: ClassVar[tuple[str, ...]] = ()
     search_space: ClassVar[dict[str, Dim]] = {}
 

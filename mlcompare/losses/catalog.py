@@ -9,7 +9,7 @@ import inspect
 import re
 import sys
 
-from mlcompare.losses import REGISTRY, parameters, pml
+from mlcompare.losses import REGISTRY, defaults, pml
 
 # "Deng et al., "ArcFace: ...", CVPR 2019" -> ("Deng et al.", "2019"): the first author-year in a docstring
 _CITATION = re.compile(r"([A-Z][A-Za-z\-]+(?: et al\.|(?:, [A-Z][A-Za-z\-]+)* & [A-Z][A-Za-z\-]+)?)"
@@ -25,21 +25,17 @@ def paper(cls: type) -> str:
     return ""
 
 
-def _defaults(params: dict[str, inspect.Parameter], names: list[str]) -> str:
-    shown = [f"{n}={params[n].default!r}" for n in names if params[n].default is not inspect.Parameter.empty]
-    return ", ".join(shown)
+def _shown(name: str) -> str:
+    return ", ".join(f"{n}={v!r}" for n, v in defaults(name).items())
 
 
 def lines() -> list[str]:
     """One line per registered loss, then one per tested ``pml:`` class."""
     rows = []
     for name, cls in sorted(REGISTRY.items()):
-        sig = inspect.signature(cls.__init__).parameters
-        rows.append((name, cls.family, paper(cls), _defaults(dict(sig), parameters(name))))
+        rows.append((name, cls.family, paper(cls), _shown(name)))
     for class_name, known in sorted(pml.KNOWN.items()):
-        cls = pml.loss_class(class_name)
-        rows.append((pml.PREFIX + class_name, known.family, known.paper,
-                     _defaults(pml.constructor_parameters(cls), pml.user_parameters(cls))))
+        rows.append((pml.PREFIX + class_name, known.family, known.paper, _shown(pml.PREFIX + class_name)))
     wn, wp = (max(len(r[i]) for r in rows) for i in (0, 2))
     return [f"{n:<{wn}}  {f:<14}  {p:<{wp}}  {d}".rstrip() for n, f, p, d in rows]
 

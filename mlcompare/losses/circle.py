@@ -4,12 +4,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch
+from mlcompare.losses.classifier import CosineClassifier
+from mlcompare.losses.normalized import angle_stats, check_batch
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
 
-class Circle(MarginHead):
+class Circle(CosineClassifier):
     """``L = log(1 + sum_{j != y} exp(gamma a_n (s_n - D_n)) * exp(-gamma a_p (s_p - D_p)))``.
 
     Sun et al., "Circle Loss: A Unified Perspective of Pair Similarity Optimization", CVPR 2020

@@ -6,12 +6,12 @@ import math
 import torch
 
 from mlcompare.losses.margins import combined_margin
-from mlcompare.losses.normalized import MarginHead
+from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
 
-class Combined(MarginHead):
+class Combined(TargetMargin):
     """Target logit ``s (cos(m1 theta_y + m2) - m3)``, non-target ``s cos theta_j``, then cross-entropy.
 
     Deng et al., ArcFace (arXiv:1801.07698), sec. 2.3 / insightface ``CombinedMarginLoss``
@@ -26,9 +26,9 @@ class Combined(MarginHead):
 
     shown_params = ('s', 'm1', 'm2', 'm3')
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 64.0, m1: float = 1.0,
-                 m2: float = 0.3, m3: float = 0.2, easy_margin: bool = False) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+    def __init__(self, *, s: float | Scale | dict = 64.0, m1: float = 1.0, m2: float = 0.3, m3: float = 0.2,
+                 easy_margin: bool = False) -> None:
+        super().__init__(s=s)
         if not m1 >= 1:
             raise ValueError(f"m1 (multiplicative angular margin) must be >= 1, got {m1!r}")
         if not 0 <= m2 < math.pi / 2:

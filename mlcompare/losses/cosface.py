@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 
 from mlcompare.losses.margins import additive_cosine
-from mlcompare.losses.normalized import MarginHead
+from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
 
-class CosFace(MarginHead):
+class CosFace(TargetMargin):
     """``L = -log exp(s (cos theta_y - m)) / (exp(s (cos theta_y - m)) + sum_{j!=y} exp(s cos theta_j))``.
 
     Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face Recognition", CVPR 2018
@@ -24,8 +24,8 @@ class CosFace(MarginHead):
 
     shown_params = ('s', 'm')
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 30.0, m: float = 0.35) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+    def __init__(self, *, s: float | Scale | dict = 30.0, m: float = 0.35) -> None:
+        super().__init__(s=s)
         if not 0 <= m < 1:
             raise ValueError(f"m (CosFace cosine margin) must be in [0, 1), got {m!r}")
         self.m = float(m)

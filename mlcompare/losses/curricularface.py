@@ -5,12 +5,12 @@ import math
 
 import torch
 
-from mlcompare.losses.normalized import (MarginHead, MarginLogits, SumRanks, one_rank, replace_target, safe_acos,
-                                         target_cosines, target_of)
+from mlcompare.losses.margin_logits import MarginLogits
+from mlcompare.losses.normalized import SumRanks, replace_target, safe_acos, target_cosines, target_of
 from mlcompare.search_space import Dim
 
 
-class CurricularFace(MarginHead):
+class CurricularFace(MarginLogits):
     """``L = CE(s [phi(theta_y); N(t, cos theta_j)], y)``, an ArcFace target with re-weighted negatives.
 
     Huang et al., "CurricularFace: Adaptive Curriculum Learning Loss for Deep Face Recognition",
@@ -22,35 +22,18 @@ class CurricularFace(MarginHead):
     negatives are down-weighted early (t ~ 0) and emphasised later (t -> 1). Angles and ``m`` in
     radians. Defaults are the official code's (HuangYG123/CurricularFace): ``m=0.5, s=64``,
     momentum ``alpha=0.01``. ``t`` is a buffer: saved in ``state_dict`` and restored by ``--resume``.
-    Stats add ``t`` and ``hard_fraction`` (hard negatives / all logits). The logits are
-    :class:`CurricularLogits` (``partial_fc`` shares them).
+    Stats add ``t`` and ``hard_fraction`` (hard negatives / all logits).
+
+    Both ``t`` and the hard-negative test read every row's target cosine, which lives on one rank of
+    ``partial_fc``: it is summed over ranks (:func:`target_cosines`), so ``t`` is the same on every rank.
     """
 
     shown_params = ("s", "m")
     # ArcFace's margin range around the paper's 0.5; s as the other margin softmaxes
     search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.2, 0.7)}
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float = 64.0, m: float = 0.5,
-                 alpha: float = 0.01) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
-                         margin_logits=CurricularLogits(m=m, alpha=alpha))
-
-    @property
-    def t(self) -> torch.Tensor:
-        return self.margin_logits.t
-
-
-class CurricularLogits(MarginLogits):
-    """CurricularFace's logits (the formula is :class:`CurricularFace`'s) and its running ``t``.
-
-    Both ``t`` and the hard-negative test read every row's target cosine, which lives on one rank:
-    it is summed over ranks (:func:`target_cosines`), so ``t`` is the same on every rank.
-    """
-
-    parameters = ("m", "alpha")
-
-    def __init__(self, *, m: float = 0.5, alpha: float = 0.01) -> None:
-        super().__init__()
+    def __init__(self, *, s: float = 64.0, m: float = 0.5, alpha: float = 0.01) -> None:
+        super().__init__(s=s)
         if not 0 < m < math.pi / 2:
             raise ValueError(f"m (CurricularFace angular margin, radians) must be in (0, pi/2), got {m!r}")
         if not 0 < alpha <= 1:
@@ -58,8 +41,8 @@ class CurricularLogits(MarginLogits):
         self.m, self.alpha = float(m), float(alpha)
         self.register_buffer("t", torch.tensor(0.0))
 
-    def forward(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
-                sum_ranks: SumRanks = one_rank) -> torch.Tensor:
+    def logits(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+               sum_ranks: SumRanks) -> torch.Tensor:
         cos = cos.clamp(-1.0, 1.0)
         held, safe = labels >= 0, labels.clamp(min=0)
         cos_y = target_of(cos, safe)

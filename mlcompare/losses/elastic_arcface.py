@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from mlcompare.losses.elasticface import ElasticFace, ElasticLogits
+from mlcompare.losses.elasticface import ElasticFace
 from mlcompare.losses.normalized import safe_acos
 from mlcompare.search_space import Dim
 
@@ -24,19 +24,10 @@ class ElasticArcFace(ElasticFace):
     # the paper's ablation: m 0.45-0.5 with std 0.0125-0.1; s as the other margin softmaxes
     search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.3, 0.7), "std": Dim(0.0125, 0.1, log=True)}
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float = 64.0, m: float = 0.5, std: float = 0.05,
-                 seed: int = 0) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
-                         margin_logits=ElasticArcLogits(m=m, std=std, seed=seed))
-
-
-class ElasticArcLogits(ElasticLogits):
-    """ElasticFace-Arc's ``psi`` (see :class:`ElasticArcFace`)."""
-
-    def __init__(self, *, m: float = 0.5, std: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, *, s: float = 64.0, m: float = 0.5, std: float = 0.05, seed: int = 0) -> None:
         if not 0 < m < math.pi / 2:
             raise ValueError(f"m (ElasticFace-Arc mean angular margin, radians) must be in (0, pi/2), got {m!r}")
-        super().__init__(m=m, std=std, seed=seed)
+        super().__init__(s=s, m=m, std=std, seed=seed)
 
     def psi(self, cos_target: torch.Tensor, margins: torch.Tensor) -> torch.Tensor:
         return torch.cos(safe_acos(cos_target) + margins)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from mlcompare.losses.elasticface import ElasticFace, ElasticLogits
+from mlcompare.losses.elasticface import ElasticFace
 from mlcompare.search_space import Dim
 
 
@@ -19,19 +19,10 @@ class ElasticCosFace(ElasticFace):
     # the paper's ablation: m 0.35 with std 0.025-0.1; CosFace's usual margins; s as the other margin softmaxes
     search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.2, 0.5), "std": Dim(0.0125, 0.1, log=True)}
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float = 64.0, m: float = 0.35, std: float = 0.05,
-                 seed: int = 0) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
-                         margin_logits=ElasticCosLogits(m=m, std=std, seed=seed))
-
-
-class ElasticCosLogits(ElasticLogits):
-    """ElasticFace-Cos's ``psi`` (see :class:`ElasticCosFace`)."""
-
-    def __init__(self, *, m: float = 0.35, std: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, *, s: float = 64.0, m: float = 0.35, std: float = 0.05, seed: int = 0) -> None:
         if not 0 < m < 2:
             raise ValueError(f"m (ElasticFace-Cos mean cosine margin) must be in (0, 2), got {m!r}")
-        super().__init__(m=m, std=std, seed=seed)
+        super().__init__(s=s, m=m, std=std, seed=seed)
 
     def psi(self, cos_target: torch.Tensor, margins: torch.Tensor) -> torch.Tensor:
         return cos_target - margins

@@ -5,10 +5,11 @@ from typing import Any
 
 import torch
 
-from mlcompare.losses.normalized import MarginHead, MarginLogits, SumRanks, one_rank, replace_target, target_of
+from mlcompare.losses.margin_logits import MarginLogits
+from mlcompare.losses.normalized import SumRanks, replace_target, target_of
 
 
-class ElasticFace(MarginHead):
+class ElasticFace(MarginLogits):
     """``L = CE(s [psi(cos theta_y, m_i); cos theta_j], y)`` with ``m_i ~ N(m, std^2)`` drawn per sample.
 
     Boutros et al., "ElasticFace: Elastic Margin Loss for Deep Face Recognition", CVPR Workshops
@@ -17,29 +18,14 @@ class ElasticFace(MarginHead):
     the same on every device); its state is part of the loss's state (``get_extra_state``), so a
     resumed run draws the margins an uninterrupted one would have. Margins are drawn on every
     forward (as the official code). ElasticFace+ (margins sorted by the target cosine) is not
-    implemented. Stats add ``margin_mean``. The logits are the variant's :class:`ElasticLogits`
-    (``partial_fc`` shares them).
+    implemented. Stats add ``margin_mean``.
+
+    Every rank of ``partial_fc`` draws the margins of the whole (gathered) batch from a generator
+    seeded alike, so the ranks agree on each sample's margin without communicating.
     """
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float, margin_logits: ElasticLogits) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, margin_logits=margin_logits)
-
-    @property
-    def generator(self) -> torch.Generator:
-        return self.margin_logits.generator
-
-
-class ElasticLogits(MarginLogits):
-    """ElasticFace's logits (the formula is :class:`ElasticFace`'s) and its margin generator.
-
-    Every rank draws the margins of the whole (gathered) batch from a generator seeded alike, so
-    the ranks agree on each sample's margin without communicating.
-    """
-
-    parameters = ("m", "std", "seed")
-
-    def __init__(self, *, m: float, std: float, seed: int) -> None:
-        super().__init__()
+    def __init__(self, *, s: float, m: float, std: float, seed: int) -> None:
+        super().__init__(s=s)
         if not std >= 0:
             raise ValueError(f"std (ElasticFace margin standard deviation) must be >= 0, got {std!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -54,8 +40,8 @@ class ElasticLogits(MarginLogits):
         """``[n]`` margins ``~ N(m, std^2)`` from the private generator (float32, CPU)."""
         return torch.normal(self.m, self.std, (n,), generator=self.generator)
 
-    def forward(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
-                sum_ranks: SumRanks = one_rank) -> torch.Tensor:
+    def logits(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+               sum_ranks: SumRanks) -> torch.Tensor:
         cos = cos.clamp(-1.0, 1.0)
         margins = self.draw_margins(embeddings.shape[0]).to(cos.device, cos.dtype)
         held, safe = labels >= 0, labels.clamp(min=0)

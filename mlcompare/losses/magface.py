@@ -6,13 +6,13 @@ import math
 import torch
 
 from mlcompare.losses.margins import additive_angular
-from mlcompare.losses.normalized import (MarginHead, MarginLogits, SumRanks, one_rank, replace_target, target_of,
-                                         upcast_half)
+from mlcompare.losses.margin_logits import MarginLogits
+from mlcompare.losses.normalized import SumRanks, replace_target, target_of, upcast_half
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
 
-class MagFace(MarginHead):
+class MagFace(MarginLogits):
     """``L = CE(s [cos(theta_y + m(a)); cos theta_j], y) + lambda_g * mean g(a)``, ``a = k |x|``.
 
     Meng et al., "MagFace: A Universal Representation for Face Recognition and Quality
@@ -48,41 +48,16 @@ class MagFace(MarginHead):
     Stats add ``feature_norm_mean``, ``feature_norm_std`` (unclamped ``|x|``),
     ``magnitude_mean``, ``magnitude_std`` (unclamped ``k |x|``), ``margin_mean``,
     ``margin_std`` (over the batch: 0 when every sample gets the same margin) and ``loss_g``.
-    The logits and ``g`` are :class:`MagFaceLogits` (``partial_fc`` shares them).
+
+    ``a`` is per sample, read from the whole (gathered) batch: every rank of ``partial_fc`` computes
+    the same margins and the same ``g``, nothing to sum over ranks.
     """
 
     search_space = {"s": Dim(8.0, 128.0, log=True), "lambda_g": Dim(1.0, 100.0, log=True)}
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 64.0, l_a: float = 10.0,
-                 u_a: float = 110.0, l_m: float = 0.45, u_m: float = 0.8, lambda_g: float = 35.0,
-                 easy_margin: bool = False, norm_gain: bool = True) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
-                         margin_logits=MagFaceLogits(l_a=l_a, u_a=u_a, l_m=l_m, u_m=u_m, lambda_g=lambda_g,
-                                                     easy_margin=easy_margin, norm_gain=norm_gain))
-
-    @property
-    def gain(self) -> float:
-        return self.margin_logits.gain(self.embedding_dim)
-
-    def margin_of_norm(self, a: torch.Tensor) -> torch.Tensor:
-        return self.margin_logits.margin_of_norm(a)
-
-    def regulariser(self, a: torch.Tensor) -> torch.Tensor:
-        return self.margin_logits.regulariser(a)
-
-
-class MagFaceLogits(MarginLogits):
-    """MagFace's logits and regulariser (the formulas are :class:`MagFace`'s).
-
-    ``a`` is per sample, read from the whole (gathered) batch: every rank computes the same
-    margins and the same ``g``, nothing to sum over ranks.
-    """
-
-    parameters = ("l_a", "u_a", "l_m", "u_m", "lambda_g", "easy_margin", "norm_gain")
-
-    def __init__(self, *, l_a: float = 10.0, u_a: float = 110.0, l_m: float = 0.45, u_m: float = 0.8,
-                 lambda_g: float = 35.0, easy_margin: bool = False, norm_gain: bool = True) -> None:
-        super().__init__()
+    def __init__(self, *, s: float | Scale | dict = 64.0, l_a: float = 10.0, u_a: float = 110.0, l_m: float = 0.45,
+                 u_m: float = 0.8, lambda_g: float = 35.0, easy_margin: bool = False, norm_gain: bool = True) -> None:
+        super().__init__(s=s)
         if not 0 < l_a < u_a:
             raise ValueError(f"l_a, u_a (feature-norm bounds) must satisfy 0 < l_a < u_a, got l_a={l_a!r}, u_a={u_a!r}")
         if not 0 <= l_m <= u_m < math.pi / 2:
@@ -112,8 +87,8 @@ class MagFaceLogits(MarginLogits):
         magnitudes = self.gain(embeddings.shape[1]) * norms
         return norms, magnitudes, magnitudes.clamp(self.l_a, self.u_a)
 
-    def forward(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
-                sum_ranks: SumRanks = one_rank) -> torch.Tensor:
+    def logits(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+               sum_ranks: SumRanks) -> torch.Tensor:
         norms, magnitudes, a = self.magnitudes(embeddings)
         m = self.margin_of_norm(a)
         held, safe = labels >= 0, labels.clamp(min=0)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from mlcompare.losses.normalized import MarginHead
+from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
 
-class NormFace(MarginHead):
+class NormFace(TargetMargin):
     """``L = CE(s cos theta, y)``: features and class weights L2-normalised, scale ``s``.
 
     Wang et al., "NormFace: L2 Hypersphere Embedding for Face Verification", ACM MM 2017
@@ -22,8 +22,8 @@ class NormFace(MarginHead):
 
     shown_params = ('s',)
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float | Scale | dict = 16.0) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+    def __init__(self, *, s: float | Scale | dict = 16.0) -> None:
+        super().__init__(s=s)
 
     def margin(self, cos_target: torch.Tensor) -> torch.Tensor:
         return cos_target

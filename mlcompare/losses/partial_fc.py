@@ -5,41 +5,14 @@ An, Deng et al., "Partial FC: Training 10 Million Identities on a Single Machine
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from mlcompare.losses.adaface import AdaFaceLogits
-from mlcompare.losses.curricularface import CurricularLogits
-from mlcompare.losses.elastic_arcface import ElasticArcLogits
-from mlcompare.losses.elastic_cosface import ElasticCosLogits
-from mlcompare.losses.magface import MagFaceLogits
-from mlcompare.losses.margins import additive_angular, additive_cosine, combined_margin
-from mlcompare.losses.normalized import (MarginHead, MarginLogits, angle_stats, check_batch, check_sizes,
-                                          cosine_logits, one_rank, target_of)
-from mlcompare.losses.scale import Scale
-from mlcompare.losses.x2softmax import X2SoftmaxMargin
+from mlcompare.losses.margin_logits import MarginLogits
+from mlcompare.losses.margin_softmax import MarginSoftmax
+from mlcompare.losses.normalized import angle_stats, check_batch, check_sizes, cosine_logits, one_rank, target_of
 from mlcompare.search_space import Dim
-
-# margin name -> the registry loss's own logits; each validates its parameters, named as in that loss
-LOGITS: dict[str, type[MarginLogits]] = {
-    "adaface": AdaFaceLogits,
-    "curricularface": CurricularLogits,
-    "elasticface_arc": ElasticArcLogits,
-    "elasticface_cos": ElasticCosLogits,
-    "magface": MagFaceLogits,
-    "x2softmax": X2SoftmaxMargin,
-}
-MARGINS = ("arcface", "cosface", "combined", *LOGITS)
-# registry losses that are not one softmax over per-class logits, and why
-REFUSED = {
-    "adacos": "its dynamic scale averages exp(s cos theta) over every class, which sampled shards do not see",
-    "uniface": "it is a sum of per-class binary terms with one bias shared by every class, not a softmax",
-    "sphereface2": "it is a sum of per-class binary terms with one bias shared by every class, not a softmax",
-}
-
 
 def shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
     """``(class_start, num_local)``: the contiguous block of classes that ``rank`` holds.
@@ -147,36 +120,30 @@ class _ShardedCrossEntropy(torch.autograd.Function):
         return grad * (grad_out / labels.shape[0]), None
 
 
-class PartialFC(MarginHead):
+class PartialFC(MarginSoftmax):
     """Margin softmax over this rank's shard of the classes, on the batch's positives plus sampled negatives.
 
     Per step, with the global batch ``x`` ``[N, D]`` (all-gathered when ``world_size > 1``):
-    ``L = mean_i CE(s * [cos theta_ij for sampled j != y_i; margin(cos theta_iy) for j = y_i], y_i)``,
-    the softmax normalised over the sampled classes of ALL ranks. Rank r holds the classes
+    ``L = mean_i CE(margin(cos theta_i., y_i), y_i)`` over the sampled columns, the softmax
+    normalised over the sampled classes of ALL ranks. Rank r holds the classes
     ``shard_range(num_classes, r, world_size)`` as ``weight`` ``[num_local, embedding_dim]``; while
     training it samples ``max(1, int(sample_rate * num_local))`` of them: every class present in the
     global batch, then uniform negatives (insightface's ``partial_fc_v2``). In eval mode, or with
     ``sample_rate=1``, every local class is used; on one rank that is exactly ``get(margin, ...)``.
 
-    ``margin`` picks the margin function (``margins.py``) and its own parameters, angles in RADIANS:
-    ``"arcface"`` ``cos(theta + m)``, m in (0, pi/2), default 0.5; ``"cosface"`` ``cos theta - m``,
-    m in [0, 1), default 0.35; ``"combined"`` ``cos(m1 theta + m2) - m3``, defaults (1, 0.3, 0.2).
-    ``s`` is a number, ``Scale`` or scale table; default 64 for every margin (registry CosFace: 30).
-
-    Or the logits of a registry loss, with that loss's parameters and defaults (``s`` is this
-    class's, default 64 as theirs), in place of the bracket above: ``"adaface"`` (m, h, t_alpha), ``"curricularface"`` (m, alpha),
-    ``"elasticface_arc"`` / ``"elasticface_cos"`` (m, std, seed), ``"magface"`` (l_a, u_a, l_m, u_m,
-    lambda_g, easy_margin, norm_gain), ``"x2softmax"`` (a, h, k); on one rank at sample_rate=1 each
-    is that loss exactly, running statistics included. Sharded: AdaFace's norm statistics,
-    MagFace's margins and ``g`` and ElasticFace's draws are per sample, computed from the gathered
-    batch alike on every rank (ElasticFace's generator is seeded alike on every rank);
-    CurricularFace's ``t`` and hard-negative test read every row's target cosine, summed over ranks,
-    so ``t`` is the same on every rank. Sampling keeps every positive, so these statistics do not
-    change with ``sample_rate``; the sampled logits are the full logits' columns. MagFace's ``g``,
-    the same on every rank, passes ``1 / world_size`` of its gradient from each, so that the
-    gathered embeddings get it once. Refused, each with its reason: ``"adacos"`` (its dynamic
-    scale sums over every class), ``"uniface"`` and ``"sphereface2"`` (per-class binary terms with a
-    shared bias, not one softmax).
+    ``margin`` is a margin-logits object (:class:`~mlcompare.losses.margin_logits.MarginLogits`), as
+    ``partial_fc_v2`` takes a margin function: from a comparison, ``margin`` names a registered margin
+    (default ``"arcface"``) and the method's other parameters are that margin's, named and checked as
+    in the loss of that name, with ``s`` defaulting to 64 for every margin (registry CosFace: 30).
+    Angles in radians. On one rank at sample_rate=1 each margin is its loss exactly, running
+    statistics included. Sharded: per-sample margins (AdaFace's norm statistics, MagFace's margins
+    and ``g``, ElasticFace's draws) are computed from the gathered batch alike on every rank
+    (ElasticFace's generator is seeded alike on every rank); what reads across classes goes through
+    the margin's ``sum_ranks`` (CurricularFace's ``t``). Sampling keeps every positive, so these
+    statistics do not change with ``sample_rate``; the sampled logits are the full logits' columns.
+    MagFace's ``g``, the same on every rank, passes ``1 / world_size`` of its gradient from each, so
+    that the gathered embeddings get it once. A margin or loss that declares a ``shard_refusal``
+    (AdaCos, UniFace, SphereFace2: not one softmax over per-class logits) is refused with its reason.
 
     Multi-process (``world_size > 1``, ``torch.distributed`` initialised, equal batch sizes on every
     rank): do NOT wrap this module in DistributedDataParallel (each rank owns a different shard).
@@ -193,16 +160,14 @@ class PartialFC(MarginHead):
     shown_params = ('margin', 's')
 
     shardable = True
+    takes_margin = True
+    # a comparison's defaults for the margin it names: the margin and the scale (the margin's other
+    # parameters default as in the loss of that name)
+    default_margin = "arcface"
+    default_s = 64.0
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, margin: str = "arcface",
-                 s: float | Scale | dict = 64.0, m: float | None = None, m1: float | None = None,
-                 m2: float | None = None, m3: float | None = None, easy_margin: bool = False,
-                 h: float | None = None, t_alpha: float | None = None, alpha: float | None = None,
-                 std: float | None = None, seed: int | None = None, a: float | None = None, k: float | None = None,
-                 l_a: float | None = None, u_a: float | None = None, l_m: float | None = None,
-                 u_m: float | None = None, lambda_g: float | None = None, norm_gain: bool | None = None,
-                 sample_rate: float = 1.0, rank: int = 0, world_size: int = 1,
-                 ddp_grad_correction: bool = True) -> None:
+    def __init__(self, *, num_classes: int, embedding_dim: int, margin: MarginLogits, sample_rate: float = 1.0,
+                 rank: int = 0, world_size: int = 1, ddp_grad_correction: bool = True) -> None:
         check_sizes(num_classes, embedding_dim)
         if isinstance(world_size, bool) or not isinstance(world_size, int) or not 1 <= world_size <= num_classes:
             raise ValueError(f"world_size must be an integer in [1, num_classes={num_classes}], got {world_size!r}")
@@ -210,78 +175,15 @@ class PartialFC(MarginHead):
             raise ValueError(f"rank must be an integer in [0, world_size - 1 = {world_size - 1}], got {rank!r}")
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 < sample_rate <= 1:
             raise ValueError(f"sample_rate (share of classes in each step's logits) must be in (0, 1], got {sample_rate!r}")
-        given = {name: value for name, value in dict(
-            m=m, m1=m1, m2=m2, m3=m3, easy_margin=easy_margin or None, h=h, t_alpha=t_alpha, alpha=alpha, std=std,
-            seed=seed, a=a, k=k, l_a=l_a, u_a=u_a, l_m=l_m, u_m=u_m, lambda_g=lambda_g, norm_gain=norm_gain).items()
-            if value is not None}
-        margin_logits = self._margin_logits(margin, given)
+        if margin.shard_refusal:
+            raise ValueError(f"partial_fc cannot shard margin {type(margin).__name__}: {margin.shard_refusal}")
         self.class_start, self.num_local = shard_range(num_classes, rank, world_size)
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, weight_rows=self.num_local,
-                         margin_logits=margin_logits)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, margin=margin, rows=self.num_local)
         self.sharded = world_size > 1  # ranks own different rows: the trainer must not average them
-        self.margin_name = margin
-        self.easy_margin = bool(easy_margin)
-        if margin == "combined":
-            self.m1 = 1.0 if m1 is None else float(m1)
-            self.m2 = 0.3 if m2 is None else float(m2)
-            self.m3 = 0.2 if m3 is None else float(m3)
-        elif margin in ("arcface", "cosface"):
-            self.m = float(m) if m is not None else (0.5 if margin == "arcface" else 0.35)
         self.sample_rate = float(sample_rate)
         self.num_sample = max(1, int(self.sample_rate * self.num_local))
         self.rank, self.world_size = rank, world_size
         self.ddp_grad_correction = bool(ddp_grad_correction)
-
-    @classmethod
-    def _margin_logits(cls, margin: str, given: dict) -> MarginLogits | None:
-        """The registry loss's logits for ``margin`` (None: one of this class's own margin functions)."""
-        if margin in REFUSED:
-            raise ValueError(f"partial_fc cannot shard margin='{margin}': {REFUSED[margin]}")
-        if margin not in LOGITS:
-            cls._check_margin(margin, *(given.get(n) for n in ("m", "m1", "m2", "m3")), given.get("easy_margin", False))
-            own = ("m1", "m2", "m3", "easy_margin") if margin == "combined" else ("m", "easy_margin")
-            for name in given:
-                if name not in own:
-                    raise ValueError(f"{name} is not a parameter of margin='{margin}'; it takes {', '.join(own)} (and s)")
-            return None
-        valid = LOGITS[margin].parameters
-        for name in given:
-            if name not in valid:
-                raise ValueError(f"{name} is not a parameter of margin='{margin}'; it takes {', '.join(valid)} (and s)")
-        return LOGITS[margin](**given)
-
-    @staticmethod
-    def _check_margin(margin: str, m, m1, m2, m3, easy_margin: bool) -> None:
-        if margin not in MARGINS:
-            raise ValueError(f"margin must be one of {', '.join(MARGINS)}, got {margin!r}")
-        if margin == "combined":
-            if m is not None:
-                raise ValueError("m is not a parameter of margin='combined'; give m1, m2, m3")
-            if m1 is not None and not m1 >= 1:
-                raise ValueError(f"m1 (multiplicative angular margin) must be >= 1, got {m1!r}")
-            if m2 is not None and not 0 <= m2 < math.pi / 2:
-                raise ValueError(f"m2 (additive angular margin, radians) must be in [0, pi/2), got {m2!r}")
-            if m3 is not None and not 0 <= m3 < 1:
-                raise ValueError(f"m3 (additive cosine margin) must be in [0, 1), got {m3!r}")
-            if easy_margin and m1 not in (None, 1, 1.0):
-                raise ValueError(f"easy_margin needs m1 == 1 (an ArcFace-type margin), got m1={m1!r}")
-            return
-        if any(v is not None for v in (m1, m2, m3)):
-            raise ValueError(f"m1, m2, m3 are parameters of margin='combined' only; margin='{margin}' takes m")
-        if margin == "arcface" and m is not None and not 0 < m < math.pi / 2:
-            raise ValueError(f"m (ArcFace angular margin, radians) must be in (0, pi/2), got {m!r}")
-        if margin == "cosface":
-            if m is not None and not 0 <= m < 1:
-                raise ValueError(f"m (CosFace cosine margin) must be in [0, 1), got {m!r}")
-            if easy_margin:
-                raise ValueError("easy_margin applies to margin='arcface' or 'combined', not 'cosface'")
-
-    def margin(self, cos_target: torch.Tensor) -> torch.Tensor:
-        if self.margin_name == "arcface":
-            return additive_angular(cos_target, self.m, easy_margin=self.easy_margin)
-        if self.margin_name == "cosface":
-            return additive_cosine(cos_target, self.m)
-        return combined_margin(cos_target, self.m1, self.m2, self.m3, easy_margin=self.easy_margin)
 
     def _distributed(self) -> bool:
         if self.world_size == 1:
@@ -310,22 +212,19 @@ class PartialFC(MarginHead):
             index, labels = sample_classes(labels, self.num_local, self.num_sample)
             weight = self.weight[index]
         cos = cosine_logits(embeddings, weight)
-        s = self.scale_value(embeddings)
         logits = self.margin_logits(cos, labels, embeddings, _sum_over_ranks if distributed else one_rank)
         penalty = self.margin_logits.penalty(embeddings)
         if not distributed:
             self.stats = angle_stats(cos, labels)
-            loss = F.cross_entropy(s * logits, labels)
+            loss = F.cross_entropy(logits, labels)
         else:
             self.stats = self._sharded_angle_stats(cos, labels)
-            loss = _ShardedCrossEntropy.apply(s * logits, labels)
+            loss = _ShardedCrossEntropy.apply(logits, labels)
             if penalty is not None:
                 # the same value on every rank; the gathered embeddings' backward sums the ranks' gradients
                 penalty = penalty / self.world_size + (penalty - penalty / self.world_size).detach()
         if penalty is not None:
             loss = loss + penalty
-        if self.scale is not None:
-            self.stats["s"] = s.detach()
         self.stats.update(self.margin_logits.stats)
         self.stats["sampled_classes"] = torch.tensor(float(weight.shape[0]), device=cos.device)
         return loss
@@ -347,5 +246,5 @@ class PartialFC(MarginHead):
             return {"theta_target": sums[0] / sums[1], "theta_other": sums[2] / sums[3]}
 
     def extra_repr(self) -> str:
-        return (f"margin={self.margin_name}, classes {self.class_start}..{self.class_start + self.num_local - 1} "
+        return (f"margin={type(self.margin_logits).__name__}, classes {self.class_start}..{self.class_start + self.num_local - 1} "
                 f"of {self.num_classes}, sample_rate={self.sample_rate}, rank={self.rank}/{self.world_size}")

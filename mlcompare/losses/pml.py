@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlcompare.losses.base import Loss
+from mlcompare.losses.parameters import check_known
 
 PREFIX = "pml:"
 PML_FAMILIES = ("pair", "proxy", "classification")
@@ -144,10 +145,8 @@ def resolve_family(class_name: str, family: str = "") -> str:
 
 
 def _check_params(owner: str, cls: type, params: dict[str, Any]) -> None:
-    valid = user_parameters(cls)
+    check_known(owner, params, user_parameters(cls))
     for key, value in params.items():
-        if key not in valid:
-            raise ValueError(f"{owner} has no parameter '{key}'; valid parameters: {', '.join(valid) or 'none'}")
         if not isinstance(value, (bool, int, float, str)):
             raise ValueError(f"{owner}: parameter '{key}' must be a number, string or boolean, got {type(value).__name__}")
 

@@ -11,11 +11,13 @@ keywords, e.g. ``{kind = "learnable", init = 16.0}`` or
 """
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 from torch import nn
+
+from mlcompare.losses.normalized import upcast_half
+from mlcompare.losses.parameters import check_known, keywords
 
 
 class Scale(nn.Module):
@@ -95,6 +97,11 @@ class HeatedUpScale(Scale):
 SCALES: dict[str, type[Scale]] = {"fixed": FixedScale, "learnable": LearnableScale, "heated_up": HeatedUpScale}
 
 
+def scale_value(scale: Scale | None, embeddings: torch.Tensor) -> torch.Tensor:
+    """Scalar ``s``, or ``[B, 1]`` feature norms ``|x_i|`` where there is no scale (A-Softmax's un-normalised features)."""
+    return upcast_half(embeddings).norm(dim=1, keepdim=True) if scale is None else scale()
+
+
 def make_scale(s: float | Scale | dict) -> Scale:
     """Turn a number, a ``Scale`` or a config table ``{kind = ..., ...}`` into a ``Scale``."""
     if isinstance(s, Scale):
@@ -109,9 +116,6 @@ def make_scale(s: float | Scale | dict) -> Scale:
         if kind not in SCALES:
             raise ValueError(f"scale table needs 'kind' in {sorted(SCALES)}, got {kind!r}")
         cls = SCALES[kind]
-        valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        for key in params:
-            if key not in valid:
-                raise ValueError(f"scale kind '{kind}' has no parameter '{key}'; valid parameters: {', '.join(valid)}")
+        check_known(f"scale kind '{kind}'", params, keywords(cls))
         return cls(**params)
     raise ValueError(f"s must be a number > 0, a Scale or a table with 'kind' in {sorted(SCALES)}, got {s!r}")

@@ -5,12 +5,13 @@ import torch
 
 from mlcompare.losses.lsoftmax import LambdaAnnealing, annealed, check_integer_margin
 from mlcompare.losses.margins import angular_psi
-from mlcompare.losses.normalized import MarginHead
+from mlcompare.losses.margin_logits import TargetMargin
+from mlcompare.losses.normalized import SumRanks
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
 
-class SphereFace(MarginHead):
+class SphereFace(TargetMargin):
     """``f_j = |x| cos theta_j`` for ``j != y``; ``f_y = |x| (lambda cos theta_y + psi(theta_y)) / (1 + lambda)``.
 
     Liu et al., "SphereFace: Deep Hypersphere Embedding for Face Recognition", CVPR 2017
@@ -26,10 +27,9 @@ class SphereFace(MarginHead):
 
     shown_params = ('m',)
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, m: int = 4, s: float | Scale | dict | None = None,
-                 lambda_base: float = 1000.0, lambda_gamma: float = 0.12, lambda_power: float = 1.0,
-                 lambda_min: float = 5.0) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s)
+    def __init__(self, *, m: int = 4, s: float | Scale | dict | None = None, lambda_base: float = 1000.0,
+                 lambda_gamma: float = 0.12, lambda_power: float = 1.0, lambda_min: float = 5.0) -> None:
+        super().__init__(s=s)
         self.m = check_integer_margin(m)
         self.annealing = LambdaAnnealing(base=lambda_base, gamma=lambda_gamma, power=lambda_power, lambda_min=lambda_min)
 
@@ -40,7 +40,8 @@ class SphereFace(MarginHead):
     def margin(self, cos_target: torch.Tensor) -> torch.Tensor:
         return annealed(cos_target, angular_psi(cos_target, float(self.m)), self.annealing.value)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = super().forward(embeddings, labels)
-        self.stats["lambda"] = torch.tensor(self.annealing.value, device=loss.device)
-        return loss
+    def logits(self, cos: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor,
+               sum_ranks: SumRanks) -> torch.Tensor:
+        logits = super().logits(cos, labels, embeddings, sum_ranks)
+        self.stats = {"lambda": torch.tensor(self.annealing.value, device=cos.device)}
+        return logits

@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch
+from mlcompare.losses.classifier import CosineClassifier
+from mlcompare.losses.normalized import angle_stats, check_batch
 from mlcompare.search_space import Dim
 
 
-class SphereFace2(MarginHead):
+class SphereFace2(CosineClassifier):
     """SphereFace2-C: per-class binary cross-entropy on cosine logits with a margin and a shared bias.
 
     .. math:: L = \\frac{lw}{r}\\Big[\\lambda \\log(1 + e^{-(r(g(\\cos\\theta_y) - m) + b)})
@@ -26,10 +27,11 @@ class SphereFace2(MarginHead):
     (ydwen/opensphere ``SphereFace2C``). Defaults are the official code's: ``lambda_=0.7, r=40,
     m=0.4, t=3, lw=50``. Departs from it in how the class weights are kept normalised: the
     official code renormalises them in place before each step, we normalise them in the forward
-    pass (as every MarginHead here), which gives the same logits. Stats add ``b``.
+    pass (as every normalised loss here), which gives the same logits. Stats add ``b``.
     """
 
     shown_params = ("r", "m")
+    shard_refusal = "it is a sum of per-class binary terms with one bias shared by every class, not a softmax"
     # around the paper's r = 30-40 and m = 0.4 (SphereFace2-C)
     search_space = {"r": Dim(16.0, 64.0, log=True), "m": Dim(0.1, 0.5)}
 

@@ -7,12 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from mlcompare.losses.margins import additive_angular
-from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch, cosine_logits, replace_target, target_of
+from mlcompare.losses.classifier import CosineClassifier
+from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, replace_target, target_of
 from mlcompare.losses.scale import Scale
 from mlcompare.search_space import Dim
 
 
-class SubCenterArcFace(MarginHead):
+class SubCenterArcFace(CosineClassifier):
     """ArcFace on ``cos theta_j = max_k cos(x, w_jk)`` with ``K`` sub-centres per class.
 
     Deng et al., "Sub-center ArcFace: Boosting Face Recognition by Large-scale Noisy Web Faces",
@@ -36,7 +37,7 @@ class SubCenterArcFace(MarginHead):
                  drop_start: float = 0.5) -> None:
         if isinstance(K, bool) or not isinstance(K, int) or K < 1:
             raise ValueError(f"K (sub-centres per class) must be an integer >= 1, got {K!r}")
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, weight_rows=num_classes * K)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s, rows=num_classes * K)
         if not 0 < m < math.pi / 2:
             raise ValueError(f"m (ArcFace angular margin, radians) must be in (0, pi/2), got {m!r}")
         if drop_threshold is not None and not 0 < drop_threshold < math.pi:

@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlcompare.losses.normalized import MarginHead, angle_stats, check_batch
+from mlcompare.losses.classifier import CosineClassifier
+from mlcompare.losses.normalized import angle_stats, check_batch
 from mlcompare.search_space import Dim
 
 
-class UniFace(MarginHead):
+class UniFace(CosineClassifier):
     """Unified cross-entropy with a cosine margin (UCE-m, with lambda and r):
 
     .. math:: L = \\log(1 + e^{-(s(\\cos\\theta_y - m) - b)}) + \\lambda \\sum_{j \\ne y} \\log(1 + e^{s \\cos\\theta_j - b})
@@ -27,6 +28,7 @@ class UniFace(MarginHead):
     """
 
     shown_params = ("s", "m")
+    shard_refusal = "it is a sum of per-class binary terms with one bias shared by every class, not a softmax"
     # the paper's margins (m 0.3-0.5 around its 0.4) and the usual margin-softmax scales
     search_space = {"s": Dim(8.0, 128.0, log=True), "m": Dim(0.2, 0.6)}
 

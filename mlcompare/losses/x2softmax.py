@@ -5,11 +5,12 @@ import math
 
 import torch
 
-from mlcompare.losses.normalized import MarginHead, TargetMargin, safe_acos
+from mlcompare.losses.margin_logits import TargetMargin
+from mlcompare.losses.normalized import safe_acos
 from mlcompare.search_space import Dim
 
 
-class X2Softmax(MarginHead):
+class X2Softmax(TargetMargin):
     """``L = CE(s [a (theta_y - h)^2 + k; cos theta_j], y)``: the target logit is a downward parabola in
     the target angle ``theta_y`` (radians), the other logits stay ``cos theta_j``.
 
@@ -20,27 +21,15 @@ class X2Softmax(MarginHead):
     ``work.sh``): ``s=64, a=-0.9, h=0, k=0.65``. Departs from the official code in the gradient:
     there the target logit is written under ``no_grad``, so its gradient passes to ``cos theta_y``
     unchanged (a straight-through estimate); here it is the true derivative of the paper's formula
-    (``acos`` with a finite gradient at +-1), as for every other margin in mlcompare. The logits
-    are :class:`X2SoftmaxMargin` (``partial_fc`` shares them).
+    (``acos`` with a finite gradient at +-1), as for every other margin in mlcompare.
     """
 
     shown_params = ("s", "a", "h", "k")
     # around the official setting (a=-0.9, h=0, k=0.65), keeping the parabola below 1 at theta = 0
     search_space = {"s": Dim(8.0, 128.0, log=True), "a": Dim(-1.2, -0.6), "h": Dim(0.0, 0.3), "k": Dim(0.5, 0.8)}
 
-    def __init__(self, *, num_classes: int, embedding_dim: int, s: float = 64.0, a: float = -0.9, h: float = 0.0,
-                 k: float = 0.65) -> None:
-        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, s=s,
-                         margin_logits=X2SoftmaxMargin(a=a, h=h, k=k))
-
-
-class X2SoftmaxMargin(TargetMargin):
-    """X2-Softmax's target logit ``a (theta_y - h)^2 + k`` (see :class:`X2Softmax`)."""
-
-    parameters = ("a", "h", "k")
-
-    def __init__(self, *, a: float = -0.9, h: float = 0.0, k: float = 0.65) -> None:
-        super().__init__()
+    def __init__(self, *, s: float = 64.0, a: float = -0.9, h: float = 0.0, k: float = 0.65) -> None:
+        super().__init__(s=s)
         if not a < 0:
             raise ValueError(f"a (X2-Softmax curvature) must be < 0 (a downward parabola), got {a!r}")
         if not 0 <= h < math.pi:
