@@ -29,12 +29,12 @@ def test_gain_starts_mid_range_for_batchnorm_features_and_matches_the_formula():
     y = torch.randint(0, 5, (64,))
     value = loss(x, y)
     k = 60.0 / math.sqrt(D)
-    assert loss.gain == k
+    assert loss.margin_logits.gain(D) == k
     assert 50 < loss.stats["magnitude_mean"].item() < 70  # mid [10, 110], not at sqrt(128) = 11.3
     expected = _written(x, loss.weight.detach(), y, k=k, s=64.0, l_a=10.0, u_a=110.0, l_m=0.45, u_m=0.8, lambda_g=35.0)
     torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-10)
     plain = L.get("magface", num_classes=5, embedding_dim=D, norm_gain=False).double()
-    assert plain.gain == 1.0
+    assert plain.margin_logits.gain(D) == 1.0
     torch.testing.assert_close(plain(x, y), _written(x, plain.weight.detach(), y, k=1.0, s=64.0, l_a=10.0, u_a=110.0,
                                                      l_m=0.45, u_m=0.8, lambda_g=35.0), rtol=1e-10, atol=1e-10)
 

@@ -206,7 +206,7 @@ def test_lambda_annealing_schedule():
     values = []
     for step in (0, 100, 1000, 10_000):
         loss.set_progress(step, 10_000)
-        values.append(loss.annealing.value)
+        values.append(loss.margin_logits.annealing.value)
     assert values == pytest.approx([1000.0, 1000 / 13, 1000 / 121, 5.0])
     loss(torch.randn(4, 2), torch.tensor([0, 1, 2, 0]))
     assert loss.stats["lambda"].item() == pytest.approx(5.0)
@@ -226,8 +226,8 @@ def test_magface_margin_and_regulariser_by_hand():
     loss = L.get("magface", num_classes=3, embedding_dim=2)
     a = torch.tensor([5.0, 10.0, 60.0, 110.0, 200.0])
     a_clamped = a.clamp(10, 110)
-    torch.testing.assert_close(loss.margin_of_norm(a_clamped), torch.tensor([0.45, 0.45, 0.625, 0.8, 0.8]))
-    torch.testing.assert_close(loss.regulariser(torch.tensor([110.0])), torch.tensor([2 / 110]))
+    torch.testing.assert_close(loss.margin_logits.margin_of_norm(a_clamped), torch.tensor([0.45, 0.45, 0.625, 0.8, 0.8]))
+    torch.testing.assert_close(loss.margin_logits.regulariser(torch.tensor([110.0])), torch.tensor([2 / 110]))
 
 
 def test_subcenter_online_dropping():

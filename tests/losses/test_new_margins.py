@@ -46,16 +46,16 @@ def test_adaface_matches_its_formula_and_updates_the_running_statistics():
     target = torch.cos((ty - 0.4 * z).clamp(eps, math.pi - eps)) - (0.4 + 0.4 * z)
     logits = torch.where(_onehot(), target[:, None], cos) * 16.0
     assert torch.allclose(loss(x, LABELS), ce_from_logits(logits, LABELS), atol=1e-10)
-    assert torch.allclose(loss.batch_mean, mu) and torch.allclose(loss.batch_std, sd)
+    assert torch.allclose(loss.margin_logits.batch_mean, mu) and torch.allclose(loss.margin_logits.batch_std, sd)
     loss.eval()  # outside training the statistics stay
     loss(x, LABELS)
-    assert torch.allclose(loss.batch_mean, mu)
+    assert torch.allclose(loss.margin_logits.batch_mean, mu)
 
 
 def test_curricularface_matches_its_formula_with_t_updated_before_use():
     loss, x, theta = _case("curricularface", s=8.0, m=0.5, alpha=0.3)
     with torch.no_grad():
-        loss.t.fill_(0.2)
+        loss.margin_logits.t.fill_(0.2)
     cos = torch.cos(theta)
     ty = theta[torch.arange(5), LABELS]
     t = 0.3 * torch.cos(ty).mean() + 0.7 * 0.2
@@ -65,7 +65,7 @@ def test_curricularface_matches_its_formula_with_t_updated_before_use():
     logits = torch.where(_onehot(), phi[:, None], negatives) * 8.0
     assert hard[~_onehot()].any() and (~hard[~_onehot()]).any()  # the case has both kinds of negatives
     assert torch.allclose(loss(x, LABELS), ce_from_logits(logits, LABELS), atol=1e-10)
-    assert torch.allclose(loss.t, t)
+    assert torch.allclose(loss.margin_logits.t, t)
 
 
 @pytest.mark.parametrize("name, m", [("elasticface_arc", 0.5), ("elasticface_cos", 0.35)])
@@ -154,10 +154,10 @@ def test_gradcheck(name, params):
     x = (torch.randn(6, 3, dtype=torch.float64) * 5).requires_grad_(True)
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     if name.startswith("elasticface"):
-        state = loss.generator.get_state()
+        state = loss.margin_logits.generator.get_state()
 
         def fn(inp):  # the same margins on every evaluation
-            loss.generator.set_state(state)
+            loss.margin_logits.generator.set_state(state)
             return loss(inp, y)
     else:
         def fn(inp):
@@ -230,8 +230,12 @@ def test_running_statistics_resume_bit_exactly(tmp_path, name, state):
     _train(name, checkpoint=ckpt, stop_at=4)  # interrupted after the checkpoint of step 3
     model, loss, resumed = _train(name, checkpoint=ckpt, resume=True)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    def holder(built):  # a margin's statistics are its margin object's
+        return built.margin_logits if isinstance(built, L.MarginSoftmax) else built
+
     for key in state:
-        assert torch.equal(getattr(loss, key), getattr(full_loss, key)), key
-        assert getattr(loss, key) != getattr(L.get(name, num_classes=8, embedding_dim=16), key), f"{key} never moved"
+        assert torch.equal(getattr(holder(loss), key), getattr(holder(full_loss), key)), key
+        fresh = L.get(name, num_classes=8, embedding_dim=16)
+        assert getattr(holder(loss), key) != getattr(holder(fresh), key), f"{key} never moved"
     for a, b in zip(full_model.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)

@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import mlcompare.losses as L
-from mlcompare.losses.partial_fc import PartialFC, parameter_bytes, sample_classes, shard_range
+from mlcompare.losses.partial_fc import parameter_bytes, sample_classes, shard_range
 
 C, D, B = 11, 5, 9
 
@@ -53,9 +53,9 @@ def test_sample_rate_one_equals_full_loss_exactly(margin, params, full_name, ful
 
 
 def test_defaults_match_the_paper_margins():
-    assert PartialFC(num_classes=C, embedding_dim=D).m == 0.5
-    assert PartialFC(num_classes=C, embedding_dim=D, margin="cosface").m == 0.35
-    comb = PartialFC(num_classes=C, embedding_dim=D, margin="combined")
+    assert L.get("partial_fc", num_classes=C, embedding_dim=D).margin_logits.m == 0.5
+    assert L.get("partial_fc", num_classes=C, embedding_dim=D, margin="cosface").margin_logits.m == 0.35
+    comb = L.get("partial_fc", num_classes=C, embedding_dim=D, margin="combined").margin_logits
     assert (comb.m1, comb.m2, comb.m3) == (1.0, 0.3, 0.2)
 
 
@@ -129,19 +129,19 @@ def test_shards_cover_the_classes_and_memory_figures():
     assert parameter_bytes(1_000_000, 512, world_size=1) == 1_000_000 * 512 * 4  # 2.048 GB
     assert parameter_bytes(1_000_000, 512, world_size=8) == 125_000 * 512 * 4  # 256 MB
     assert parameter_bytes(1_000_000, 512, world_size=8, bytes_per_value=2) == 128_000_000
-    loss = PartialFC(num_classes=10, embedding_dim=3, rank=3, world_size=4)
+    loss = L.get("partial_fc", num_classes=10, embedding_dim=3, rank=3, world_size=4)
     assert tuple(loss.weight.shape) == (2, 3) and loss.class_start == 8
     assert loss.weight.numel() * 4 == parameter_bytes(10, 3, world_size=4, rank=3)
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"margin": "sphereface"}, "margin must be one of arcface, cosface, combined"),
+    ({"margin": "lsoftmax"}, "margin must be one of arcface, cosface, combined"),  # a loss, not a margin
     ({"sample_rate": 0.0}, r"sample_rate .* must be in \(0, 1\]"),
     ({"sample_rate": 1.5}, r"sample_rate .* must be in \(0, 1\]"),
     ({"rank": 2, "world_size": 2}, r"rank must be an integer in \[0, world_size - 1 = 1\]"),
     ({"world_size": 0}, "world_size must be an integer"),
     ({"margin": "combined", "m": 0.5}, "m is not a parameter of margin='combined'"),
-    ({"margin": "arcface", "m2": 0.5}, "m1, m2, m3 are parameters of margin='combined' only"),
+    ({"margin": "arcface", "m2": 0.5}, "m2 is not a parameter of margin='arcface'; it takes m, easy_margin"),
     ({"margin": "arcface", "m": 2.0}, r"m \(ArcFace angular margin, radians\) must be in"),
     ({"margin": "cosface", "m": 1.0}, r"m \(CosFace cosine margin\) must be in"),
     ({"margin": "combined", "m1": 0.5}, "m1 .* must be >= 1"),
@@ -154,7 +154,7 @@ def test_bad_parameters(params, message):
 
 
 def test_world_size_without_process_group_is_a_clear_error():
-    loss = PartialFC(num_classes=C, embedding_dim=D, rank=0, world_size=2)
+    loss = L.get("partial_fc", num_classes=C, embedding_dim=D, rank=0, world_size=2)
     with pytest.raises(ValueError, match="needs an initialised torch.distributed process group"):
         loss(torch.randn(4, D), torch.tensor([0, 1, 2, 3]))
 
@@ -173,12 +173,12 @@ def _worker(rank: int, tmp: str) -> None:
         out = {}
         for margin, params in [("arcface", {"m": 0.5}), ("cosface", {"m": 0.35})]:
             for correction in (False, True):
-                loss = PartialFC(num_classes=C, embedding_dim=D, margin=margin, s=20.0, rank=rank, world_size=WORLD,
+                loss = L.get("partial_fc", num_classes=C, embedding_dim=D, margin=margin, s=20.0, rank=rank, world_size=WORLD,
                                  ddp_grad_correction=correction, **params)
                 start, n = loss.class_start, loss.num_local
                 out[margin, correction] = _value_and_grads(loss, w[start:start + n], x[local], y[local]) + (
                     loss.stats["theta_target"], loss.stats["theta_other"])
-        sampled = PartialFC(num_classes=C, embedding_dim=D, sample_rate=0.5, rank=rank, world_size=WORLD)
+        sampled = L.get("partial_fc", num_classes=C, embedding_dim=D, sample_rate=0.5, rank=rank, world_size=WORLD)
         torch.manual_seed(rank)
         sampled(x[local].float(), y[local])
         out["sampled"] = int(sampled.stats["sampled_classes"]), sampled.num_sample, sampled.num_local

@@ -1,4 +1,5 @@
-"""Partial FC with the registry losses' own logits (AdaFace, CurricularFace, ElasticFace, MagFace, X2-Softmax).
+"""Partial FC with every registered margin (ArcFace, CosFace, combined, NormFace, SphereFace, AdaFace,
+CurricularFace, ElasticFace, MagFace, X2-Softmax): the same margin object as the loss of that name.
 
 References: the registry loss with the same weights (one rank, every class), the registry loss's
 logits restricted to the sampled columns (sampling), and the registry loss on the whole batch in one
@@ -16,11 +17,16 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import mlcompare.losses as L
-from mlcompare.losses.partial_fc import LOGITS, PartialFC, sample_classes, shard_range
+from mlcompare.losses.partial_fc import sample_classes, shard_range
 
 C, D, B = 11, 5, 9
 
 CASES = {
+    "arcface": {"s": 8.0, "m": 0.5},
+    "cosface": {"s": 8.0, "m": 0.35},
+    "combined": {"s": 8.0, "m1": 1.0, "m2": 0.2, "m3": 0.1},
+    "normface": {"s": 8.0},
+    "sphereface": {"s": 8.0, "m": 3, "lambda_base": 10.0},
     "adaface": {"s": 16.0, "m": 0.4, "h": 0.333, "t_alpha": 0.3},
     "curricularface": {"s": 8.0, "m": 0.5, "alpha": 0.3},
     "elasticface_arc": {"s": 8.0, "m": 0.5, "std": 0.1, "seed": 3},
@@ -96,7 +102,8 @@ def test_sampled_logits_are_the_full_logits_columns(name):
     xf = x.clone().requires_grad_(True)
     logits = full.margin_logits(full.class_cosines(xf), y, xf)[:, index]  # the full computation's columns
     penalty = full.margin_logits.penalty(xf)
-    expected = F.cross_entropy(CASES[name]["s"] * logits, mapped) + (0.0 if penalty is None else penalty)
+    # the margin's logits are scaled already
+    expected = F.cross_entropy(logits, mapped) + (0.0 if penalty is None else penalty)
     torch.testing.assert_close(value, expected.detach(), rtol=0, atol=1e-6)
     torch.testing.assert_close(gx, torch.autograd.grad(expected, xf)[0], rtol=0, atol=1e-6)
     for a, b in zip(_state(ours, name), _state(full, name)):  # a matmul over fewer columns may round differently
@@ -133,14 +140,22 @@ def test_refused_margins_and_bad_parameters_are_one_line_errors(params, message)
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("name", sorted(LOGITS))
-def test_partial_fc_takes_each_loss_s_parameters_with_its_defaults(name):
-    """The logits' declared parameters are their constructor's, with the registry loss's defaults."""
-    own = inspect.signature(LOGITS[name].__init__).parameters
-    loss = inspect.signature(L.REGISTRY[name].__init__).parameters
-    assert tuple(p for p in own if p != "self") == LOGITS[name].parameters
-    assert all(own[p].default == loss[p].default for p in LOGITS[name].parameters)
-    assert set(LOGITS[name].parameters) <= set(L.parameters("partial_fc"))
+def test_every_margin_is_covered_here():
+    assert sorted(CASES) == sorted(L.margins())
+
+
+@pytest.mark.parametrize("name", sorted(L.margins()))
+def test_partial_fc_takes_each_margin_with_its_defaults(name):
+    """One declaration: Partial FC builds the loss's own margin class, at its defaults but s = 64."""
+    own = inspect.signature(L.REGISTRY[name].__init__).parameters
+    built = L.get("partial_fc", num_classes=C, embedding_dim=D, margin=name).margin_logits
+    direct = L.get(name, num_classes=C, embedding_dim=D).margin_logits
+    assert type(built) is type(direct) is L.REGISTRY[name]
+    assert set(p for p in own if p != "self") <= set(L.parameters("partial_fc"))
+    assert float(built.scale()) == 64.0
+    for p in own:  # every other parameter as the loss of that name sets it
+        if p not in ("self", "s") and hasattr(direct, p):
+            assert getattr(built, p) == getattr(direct, p), p
 
 
 def test_a_checkpoint_from_before_margin_logits_still_loads():
@@ -150,7 +165,19 @@ def test_a_checkpoint_from_before_margin_logits_still_loads():
     old = {k.removeprefix("margin_logits."): v for k, v in loss.state_dict().items()}  # "batch_mean", as before
     fresh = L.get("adaface", num_classes=C, embedding_dim=D)
     fresh.load_state_dict(old)
-    assert float(fresh.batch_mean) == 7.0 and float(fresh.batch_std) == 100.0
+    assert float(fresh.margin_logits.batch_mean) == 7.0 and float(fresh.margin_logits.batch_std) == 100.0
+
+
+def test_a_checkpoint_from_before_the_margin_held_its_scale_still_loads():
+    scale = {"kind": "learnable", "init": 8.0}
+    loss = L.get("arcface", num_classes=C, embedding_dim=D, s=scale)
+    with torch.no_grad():
+        loss.margin_logits.scale.log_s.fill_(2.5)
+    old = {k.removeprefix("margin_logits."): v for k, v in loss.state_dict().items()}  # "scale.log_s", as before
+    assert "scale.log_s" in old
+    fresh = L.get("arcface", num_classes=C, embedding_dim=D, s=scale)
+    fresh.load_state_dict(old)
+    assert float(fresh.margin_logits.scale.log_s) == 2.5
 
 
 # ---- two gloo processes -------------------------------------------------------------------
@@ -173,8 +200,8 @@ def _worker(rank: int, tmp: str) -> None:
         out = {}
         for name in SHARDED:
             for correction in (False, True):
-                loss = PartialFC(num_classes=C, embedding_dim=D, margin=name, rank=rank, world_size=WORLD,
-                                 ddp_grad_correction=correction, **CASES[name])
+                loss = L.get("partial_fc", num_classes=C, embedding_dim=D, margin=name, rank=rank, world_size=WORLD,
+                             ddp_grad_correction=correction, **CASES[name])
                 loss = _with_weight(loss, w[loss.class_start:loss.class_start + loss.num_local])
                 out[name, correction] = (_steps(loss, x[local], y[local]), _state(loss, name),
                                          {k: v.clone() for k, v in loss.stats.items()})

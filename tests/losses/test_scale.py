@@ -33,12 +33,13 @@ def test_heated_up_scale_values():
 
 def test_learnable_scale_is_a_trained_parameter():
     loss = L.get("normface", num_classes=3, embedding_dim=2, s={"kind": "learnable", "init": 4.0})
-    assert isinstance(loss.scale, LearnableScale)
-    assert "scale.log_s" in dict(loss.named_parameters())
-    assert loss.scale().item() == pytest.approx(4.0)
+    scale = loss.margin_logits.scale  # the margin's, as insightface's CombinedMarginLoss holds s
+    assert isinstance(scale, LearnableScale)
+    assert "margin_logits.scale.log_s" in dict(loss.named_parameters())
+    assert scale().item() == pytest.approx(4.0)
     x, y = torch.randn(6, 2), torch.tensor([0, 1, 2, 0, 1, 2])
     loss(x, y).backward()
-    assert loss.scale.log_s.grad is not None and loss.scale.log_s.grad.item() != 0.0
+    assert scale.log_s.grad is not None and scale.log_s.grad.item() != 0.0
     assert loss.stats["s"].item() == pytest.approx(4.0)
 
 
