@@ -23,7 +23,6 @@ method), ``tuning/trials.csv`` (one row per trial) and, with ``ensemble``, ``tun
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import sys

@@ -5,13 +5,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mlcompare.losses.base import Loss
-from mlcompare.losses.normalized import angle_stats, check_batch, check_sizes, cosine_logits, target_of
+from mlcompare.losses.classifier import Classifier
+from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, target_of
 
 
-class AdaCos(Loss):
+class AdaCos(Classifier):
     """``L = CE(s~ cos theta, y)``, no margin; ``s~`` fixed or adapted each step.
 
     Zhang et al., "AdaCos: Adaptively Scaling Cosine Logits for Effectively Learning Deep Face
@@ -28,24 +27,17 @@ class AdaCos(Loss):
     restored by ``--resume``. Needs ``num_classes >= 3`` (``log(C - 1) > 0``). Stats add ``s``.
     """
 
-    family = "classification"
     shown_params = ("dynamic",)
     shard_refusal = "its dynamic scale averages exp(s cos theta) over every class, which sampled shards do not see"
 
     def __init__(self, *, num_classes: int, embedding_dim: int, dynamic: bool = True) -> None:
-        super().__init__()
-        check_sizes(num_classes, embedding_dim)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, init="normal")
         if num_classes < 3:
             raise ValueError(f"AdaCos needs num_classes >= 3 (its scale is sqrt(2) log(C - 1)), got {num_classes}")
         if not isinstance(dynamic, bool):
             raise ValueError(f"dynamic (AdaCos adaptive scale) must be true or false, got {dynamic!r}")
-        self.num_classes, self.embedding_dim, self.dynamic = num_classes, embedding_dim, dynamic
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        nn.init.normal_(self.weight, std=0.01)
+        self.dynamic = dynamic
         self.register_buffer("s", torch.tensor(math.sqrt(2.0) * math.log(num_classes - 1)))
-
-    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
-        return cosine_logits(embeddings, self.weight)
 
     def update_scale(self, cos: torch.Tensor, labels: torch.Tensor) -> None:
         """Algorithm 1's step: the new ``s`` from this batch's cosines and the previous ``s``."""

@@ -5,16 +5,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mlcompare.losses.base import Loss
+from mlcompare.losses.classifier import Classifier
 from mlcompare.losses.margins import additive_angular
-from mlcompare.losses.normalized import (angle_stats, check_batch, check_sizes, cosine_logits, replace_target,
+from mlcompare.losses.normalized import (angle_stats, check_batch, cosine_logits, replace_target,
                                          target_of, upcast_half)
 from mlcompare.search_space import Dim
 
 
-class CCL(Loss):
+class CCL(Classifier):
     """``L = CE(|x~| [cos theta_j for j != y; cos(theta_y + m) for j = y], y)``, ``x~ = (x - mu) / sqrt(var + eps)``.
 
     Qi & Zhang, "Face Recognition via Centralized Coordinate Learning", 2018 (arXiv:1801.05678).
@@ -40,27 +39,21 @@ class CCL(Loss):
     vectors) and ``feature_norm`` (mean ``|x~|``, the effective scale).
     """
 
-    family = "classification"
     shown_params = ("m",)
     search_space = {"m": Dim(0.0, 0.8)}
 
     def __init__(self, *, num_classes: int, embedding_dim: int, m: float = 0.3, momentum: float = 0.1,
                  eps: float = 1e-5) -> None:
-        super().__init__()
-        check_sizes(num_classes, embedding_dim)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, init="normal")
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < math.pi / 2:
             raise ValueError(f"m (CCL angular margin, radians) must be in [0, pi/2), got {m!r}")
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum <= 1:
             raise ValueError(f"momentum (running-statistics update rate) must be in (0, 1], got {momentum!r}")
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
             raise ValueError(f"eps (variance floor) must be a number in (0, inf), got {eps!r}")
-        self.num_classes = num_classes
-        self.embedding_dim = embedding_dim
         self.m = float(m)
         self.momentum = float(momentum)
         self.eps = float(eps)
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        nn.init.normal_(self.weight, std=0.01)
         self.register_buffer("running_mean", torch.zeros(embedding_dim))
         self.register_buffer("running_var", torch.ones(embedding_dim))
 

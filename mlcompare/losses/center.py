@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mlcompare.losses.base import Loss
-from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.losses.classifier import Classifier
+from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, cosine_logits
 from mlcompare.search_space import Dim
 
 
-class Center(Loss):
+class Center(Classifier):
     """``L = CE(x W^T + b, y) + lambda / 2 * mean_i |x_i - c_{y_i}|^2``.
 
     Wen et al., "A Discriminative Feature Learning Approach for Deep Face Recognition", ECCV 2016.
@@ -26,28 +25,16 @@ class Center(Loss):
 
     shown_params = ('lambda_c',)
 
-    family = "classification"
-
     def __init__(self, *, num_classes: int, embedding_dim: int, lambda_c: float = 0.003, alpha: float = 0.5,
                  bias: bool = False) -> None:
-        super().__init__()
-        check_sizes(num_classes, embedding_dim)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, init="xavier", bias=bias)
         if not lambda_c >= 0:
             raise ValueError(f"lambda_c (center-loss weight) must be >= 0, got {lambda_c!r}")
         if not 0 < alpha <= 1:
             raise ValueError(f"alpha (center learning rate) must be in (0, 1], got {alpha!r}")
-        self.num_classes = num_classes
-        self.embedding_dim = embedding_dim
         self.lambda_c, self.alpha = float(lambda_c), float(alpha)
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        nn.init.xavier_normal_(self.weight)
-        self.bias = nn.Parameter(torch.zeros(num_classes)) if bias else None
         self.register_buffer("centers", torch.zeros(num_classes, embedding_dim))
-        nn.init.xavier_normal_(self.centers)
-
-    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
-        """Cosines to the classifier's rows, the class centres of the angle figures."""
-        return cosine_logits(embeddings, self.weight)
+        torch.nn.init.xavier_normal_(self.centers)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)

@@ -5,10 +5,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mlcompare.losses.base import Loss
-from mlcompare.losses.normalized import angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.losses.classifier import Classifier
+from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits
 from mlcompare.search_space import Dim
 
 
@@ -22,7 +21,7 @@ def recommended_alpha(num_classes: int, p: float) -> float:
     return 0.5 * math.log((num_classes - 1) * p / (1.0 - p))
 
 
-class COCO(Loss):
+class COCO(Classifier):
     """``L = -log softmax(alpha * cos theta)_y``, ``cos theta_k = <x/|x|, c_k/|c_k|>``, mean over the batch.
 
     Liu, Li & Wang, "Rethinking Feature Discrimination and Polymerization for Large-scale
@@ -49,14 +48,12 @@ class COCO(Loss):
     Stats: ``theta_target`` / ``theta_other`` (radians) and ``alpha``.
     """
 
-    family = "classification"
     shown_params = ("p",)
     # alpha defaults to the formula (None), so the search runs over the target probability
     search_space = {"p": Dim(0.6, 0.999)}
 
     def __init__(self, *, num_classes: int, embedding_dim: int, alpha: float | None = None, p: float = 0.9) -> None:
-        super().__init__()
-        check_sizes(num_classes, embedding_dim)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, init="xavier")
         if not 0.0 < p < 1.0:
             raise ValueError(f"p (COCO target probability behind the default alpha) must be in (0, 1), got {p!r}")
         if alpha is None:
@@ -66,15 +63,8 @@ class COCO(Loss):
                                  f"p must exceed 1/{num_classes}")
         elif isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < math.inf:
             raise ValueError(f"alpha (COCO feature scale) must be a number in (0, inf) or None, got {alpha!r}")
-        self.num_classes = num_classes
-        self.embedding_dim = embedding_dim
         self.alpha = float(alpha)
         self.p = float(p)
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        nn.init.xavier_normal_(self.weight)
-
-    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
-        return cosine_logits(embeddings, self.weight)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mlcompare.losses.base import Loss
-from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.losses.classifier import Classifier
+from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, cosine_logits
 from mlcompare.losses.scale import Scale, make_scale
 from mlcompare.search_space import Dim
 
 
-class L2Softmax(Loss):
+class L2Softmax(Classifier):
     """``L = CE(alpha * (x / |x|) W^T + b, y)``; ``W`` and ``b`` are NOT normalised.
 
     Ranjan et al., "L2-constrained Softmax Loss for Discriminative Face Verification", 2017
@@ -24,25 +23,13 @@ class L2Softmax(Loss):
 
     shown_params = ('alpha',)
 
-    family = "classification"
-
     def __init__(self, *, num_classes: int, embedding_dim: int, alpha: float | Scale | dict = 16.0,
                  bias: bool = False) -> None:
-        super().__init__()
-        check_sizes(num_classes, embedding_dim)
-        self.num_classes = num_classes
-        self.embedding_dim = embedding_dim
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        nn.init.xavier_normal_(self.weight)
-        self.bias = nn.Parameter(torch.zeros(num_classes)) if bias else None
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, init="xavier", bias=bias)
         self.alpha = make_scale(alpha)
 
     def set_progress(self, step: int, total_steps: int) -> None:
         self.alpha.set_progress(step, total_steps)
-
-    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
-        """Cosines to the classifier's rows, the class centres of the angle figures."""
-        return cosine_logits(embeddings, self.weight)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mlcompare.losses.base import Loss
+from mlcompare.losses.classifier import Classifier
 from mlcompare.losses.margins import angular_psi
-from mlcompare.losses.normalized import (upcast_half, angle_stats, check_batch, check_sizes, cosine_logits,
+from mlcompare.losses.normalized import (upcast_half, angle_stats, check_batch, cosine_logits,
                                          replace_target, target_of)
 from mlcompare.search_space import Dim
 
@@ -50,7 +49,7 @@ def annealed(cos_target: torch.Tensor, psi: torch.Tensor, lam: float) -> torch.T
     return psi if lam == 0 else (lam * cos_target + psi) / (1.0 + lam)
 
 
-class LSoftmax(Loss):
+class LSoftmax(Classifier):
     """``f_j = |W_j| |x| cos theta_j`` for ``j != y``; ``f_y = |W_y| |x| psi(theta_y)``; ``L = CE(f, y)``.
 
     Liu et al., "Large-Margin Softmax Loss for Convolutional Neural Networks", ICML 2016
@@ -65,25 +64,14 @@ class LSoftmax(Loss):
 
     shown_params = ('m',)
 
-    family = "classification"
-
     def __init__(self, *, num_classes: int, embedding_dim: int, m: int = 4, lambda_base: float = 1000.0,
                  lambda_gamma: float = 0.12, lambda_power: float = 1.0, lambda_min: float = 0.0) -> None:
-        super().__init__()
-        check_sizes(num_classes, embedding_dim)
-        self.num_classes = num_classes
-        self.embedding_dim = embedding_dim
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, init="xavier")
         self.m = check_integer_margin(m)
         self.annealing = LambdaAnnealing(base=lambda_base, gamma=lambda_gamma, power=lambda_power, lambda_min=lambda_min)
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        nn.init.xavier_normal_(self.weight)
 
     def set_progress(self, step: int, total_steps: int) -> None:
         self.annealing.set_progress(step, total_steps)
-
-    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
-        """Cosines to the classifier's rows, the class centres of the angle figures."""
-        return cosine_logits(embeddings, self.weight)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)

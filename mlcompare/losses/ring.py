@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlcompare.losses.base import Loss
-from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, check_sizes, cosine_logits
+from mlcompare.losses.classifier import Classifier
+from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, cosine_logits
 from mlcompare.search_space import Dim
 
 
-class Ring(Loss):
+class Ring(Classifier):
     """``L = CE(x W^T + b, y) + lambda / 2 * mean_i (|x_i| - R)^2`` with ``R`` learnt.
 
     Zheng et al., "Ring loss: Convex Feature Normalization for Face Recognition", CVPR 2018
@@ -24,29 +24,17 @@ class Ring(Loss):
 
     shown_params = ('lambda_r',)
 
-    family = "classification"
-
     def __init__(self, *, num_classes: int, embedding_dim: int, lambda_r: float = 0.01, r_init: float | None = None,
                  bias: bool = False) -> None:
-        super().__init__()
-        check_sizes(num_classes, embedding_dim)
+        super().__init__(num_classes=num_classes, embedding_dim=embedding_dim, init="xavier", bias=bias)
         if not lambda_r >= 0:
             raise ValueError(f"lambda_r (ring-loss weight) must be >= 0, got {lambda_r!r}")
         if r_init is not None and not r_init > 0:
             raise ValueError(f"r_init (initial ring radius) must be > 0 or None, got {r_init!r}")
-        self.num_classes = num_classes
-        self.embedding_dim = embedding_dim
         self.lambda_r = float(lambda_r)
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        nn.init.xavier_normal_(self.weight)
-        self.bias = nn.Parameter(torch.zeros(num_classes)) if bias else None
         self.radius = nn.Parameter(torch.tensor(1.0 if r_init is None else float(r_init)))
         self.register_buffer("radius_set", torch.tensor(r_init is not None))  # saved with checkpoints
         self._radius_checked = False
-
-    def angle_cosines(self, embeddings: torch.Tensor) -> torch.Tensor | None:
-        """Cosines to the classifier's rows, the class centres of the angle figures."""
-        return cosine_logits(embeddings, self.weight)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels, self.embedding_dim)
