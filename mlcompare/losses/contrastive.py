@@ -6,12 +6,11 @@ import torch.nn.functional as F
 
 import miners
 from miners.distances import distance_matrix
-from mlcompare.losses.base import Loss
-from mlcompare.losses.triplet import MinerLike, build_miner, check_reduction, mined_triplet_distances, reduce_losses
+from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances, reduce_losses
 from mlcompare.search_space import Dim
 
 
-class ContrastiveLoss(Loss):
+class ContrastiveLoss(PairLoss):
     """Pull positive pairs within ``pos_margin``, push negative pairs beyond ``neg_margin``.
 
     .. math::
@@ -40,8 +39,6 @@ class ContrastiveLoss(Loss):
 
     search_space = {"pos_margin": Dim(0.0, 0.4), "neg_margin": Dim(0.5, 1.5)}
 
-    family = "pair"
-
     def __init__(
         self,
         *,
@@ -54,17 +51,14 @@ class ContrastiveLoss(Loss):
         reduction: str = "nonzero",
         miner: MinerLike | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(miner=miner, default_miner=miners.PairMiner(normalize=normalize), reduction=reduction,
+                         normalize=normalize, squared=squared)
         if not pos_margin >= 0:
             raise ValueError(f"pos_margin must be >= 0, got {pos_margin}")
         if not neg_margin > pos_margin:
             raise ValueError(f"neg_margin must be > pos_margin ({pos_margin}), got {neg_margin}")
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
-        self.squared = bool(squared)
-        self.normalize = bool(normalize)
-        self.reduction = check_reduction(reduction)
-        self.miner = build_miner(miner, miners.PairMiner(normalize=normalize))
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mined = self.miner(embeddings, labels)
@@ -80,8 +74,7 @@ class ContrastiveLoss(Loss):
             raise ValueError(f"miner must return (a1, p, a2, n) or (a, p, n), got a {len(mined)}-tuple")
         n_mined = pos_dist.numel() + neg_dist.numel()
         if n_mined == 0:
-            self.stats = {"active_fraction": embeddings.new_zeros(()), "n_mined": embeddings.new_zeros(())}
-            return embeddings.sum() * 0.0
+            return self.nothing_mined(embeddings)
         pos_losses = F.relu(pos_dist - self.pos_margin)
         neg_losses = F.relu(self.neg_margin - neg_dist)
         if self.squared:

@@ -6,12 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import miners
-from mlcompare.losses.base import Loss
-from mlcompare.losses.triplet import MinerLike, build_miner, check_reduction, mined_triplet_distances
+from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances
 from mlcompare.search_space import Dim
 
 
-class MarginLoss(Loss):
+class MarginLoss(PairLoss):
     """Positive pairs pulled inside ``beta - alpha``, negatives pushed beyond ``beta + alpha``.
 
     .. math::
@@ -42,8 +41,6 @@ class MarginLoss(Loss):
 
     shown_params = ('alpha', 'beta')
 
-    family = "pair"
-
     def __init__(
         self,
         *,
@@ -57,7 +54,7 @@ class MarginLoss(Loss):
         reduction: str = "nonzero",
         miner: MinerLike | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(miner=miner, default_miner=miners.DistanceWeightedMiner(), reduction=reduction)
         if not alpha >= 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         if not nu >= 0:
@@ -66,22 +63,20 @@ class MarginLoss(Loss):
             raise ValueError(f"num_classes must be a positive int for beta_per_class=True, got {num_classes!r}")
         self.alpha = float(alpha)
         self.nu = float(nu)
-        self.reduction = check_reduction(reduction)
         init = torch.full((num_classes if beta_per_class else 1,), float(beta))
         if learn_beta:
             self.beta = nn.Parameter(init)
         else:
             self.register_buffer("beta", init)
         self.beta_per_class = bool(beta_per_class)
-        self.miner = build_miner(miner, miners.DistanceWeightedMiner())
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mined = self.miner(embeddings, labels)
         d_ap, d_an, anchor = mined_triplet_distances(mined, embeddings, normalize=True, squared=False)
         if d_ap.numel() == 0:
-            zero = embeddings.new_zeros(())
-            self.stats = {"active_fraction": zero, "n_mined": zero, "beta_mean": self.beta.detach().mean()}
-            return embeddings.sum() * 0.0 + self.beta.sum() * 0.0
+            loss = self.nothing_mined(embeddings) + self.beta.sum() * 0.0
+            self.stats["beta_mean"] = self.beta.detach().mean()
+            return loss
         beta = self.beta[labels[anchor]] if self.beta_per_class else self.beta.expand_as(d_ap)
         beta = beta.to(d_ap.dtype)
         pos = F.relu(self.alpha + (d_ap - beta))

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mlcompare.losses.triplet import MinerLike, TripletLoss
+from mlcompare.losses.pair import MinerLike
+from mlcompare.losses.triplet import TripletLoss
 from mlcompare.search_space import Dim
 
 
@@ -26,8 +27,6 @@ class SoftMarginTripletLoss(TripletLoss):
     search_space = {"margin": Dim(0.0, 0.5)}
 
     shown_params = ()  # its margin defaults to 0 (the soft-margin form): nothing to name
-
-    family = "pair"
 
     def __init__(
         self,
