@@ -61,11 +61,11 @@ class BackboneConfig:
 @dataclass
 class TrainConfig:
     steps: int = 1000
-    # > 0: the budget in epochs instead, each method's steps = ceil(epochs x its training images / (p x k))
-    # (see epoch_steps), so that it grows with the data; a file or --set gives steps or epochs, not both
-    epochs: float = 0.0
     p: int = 16
     k: int = 4
+    # > 0: the budget in epochs instead of steps, each method's steps = ceil(epochs x its training images /
+    # (p x k)) (see epoch_steps), so that it grows with the data; a file or --set gives steps or epochs, not both
+    epochs: float = 0.0
     optimizer: str = "adamw"
     lr: float = 1e-3
     loss_lr: float = 0.0  # learning rate of the loss's own parameters (class weights, proxies); 0: lr
