@@ -131,11 +131,18 @@ def read(run: Path) -> dict[str, Any] | None:
     return record
 
 
-def resumed(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
-    """This session's ``record`` with the sessions of a resumed run's ``previous`` provenance kept."""
+def resumed(record: dict[str, Any], previous: dict[str, Any] | None, *, last_saved: float | None) -> dict[str, Any]:
+    """This session's ``record`` with the sessions of a resumed run's ``previous`` provenance kept. An
+    interrupted session (no end recorded) counts until ``last_saved``, the time (``time.time()``) its
+    last result was saved: what it did after that was lost, and is done again by this session."""
     if previous is None:
         return record
     earlier = [*previous.pop("earlier", []), previous]
+    if previous.get("wall_seconds") is None:
+        begun = datetime.fromisoformat(previous["started"]).timestamp() if previous.get("started") else None
+        saved = last_saved if last_saved is not None and begun is not None else begun
+        previous["finished"] = "interrupted" + (f", last result saved {_now(saved)}" if saved is not None else "")
+        previous["wall_seconds"] = round(max(0.0, saved - begun), 1) if saved is not None else 0.0
     return record | {"earlier": earlier}
 
 
@@ -169,5 +176,6 @@ def lines(record: dict[str, Any] | None) -> list[str]:
             f"Data knobs: {data or 'not recorded'}."]
 
 
-def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
+def _now(timestamp: float | None = None) -> str:
+    when = datetime.now() if timestamp is None else datetime.fromtimestamp(timestamp)
+    return when.astimezone().isoformat(timespec="seconds")

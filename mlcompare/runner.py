@@ -216,7 +216,9 @@ def open_session(config: ComparisonConfig, out: Path, *, device: str, force: boo
             "train_images": len(train_set), "test_identities": test_set.num_identities, "test_images": len(test_set),
             "verification_pairs": len(protocol.pairs.same), "torch": torch.__version__,
             "backbone_cost": backbone_cost})
-        facts = provenance.resumed(facts, provenance.read(rundir.path) if resume else None)
+        results = rundir.path / "results.csv"
+        facts = provenance.resumed(facts, provenance.read(rundir.path) if resume else None,
+                                   last_saved=results.stat().st_mtime if results.exists() else None)
         provenance.write(rundir.path, facts)
     ctx.barrier()
     session = Session(config, dev, ctx, rundir, train_set, test_set, protocol, RunRecords(rundir.path, resume=resume),

@@ -83,14 +83,18 @@ def test_synthfaces_is_recorded_with_every_knob_and_the_record_loads_the_same_da
 
 
 def test_a_resumed_run_adds_up_its_sessions():
-    first = {"git_commit": "a" * 40, "wall_seconds": 100.0, "started": "s1", "finished": "f1"}
-    second = provenance.resumed({"git_commit": "b" * 40, "wall_seconds": None, "started": "s2", "finished": ""}, first)
+    first = {"git_commit": "a" * 40, "wall_seconds": 100.0, "started": "2026-01-01T10:00:00+00:00", "finished": "f1"}
+    second = provenance.resumed({"git_commit": "b" * 40, "wall_seconds": None, "started": "2026-01-01T11:00:00+00:00",
+                                 "finished": ""}, first, last_saved=None)
     assert provenance.total_wall_seconds(second) is None  # this session has not finished
-    second = second | {"wall_seconds": 23.5, "finished": "f2"}
-    third = provenance.resumed({"git_commit": "b" * 40, "wall_seconds": 0.5}, json.loads(json.dumps(second)))
-    assert [s["started"] for s in third["earlier"]] == ["s1", "s2"]
-    assert provenance.total_wall_seconds(third) == 124.0
-    assert "124 s wall time over 3 sessions (--resume) made by different commits" in provenance.lines(third)[0]
+    # the second session is killed; its last result was saved 20.5 s after it started
+    saved = datetime.fromisoformat("2026-01-01T11:00:20.5+00:00").timestamp()
+    third = provenance.resumed({"git_commit": "b" * 40, "wall_seconds": 0.5}, json.loads(json.dumps(second)),
+                               last_saved=saved)
+    assert [s["started"][11:19] for s in third["earlier"]] == ["10:00:00", "11:00:00"]
+    assert third["earlier"][1]["finished"].startswith("interrupted, last result saved")
+    assert provenance.total_wall_seconds(third) == 100.0 + 20.5 + 0.5
+    assert "121 s wall time over 3 sessions (--resume) made by different commits" in provenance.lines(third)[0]
 
 
 def test_a_run_from_before_provenance_reports_none_and_a_damaged_one_is_refused(tmp_path):
@@ -98,3 +102,13 @@ def test_a_run_from_before_provenance_reports_none_and_a_damaged_one_is_refused(
     (tmp_path / "provenance.json").write_text("{not json")
     with pytest.raises(mlcompare.errors.UserError, match="provenance.json' is not valid JSON"):
         provenance.read(tmp_path)
+
+
+def test_resume_keeps_the_first_sessions_facts(tiny, tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", str(tiny), "--out", str(out), "--no-progress", "--steps", "3"]) == 0
+    first = json.loads((out / "provenance.json").read_text())
+    assert main(["run", str(tiny), "--out", str(out), "--no-progress", "--steps", "3", "--resume"]) == 0
+    both = json.loads((out / "provenance.json").read_text())
+    assert both["earlier"] == [first] and both["command"].endswith("--resume")
+    assert provenance.total_wall_seconds(both) == pytest.approx(first["wall_seconds"] + both["wall_seconds"])
