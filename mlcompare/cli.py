@@ -155,8 +155,8 @@ def _list() -> None:
         print(f"{name:24s} {config.load(name).description}")
 
 
-def _run(args: argparse.Namespace) -> None:
-    from mlcompare import config
+def _run(args: argparse.Namespace, argv: list[str]) -> None:
+    from mlcompare import config, provenance
 
     sets = list(args.sets)
     if args.command == "tune":  # --trials / --folds are [tuning] keys: checked like the file
@@ -170,7 +170,8 @@ def _run(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / cfg.name
     command = tuning.tune if args.command == "tune" else runner.run
     try:
-        done = command(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress)
+        done = command(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress,
+                       command=provenance.command_line(argv))
     finally:
         import torch.distributed as dist
 
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     ``warnings.formatwarning`` is restored afterwards (``main()`` may be called from a longer-lived process).
     """
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.version:
         from mlcompare import doctor
@@ -351,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "losses":
             _losses(args)
         elif args.command in ("run", "tune"):
-            _run(args)
+            _run(args, argv)
         elif args.command == "report":
             _report(args)
         elif args.command == "data":

@@ -63,6 +63,9 @@ class TrainConfig:
     steps: int = 1000
     p: int = 16
     k: int = 4
+    # > 0: the budget in epochs instead of steps, each method's steps = ceil(epochs x its training images /
+    # (p x k)) (see epoch_steps), so that it grows with the data; a file or --set gives steps or epochs, not both
+    epochs: float = 0.0
     optimizer: str = "adamw"
     lr: float = 1e-3
     loss_lr: float = 0.0  # learning rate of the loss's own parameters (class weights, proxies); 0: lr
@@ -202,6 +205,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "backbone.embedding_dim": (lambda v: v >= 1, ">= 1"),
     "backbone.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.steps": (lambda v: v >= 1, ">= 1"),
+    "train.epochs": (lambda v: _finite(v) and v >= 0, "finite and >= 0 (0: train.steps is the budget)"),
     "train.p": (lambda v: v >= 1, ">= 1 (identities per batch)"),
     "train.k": (lambda v: v >= 2, ">= 2 (images per identity in a batch)"),
     "train.optimizer": (lambda v: v in ("adamw", "sgd"), "'adamw' or 'sgd'"),
@@ -228,6 +232,23 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "methods.k": (lambda v: v == 0 or v >= 2, "0 (the train section's) or >= 2"),
     "sweep.values": (lambda v: len(v) > 0, "a non-empty list"),
 }
+
+def epoch_steps(epochs: float, images: int, batch: int) -> int:
+    """Steps that show ``images`` training images ``epochs`` times in batches of ``batch`` (P x K), rounded up.
+
+    >>> epoch_steps(3, 1000, 64), epoch_steps(0.1, 640, 64)
+    (47, 1)
+    """
+    return max(1, math.ceil(round(epochs * images / batch, 9)))  # round: 0.1 x 640 / 64 is 1.0000000000000002
+
+
+def _budget_key(train: dict[str, Any], where: str) -> dict[str, Any]:
+    """A layer's [train] table (a file's own, or the --set edits) gives the budget as steps or as epochs."""
+    if "steps" in train and "epochs" in train:
+        raise UserError(f"{where}: train.steps and train.epochs both given; a budget is one or the other "
+                        "(epochs: steps = ceil(epochs x training images / (p x k))), drop one")
+    return train
+
 
 def _with_defaults(cls: type, given: dict[str, Any]) -> dict[str, Any]:
     """``given`` preceded by the class's declared ``shown_params`` at their constructor defaults: the
@@ -444,8 +465,12 @@ def named() -> dict[str, Path]:
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` on ``base``: tables merge key by key, recursively; anything else (arrays too) replaces."""
+    """``over`` on ``base``: tables merge key by key, recursively; anything else (arrays too) replaces.
+    A budget in ``over`` (train.steps or train.epochs) replaces the base's, whichever key it used."""
     out = dict(base)
+    budget = {"steps", "epochs"} & set(over.get("train", {}) if isinstance(over.get("train"), dict) else {})
+    if budget and isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k not in {"steps", "epochs"} - budget}
     for key, value in over.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
@@ -468,6 +493,8 @@ def _read(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     for key, cls in SECTIONS.items():
         if isinstance(raw.get(key), dict):
             _check_known(cls, raw[key], f"{path} [{key}]")
+    if isinstance(raw.get("train"), dict):
+        _budget_key(raw["train"], str(path))
     if isinstance(raw.get("sweep"), dict):
         _check_known(SweepConfig, raw["sweep"], f"{path} [sweep]")
     for i, method in enumerate(raw.get("methods", [])):
@@ -543,6 +570,8 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str], *, where: str) -> dict[
     """``raw`` with each ``KEY=VALUE`` of ``sets`` applied (KEY dotted as in the file, see
     :func:`valid_set_keys`; a method by its name: ``methods.arcface.params.m=0.3``)."""
     raw = copy.deepcopy(raw)
+    _budget_key({item.partition("=")[0].strip().removeprefix("train."): None for item in sets
+                 if item.strip().startswith(("train.steps=", "train.epochs="))}, "--set")
     for item in sets:
         key, eq, text = item.partition("=")
         key = key.strip()
@@ -560,6 +589,8 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str], *, where: str) -> dict[
             table = raw.setdefault(parts[0], {})
             if not isinstance(table, dict):
                 raise UserError(f"{where}: {parts[0]} must be a table, got {type(table).__name__}")
+            if parts[0] == "train" and parts[1] in ("steps", "epochs"):  # the budget set here replaces the file's
+                table.pop("epochs" if parts[1] == "steps" else "steps", None)
             table[parts[1]] = _parse_value(text, section[parts[1]])
         elif len(parts) == 2 and parts[0] == "sweep":
             sweep = typing.get_type_hints(SweepConfig)
@@ -607,16 +638,16 @@ def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_d
                     workers: int | None = None, tensorboard: bool | None = None) -> ComparisonConfig:
     """Command-line options replace the comparison's own values (after any ``--set``).
 
-    ``budget`` scales the comparison's steps (and warm-up): quick x1, standard x4, long x16;
-    ``steps`` sets them outright and wins over ``budget``. Values are checked by the same
+    ``budget`` scales the comparison's steps, or its epochs (and warm-up): quick x1, standard x4, long x16;
+    ``steps`` sets them outright (no epochs) and wins over ``budget``. Values are checked by the same
     :data:`RULES` as the file's, the message naming the option.
     """
     if budget:
         if budget not in BUDGETS:
             raise UserError(f"--budget must be one of {', '.join(BUDGETS)}, got '{budget}'")
-        t = config.train
+        t, x = config.train, BUDGETS[budget]
         config = dataclasses.replace(config, train=dataclasses.replace(
-            t, steps=t.steps * BUDGETS[budget], warmup_steps=t.warmup_steps * BUDGETS[budget]))
+            t, steps=t.steps * x, epochs=t.epochs * x, warmup_steps=t.warmup_steps * x))
     if data:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=data))
     if test_data:
@@ -628,7 +659,7 @@ def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_d
         check_range("train.steps", steps, "--steps")
         train = config.train
         config = dataclasses.replace(config, train=dataclasses.replace(
-            train, steps=steps, warmup_steps=min(train.warmup_steps, max(1, steps // 10))))
+            train, steps=steps, epochs=0.0, warmup_steps=min(train.warmup_steps, max(1, steps // 10))))
     if precision is not None:
         check_range("train.precision", precision, "--precision")
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcompare import report_inputs, report_quality, report_text, report_tuning, stats  # noqa: E402
+from mlcompare import provenance, report_inputs, report_quality, report_text, report_tuning, stats  # noqa: E402
 from mlcompare.report_style import LINES, Styles, method_styles  # noqa: E402
 from mlcompare.report_section import Figure, Section, html_figure, md_text  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
@@ -478,10 +478,17 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
         sections = [s for s in (report_tuning.section(run, inputs.results, styles, staging / "figures"),
                                 report_tuning.ranking(run, inputs.results)) if s is not None]
         sections += report_quality.sections(inputs, staging / "figures")  # none for runs without ground truth
-        (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections))
-        (staging / "report.html").write_text(_html(inputs.config, table, figures, cols, sections))
-        if out != run:
-            shutil.copyfile(run / "results.csv", staging / "results.csv")
+        (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections,
+                                                     inputs.provenance))
+        (staging / "report.html").write_text(_html(inputs.config, table, figures, cols, sections, inputs.provenance))
+        if out.resolve() != run.resolve():  # the report folder holds what renders it again
+            for name in report_inputs.REPORT_FILES:
+                if (run / name).is_file():
+                    (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(run / name, staging / name)
+            for name in report_inputs.REPORT_FOLDERS:
+                if (run / name).is_dir():
+                    shutil.copytree(run / name, staging / name)
         _publish(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -489,16 +496,19 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
 
 
 def _publish(staging: Path, out: Path) -> None:
-    """Move the staged figures/ and files into ``out``: renames only, nothing left to compute or fail on.
+    """Move the staged folders and files into ``out``: renames only, nothing left to compute or fail on.
 
-    figures/ is replaced as a whole (a figure the new report lacks must not linger); the old one is
-    moved into the staging folder, which the caller removes.
+    figures/ and curves/ are replaced as a whole (a figure the new report lacks must not linger); the
+    old ones are moved into the staging folder, which the caller removes.
     """
-    if (out / "figures").exists():
-        os.replace(out / "figures", staging / "figures.old")
-    os.replace(staging / "figures", out / "figures")
-    for name in ("report.html", "results.csv", "report.md"):  # report.md last: it names the figures
+    for folder in ("figures", *report_inputs.REPORT_FOLDERS):
+        if (staging / folder).exists():
+            if (out / folder).exists():
+                os.replace(out / folder, staging / f"{folder}.old")
+            os.replace(staging / folder, out / folder)
+    for name in (*report_inputs.REPORT_FILES, "report.html", "report.md"):  # report.md last: it names the figures
         if (staging / name).exists():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / name, out / name)
 
 
@@ -516,9 +526,10 @@ def _backbone_text(config: dict) -> str:
     return text + (f"; started from {b['pretrained']}" if b.get("pretrained") else "")
 
 
-def _setup_lines(config: dict) -> list[str]:
-    """The setup in three lines; indexes only keys of :data:`report_inputs.CONFIG_KEYS` (checked present),
-    and reads with a default the keys older run directories lack."""
+def _setup_lines(config: dict, facts: dict | None = None) -> list[str]:
+    """The setup in three lines, and the run's provenance (``facts``, see :mod:`mlcompare.provenance`) in
+    two more; indexes only keys of :data:`report_inputs.CONFIG_KEYS` (checked present), and reads with a
+    default the keys older run directories lack."""
     d, b, t = config["data"], config["backbone"], config["train"]
     return [
         f"Data: `{d['train']}`" + (f", tested on `{d['test']}`" if d["test"] else
@@ -530,8 +541,11 @@ def _setup_lines(config: dict) -> list[str]:
         f"Fair by construction: every method trains the same backbone ({_backbone_text(config)}) "
         f"from the same initial weights per seed, on the same P x K batches "
         f"(P={t['p']}, K={t['k']}), with {t['optimizer']} lr {report_text.sig(t['lr'])} (warm-up {report_text.plural(t['warmup_steps'], 'step')} + cosine) "
-        f"for {report_text.plural(t['steps'], 'step')}, {report_text.plural(config['seeds'], 'seed')}, on {config['device']} in {t.get('precision', 'fp32')}"
+        + (f"for {report_text.sig(t['epochs'])} epochs (each method's steps: ceil(epochs x its training images / (P x K)), "
+           "in results.csv)" if t.get("epochs") else f"for {report_text.plural(t['steps'], 'step')}")
+        + f", {report_text.plural(config['seeds'], 'seed')}, on {config['device']} in {t.get('precision', 'fp32')}"
         + (f", {config['world_size']} torchrun processes." if config.get("world_size", 1) > 1 else "."),
+        *provenance.lines(facts),
     ]
 
 
@@ -556,14 +570,14 @@ def _results_table(table: pd.DataFrame, cols: list[tuple[str, str, int]], primar
 
 
 def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Path,
-              cols: list[tuple[str, str, int]], sections: list[Section] = ()) -> str:
+              cols: list[tuple[str, str, int]], sections: list[Section] = (), facts: dict | None = None) -> str:
     primary = primary_metric(config)
     # every text from the run (names, messages, the config's words) through md_text: report.md may be opened
     # in a renderer that runs raw HTML, and a comparison file is untrusted
     lines = [f"# mlcompare report: {md_text(config['name'])}", "", md_text(config["description"]), "",
              *([f"*Question: {md_text(config['question'])}*", ""] if config.get("question") else []),
              f"**{md_text(summary_sentence(table, primary))}**", "", "## Setup", ""]
-    lines += [f"- {md_text(line)}" for line in _setup_lines(config)]
+    lines += [f"- {md_text(line)}" for line in _setup_lines(config, facts)]
     header, rows = _results_table(table, cols, primary)
     lines += ["", f"## Results (mean ± std over seeds, best first by {report_text.metric_name(primary)})", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -578,7 +592,7 @@ def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Pat
 
 
 def _html(config: dict, table: pd.DataFrame, figures: list[Figure], cols: list[tuple[str, str, int]],
-          sections: list[Section] = ()) -> str:
+          sections: list[Section] = (), facts: dict | None = None) -> str:
     primary = primary_metric(config)
     header, rows = _results_table(table, cols, primary)
     head = "".join(f"<th onclick='sortTable({i})'>{html.escape(h)}</th>" for i, h in enumerate(header))
@@ -586,7 +600,7 @@ def _html(config: dict, table: pd.DataFrame, figures: list[Figure], cols: list[t
                              f"<td data-v='{'' if math.isnan(key) else report_text.sig(key, 4)}'>{html.escape(text)}</td>"
                              for text, key in row) + "</tr>" for row in rows]
     imgs = "".join(html_figure(*figure) for figure in figures)
-    setup = "".join(f"<li>{report_text.inline_html(line)}</li>" for line in _setup_lines(config))
+    setup = "".join(f"<li>{report_text.inline_html(line)}</li>" for line in _setup_lines(config, facts))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>mlcompare report: {html.escape(config['name'])}</title>

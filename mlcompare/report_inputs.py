@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcompare import provenance
 from mlcompare.config import SWEEPABLE
 from mlcompare.errors import UserError
 from mlcompare.rundir import curves_path
@@ -38,6 +39,12 @@ METRIC_COLUMNS = ("accuracy", "auc", "eer", "tar_far_1e-2", "tar_far_1e-3", "ran
 CURVE_KEYS = ("fpr", "tpr", "cmc", "pair_scores", "same")  # ROC, CMC and the one-seed significance test
 STATUSES = ("ok", "failed")
 HISTORY_COLUMNS = ("method", "seed", "step", "loss")
+# What a report folder keeps of its run, so that `mlcompare report FOLDER` renders it again: every file the
+# report reads (those missing from the run are skipped) and the curves/ folder; not checkpoints/, tensorboard/
+# or tuning/study.db, which only training and tuning read.
+REPORT_FILES = ("config.json", "results.csv", "history.csv", "provenance.json", "test_labels_sample.npy",
+                "tuning/trials.csv", "tuning/space.json")
+REPORT_FOLDERS = ("curves",)
 # Curves files written before the runner saved its angle-histogram edges as `theta_bins` used these:
 # 2-degree bins from 0 to 180 degrees.
 OLDER_RUNS_THETA_BINS = np.linspace(0.0, 180.0, 91)
@@ -54,6 +61,7 @@ class RunInputs:
     history: pd.DataFrame
     curves: dict[tuple[str, int], dict[str, np.ndarray]]
     labels: np.ndarray | None
+    provenance: dict[str, Any] | None = None  # provenance.json; None for runs written before it existed
 
 
 def theta_bins(curves: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -82,7 +90,8 @@ def load(run: Path) -> RunInputs:
                             f"restore the file or re-run the comparison")
     curves = _curves(run, results)
     labels = _labels(run, curves)
-    return RunInputs(config=config, results=results, history=_history(run), curves=curves, labels=labels)
+    return RunInputs(config=config, results=results, history=_history(run), curves=curves, labels=labels,
+                     provenance=provenance.read(run))
 
 
 def _sweep_from_config(results: pd.DataFrame, config: Mapping[str, Any], sweep: str) -> pd.DataFrame:

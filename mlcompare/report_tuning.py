@@ -24,6 +24,7 @@ from mlcompare import stats  # noqa: E402
 from mlcompare.report_section import Figure, Section  # noqa: E402
 from mlcompare.report_style import Styles  # noqa: E402
 from mlcompare.report_text import plural, versus_best  # noqa: E402
+from mlcompare.search_space import EDGE_SHARE, Dim, at_edges  # noqa: E402
 
 
 def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> Section | None:
@@ -35,6 +36,8 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> 
     trials = pd.read_csv(path, keep_default_na=False, na_values=[""])
     config = json.loads((run / "config.json").read_text())
     objective = config["tuning"]["objective"]
+    spaces = _spaces(run)
+    edged: list[str] = []
     ok = results[results.status == "ok"]
     header = ["Method", "Default setting", "Tuned setting", f"Validation {objective}: default -> tuned",
               f"Test {objective}: default -> tuned", "Paired t (seeds)", "Trials (pruned, failed)", "Tuning s"]
@@ -49,8 +52,10 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> 
         p = stats.paired_t(tuned[common].to_numpy(), default[common].to_numpy()) if len(common) >= 2 else math.nan
         val_default = float(first["mean"].iloc[0]) if len(first) else math.nan
         val_tuned = float(best["mean"]) if best is not None else math.nan
+        edges = at_edges(json.loads(best.params), spaces.get(method, {})) if best is not None else {}
+        edged += [f"{method} {name}" for name in edges]
         rows.append([method, _setting(first.params.iloc[0]) if len(first) else "-",
-                     _setting(best.params) if best is not None else "no trial completed",
+                     _setting(best.params, edges) if best is not None else "no trial completed",
                      f"{val_default:.3f} -> {val_tuned:.3f}", f"{_mean(default)} -> {_mean(tuned)}",
                      "n/a" if math.isnan(p) else f"p={p:.3f}" + (" n.s." if p >= stats.ALPHA else ""),
                      f"{len(group)} ({(group.state == 'pruned').sum()}, {(group.state == 'failed').sum()})",
@@ -64,6 +69,10 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> 
             + ". The test identities were never seen while tuning. Each method's default and best settings were then "
               f"retrained on all training identities over {plural(config['seeds'], 'seed')} and tested; the paired t-test "
               "compares tuned with default over seeds."]
+    if edged:
+        text.append(f"At a range edge (within {EDGE_SHARE:.0%} of its width from an end, in log space for log "
+                    f"dimensions): {', '.join(edged)}. There the search may have stopped at its own boundary and the "
+                    "best setting lie beyond it: widen the range ([methods.search]) and tune again.")
     figures_out = [f for f in (_history(trials, objective, styles, figures),
                                _predictive(points, objective, styles, figures)) if f]
     finite = [(v, s) for _, _, v, s in points if math.isfinite(v) and math.isfinite(s)]
@@ -105,9 +114,19 @@ def ranking(run: Path, results: pd.DataFrame) -> Section | None:
     return Section("Tuned against tuned", text, ["Method", "Family", f"Test {objective}", "vs best (paired)"] + shown, rows)
 
 
-def _setting(params: str) -> str:
-    values = json.loads(params)
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(values.items()))
+def _setting(params: str, edges: dict[str, str] | None = None) -> str:
+    """A trial's parameters, ``k=v`` sorted by name; a value in ``edges`` marked with the edge it sits at."""
+    values, edges = json.loads(params), edges or {}
+    return " ".join((f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}") + (f" (at the {edges[k]})" if k in edges else "")
+                    for k, v in sorted(values.items()))
+
+
+def _spaces(run: Path) -> dict[str, dict[str, Dim]]:
+    """Each method's searched ranges (``tuning/space.json``; empty for runs tuned before it was written)."""
+    path = run / "tuning" / "space.json"
+    if not path.exists():
+        return {}
+    return {method: {k: Dim(**d) for k, d in dims.items()} for method, dims in json.loads(path.read_text()).items()}
 
 
 def _mean(series: pd.Series) -> str:

@@ -3,6 +3,7 @@
 Layout::
 
     RUN_DIR/config.json        resolved config (after command-line overrides)
+    RUN_DIR/provenance.json    what made the run: code, libraries, machine, command, time, data knobs
     RUN_DIR/results.csv        one row per method x seed: metrics, time, images/s, status
     RUN_DIR/history.csv        one row per logged step: method, seed, step, loss, lr, loss stats
     RUN_DIR/curves/M-sS.npz    ROC and CMC of each method x seed, for re-rendering the report

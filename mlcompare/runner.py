@@ -17,10 +17,10 @@ from tqdm import tqdm
 import evaluations
 from mlcompare import data as datasets
 from mlcompare import distributed
-from mlcompare import losses
+from mlcompare import losses, provenance
 from mlcompare import backbones, tensorboard_log
 from mlcompare.backbones import build_backbone, embed
-from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig
+from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig, epoch_steps
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.noise import flip_labels
 from mlcompare.errors import UserError
@@ -178,17 +178,24 @@ class Session:
     test_set: FaceData
     protocol: TestProtocol
     records: RunRecords | None = None
+    provenance: dict[str, Any] | None = None  # rank 0's provenance.json, completed by close_session
+    clock: float = 0.0  # time.monotonic() when the session opened: its wall time runs from here
 
 
 def open_session(config: ComparisonConfig, out: Path, *, device: str, force: bool, resume: bool,
-                 check: Callable[[FaceData], None] | None = None, progress: bool = True) -> Session:
+                 check: Callable[[FaceData], None] | None = None, progress: bool = True,
+                 command: str | None = None) -> Session:
     """Check every input (devices, the run directory, data, every method's loss and batch shape, and
-    ``check(train_set)``: a command's own), then create the run directory and score the raw-pixels
-    floor. Bad input leaves nothing behind."""
+    ``check(train_set)``: a command's own), then create the run directory (with its provenance.json;
+    ``command``: the command line, default this process's) and score the raw-pixels floor. Bad input
+    leaves nothing behind."""
+    clock = time.monotonic()
     dev = resolve_device(device)
     ctx = distributed.from_env(dev)
     if ctx.active and dev.type == "cuda":
         dev = torch.device("cuda", ctx.local_rank)
+    facts = provenance.collect({"train": config.data.train, "test": config.data.test}, device=str(dev),
+                               command=command or provenance.command_line(None)) if ctx.is_main else None
     check_precision(config.train.precision, dev)
     rundir = RunDir(out, force=force, resume=resume)  # every rank checks before rank 0 creates anything
     if resume:
@@ -209,8 +216,13 @@ def open_session(config: ComparisonConfig, out: Path, *, device: str, force: boo
             "train_images": len(train_set), "test_identities": test_set.num_identities, "test_images": len(test_set),
             "verification_pairs": len(protocol.pairs.same), "torch": torch.__version__,
             "backbone_cost": backbone_cost})
+        results = rundir.path / "results.csv"
+        facts = provenance.resumed(facts, provenance.read(rundir.path) if resume else None,
+                                   last_saved=results.stat().st_mtime if results.exists() else None)
+        provenance.write(rundir.path, facts)
     ctx.barrier()
-    session = Session(config, dev, ctx, rundir, train_set, test_set, protocol, RunRecords(rundir.path, resume=resume))
+    session = Session(config, dev, ctx, rundir, train_set, test_set, protocol, RunRecords(rundir.path, resume=resume),
+                      facts, clock)
     if ctx.is_main and not session.records.done(RAW_PIXELS, 0):
         metrics, curves = score(raw_pixel_embeddings(test_set.images), protocol)
         session.records.write(MethodResult({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, "loss": "none",
@@ -258,6 +270,7 @@ def close_session(session: Session) -> Path:
 
     if not session.ctx.is_main:
         return session.rundir.final
+    provenance.write(session.rundir.path, provenance.finished(session.provenance, started=session.clock))
     report.render(session.rundir.path)
     final = session.rundir.commit()
     session.rundir.release()  # a run that stops early releases it on exit (mlcompare.runlock)
@@ -265,13 +278,15 @@ def close_session(session: Session) -> Path:
 
 
 def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
-        progress: bool = True) -> Path:
-    """Train and score every method of ``config`` for each seed; write the run directory and report.
+        progress: bool = True, command: str | None = None) -> Path:
+    """Train and score every method of ``config`` for each seed; write the run directory and report
+    (``command``: the command line its provenance records, default this process's).
 
     Every input is checked (devices, data, every method's loss and batch shape) before the run
     directory is created, so that bad input leaves nothing behind.
     """
-    session = open_session(config, out, device=device, force=force, resume=resume, progress=progress)
+    session = open_session(config, out, device=device, force=force, resume=resume, progress=progress,
+                           command=command)
     train_entries(session, [Entry(config, m) for m in config.methods], resume=resume, progress=progress)
     return close_session(session)
 
@@ -297,6 +312,9 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     the method failed with the reason; the comparison goes on."""
     dim = method.embedding_dim or config.backbone.embedding_dim
     train_cfg = method_batch(config, method)
+    if train_cfg.epochs:  # a budget in epochs: the steps grow with this method's training set
+        train_cfg = dataclasses.replace(train_cfg, steps=epoch_steps(train_cfg.epochs, len(train_set),
+                                                                     train_cfg.p * train_cfg.k))
     # Same seed -> same backbone initialisation for every method; the loss's weights come after.
     torch.manual_seed(seed)
     model = build_backbone(config.backbone, image_size=config.data.size, embedding_dim=dim)

@@ -18,6 +18,10 @@ from typing import Any
 
 from mlcompare.errors import UserError
 
+# A chosen value within this share of its range's width from an edge (in log space for a log dimension) is
+# flagged: the search may have stopped at its own boundary, and the best setting lie beyond it.
+EDGE_SHARE = 0.05
+
 
 @dataclass(frozen=True)
 class Dim:
@@ -38,10 +42,34 @@ class Dim:
         """Widened to hold ``value`` (the comparison's own setting is always the first trial)."""
         return replace(self, low=min(self.low, value), high=max(self.high, value))
 
+    def edge(self, value: float, *, within: float = EDGE_SHARE) -> str:
+        """"low" or "high" when ``value`` lies within ``within`` of the range's width of that end (the
+        width in log space for a log dimension), else "".
+
+        >>> Dim(1e-4, 1e-2, log=True).edge(0.0084), Dim(1e-4, 1e-2).edge(0.0084), Dim(0.0, 1.0).edge(0.04)
+        ('high', '', 'low')
+        """
+        if self.high <= self.low:
+            return ""
+        scale = math.log if self.log else float
+        share = (scale(value) - scale(self.low)) / (scale(self.high) - scale(self.low))
+        return "low" if share <= within else "high" if share >= 1 - within else ""
+
     def suggest(self, trial: Any, name: str) -> float | int:
         if self.integer:
             return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+def at_edges(values: dict[str, Any], dims: dict[str, Dim]) -> dict[str, str]:
+    """``{name: "the high end of [low, high]"}`` for each value of ``values`` at an edge of its dimension in
+    ``dims`` (see :meth:`Dim.edge`); a value with no dimension (a fixed one) is never flagged."""
+    found = {}
+    for name, value in values.items():
+        dim = dims.get(name)
+        if dim is not None and isinstance(value, (int, float)) and (edge := dim.edge(float(value))):
+            found[name] = f"{edge} end of [{dim.low:.3g}, {dim.high:.3g}]"
+    return found
 
 
 def override(name: str, value: Any, declared: Dim | None, *, where: str) -> Dim | float | int | str | bool:
@@ -64,4 +92,4 @@ def override(name: str, value: Any, declared: Dim | None, *, where: str) -> Dim 
     return value  # a fixed value
 
 
-__all__ = ["Dim", "override"]
+__all__ = ["Dim", "EDGE_SHARE", "at_edges", "override"]

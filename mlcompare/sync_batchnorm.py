@@ -23,7 +23,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     with M the number of values per channel over all ranks. One all-reduce carries, per channel,
     each rank's sum and its sum of squares about the global origin, built from the rank's own mean
-    and squared deviations (float32, accurate) and added up in float64, so that
+    and squared deviations (in the input's precision, at least float32) and added up in float64, so that
     E[x^2] - E[x]^2 does not cancel; its backward is one all-reduce too, so every rank's gradient
     is that of one big batch. The running variance is unbiased (M / (M - 1)), as in
     ``nn.BatchNorm``. Outside training, or without a process group, it is plain BatchNorm.
@@ -39,7 +39,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
         shape = [1, -1, *([1] * (x.dim() - 2))]
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # at least float32; float64 stays float64
         n = xf.numel() / xf.shape[1]
         local_mean = xf.mean(dims)
         local_m2 = (xf - local_mean.view(shape)).pow(2).sum(dims)
@@ -47,15 +47,15 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         total = _AllReduceSum.apply(torch.cat([n * mean_64, local_m2.double() + n * mean_64 * mean_64, mean_64.new_tensor([n])]))
         channels, count = xf.shape[1], total[-1]
         mean_64 = total[:channels] / count
-        mean = mean_64.float()
-        var = (total[channels:2 * channels] / count - mean_64 * mean_64).clamp_min(0).float()
+        mean = mean_64.to(xf.dtype)
+        var = (total[channels:2 * channels] / count - mean_64 * mean_64).clamp_min(0).to(xf.dtype)
         centred = xf - mean.view(shape)
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                self.running_mean.lerp_(mean, momentum)
-                self.running_var.lerp_((var * (count / (count - 1).clamp_min(1))).float(), momentum)
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
+                self.running_var.lerp_((var * (count / (count - 1).clamp_min(1))).to(self.running_var.dtype), momentum)
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)

@@ -18,7 +18,8 @@ The protocol of "A Metric Learning Reality Check" (Musgrave, Belongie, Lim 2020)
    fold models, L2-normalised and concatenated, as one more row (MLRC's "concatenated" embedding).
 
 Run directory: the usual files plus ``tuning/study.db`` (the Optuna study, SQLite; one study per
-method), ``tuning/trials.csv`` (one row per trial) and, with ``ensemble``, ``tuning/ensemble/``.
+method), ``tuning/trials.csv`` (one row per trial), ``tuning/space.json`` (each method's searched ranges,
+which the report checks the chosen values against) and, with ``ensemble``, ``tuning/ensemble/``.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from mlcompare.errors import UserError
 from mlcompare.names import RAW_PIXELS, check_distinct, slug
 from mlcompare.rundir import write_csv_atomic
 from mlcompare.scoring import TestProtocol, score
-from mlcompare.search_space import Dim, override
+from mlcompare.search_space import Dim, at_edges, override
 from mlcompare.trainer import LOSS_LR_SEARCH, SEARCH_SPACE, save_atomic
 
 TRAIN_KEYS = ("lr", "weight_decay", "loss_lr")  # dimensions that belong to the train section
@@ -310,7 +311,7 @@ def trials_table(studies: dict[str, Any], folds: int) -> pd.DataFrame:
 
 
 def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
-         progress: bool = True) -> Path:
+         progress: bool = True, command: str | None = None) -> Path:
     """Tune every method of ``config`` on identity-disjoint folds of its training identities, then
     retrain each method's default and best settings over ``config.seeds`` seeds and score them on
     the test set; write the run directory (``tuning/`` included) and its report."""
@@ -321,13 +322,16 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
     if resume:
         check_study(out)
     session = runner.open_session(config, out, device=device, force=force, resume=resume,
-                                  check=lambda train_set: check_folds(train_set, config), progress=progress)
+                                  check=lambda train_set: check_folds(train_set, config), progress=progress,
+                                  command=command)
     folds = make_folds(session.train_set, config, progress=progress)
     tuning_dir = session.rundir.path / "tuning"
     best_dir = tuning_dir / "ensemble" if config.tuning.ensemble else None
     for d in filter(None, (tuning_dir, best_dir)):
         d.mkdir(parents=True, exist_ok=True)
     tuner = Tuner(session, folds, f"sqlite:///{(tuning_dir / 'study.db').absolute()}", best_dir)
+    (tuning_dir / "space.json").write_text(json.dumps(
+        {name: {k: dataclasses.asdict(d) for k, d in space.dims.items()} for name, space in spaces.items()}, indent=2))
     studies = {m.name: tuner.study(m) for m in config.methods}
     total = len(config.methods) * config.tuning.trials
     bar = tqdm(total=total, unit="trial", desc="tuning", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -364,7 +368,23 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
         for method in config.methods:
             if not session.records.done(f"{method.name}-ensemble", 0):
                 session.records.write(ensemble_result(session, method, best_dir))
-    return runner.close_session(session)
+    done = runner.close_session(session)
+    for line in edge_warnings(studies, spaces):  # last, where they are read (the report marks them too)
+        warnings.warn(line, stacklevel=2)
+    return done
+
+
+def edge_warnings(studies: dict[str, Any], spaces: dict[str, Space]) -> list[str]:
+    """One line per method whose best trial chose a value at an edge of its searched range."""
+    lines = []
+    for method, study in studies.items():
+        best = _best_trial(study)
+        edges = at_edges(best.params, spaces[method].dims) if best is not None else {}
+        if edges:
+            found = "; ".join(f"{k}={_short(best.params[k])} at the {where}" for k, where in edges.items())
+            lines.append(f"{method}: the tuned {found}: the best setting may lie beyond the range; widen "
+                         f"[methods.search] (e.g. search.{next(iter(edges))} = [LOW, HIGH]) and tune again")
+    return lines
 
 
 def check_search(config: ComparisonConfig) -> dict[str, Space]:

@@ -18,9 +18,10 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[B, 3, H, W]`` -> float in [-1, 1], the backbone's input."""
-    return images.float().div_(127.5).sub_(1.0)
+def to_input(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 ``[B, 3, H, W]`` -> ``dtype`` in [-1, 1], the backbone's input (float64 for a model
+    in float64: the distributed-step test compares steps in double precision)."""
+    return images.to(dtype).div_(127.5).sub_(1.0)
 
 
 @torch.no_grad()

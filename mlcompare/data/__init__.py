@@ -78,6 +78,21 @@ def load(spec: str, *, size: int, seed: int = 0, stream: bool = False, device: s
     return data
 
 
+def resolved_spec(spec: str) -> str:
+    """``spec`` with every knob its source has, at the value it loads with: ``synthfaces`` with all its
+    knobs (:func:`~mlcompare.data.synthfaces.resolved_knobs`); other sources have none and come back as given.
+
+    >>> resolved_spec("digits")
+    'digits'
+    """
+    name, _, rest = spec.partition(":")
+    if name != "synthfaces":
+        return spec
+    from mlcompare.data import synthfaces
+
+    return "synthfaces:" + ",".join(f"{k}={v}" for k, v in synthfaces.resolved_knobs(**parse_options(rest)).items())
+
+
 def load_split(train: str, test: str = "", *, size: int, seed: int, test_fraction: float, stream: bool = False,
                device: str = "cpu", progress: bool = True) -> tuple[FaceData, FaceData]:
     """The training and test sets of a comparison: ``test`` loaded on its own (disjoint identities by
@@ -121,4 +136,4 @@ def _split_label_noise(spec: str) -> tuple[str, float]:
     return name + (":" + ",".join(kept) if kept else ""), float(noise)
 
 
-__all__ = ["FaceData", "load", "load_split", "parse_options", "SOURCES"]
+__all__ = ["FaceData", "load", "load_split", "parse_options", "resolved_spec", "SOURCES"]

@@ -27,6 +27,7 @@ true identity of every image (before label noise) is therefore
 """
 from __future__ import annotations
 
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -225,4 +226,21 @@ def load(
     return FaceData(images, given_labels, names, "synthfaces:" + ",".join(shown), noisy, quality)
 
 
-__all__ = ["load", "families", "identity_parameters", "image_counts", "FAMILY_SIZE", "NUISANCES", "KNOBS"]
+def resolved_knobs(**options: object) -> dict[str, object]:
+    """Every knob (but ``device``: where to render, not what) as :func:`load` uses it with ``options``:
+    the defaults filled in from its signature, and each nuisance's strength made explicit (``difficulty``
+    unless given), so that a run records its data in full. Unknown options are returned as given
+    (:func:`load` refuses them).
+
+    >>> resolved_knobs(identities=9, difficulty=0.5, blur=2.0)["pose"], resolved_knobs()["blur"]
+    (0.5, 1.0)
+    """
+    defaults = inspect.signature(load).parameters
+    knobs = {name: options.get(name, defaults[name].default) for name in KNOBS if name != "device"}
+    for name in NUISANCES:
+        if knobs[name] is None:
+            knobs[name] = knobs["difficulty"]
+    return knobs | {k: v for k, v in options.items() if k not in knobs and k != "device"}
+
+
+__all__ = ["load", "resolved_knobs", "families", "identity_parameters", "image_counts", "FAMILY_SIZE", "NUISANCES", "KNOBS"]

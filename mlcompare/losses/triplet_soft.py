@@ -24,7 +24,7 @@ class SoftMarginTripletLoss(TripletLoss):
     (Hermans et al. pair it with ``miners.BatchHardMiner()``, pass that to reproduce them).
     """
 
-    search_space = {"margin": Dim(0.0, 0.5)}
+    search_space = {"margin": Dim(0.0, 2.0)}  # 2: the largest distance of unit vectors; beyond, every triplet violates it
 
     shown_params = ()  # its margin defaults to 0 (the soft-margin form): nothing to name
 

@@ -24,8 +24,9 @@ BEFORE = json.loads((Path(__file__).parent / "resolved_before.json").read_text()
 # columns, so it draws no sweep figure for it, as before).
 DELIBERATE = {"margins": {"sweep": ("", "params.m")}}
 # Keys added since, at defaults that reproduce the old behaviour (loss_lr 0: the loss's parameters at lr;
-# the [tuning] section is read by `mlcompare tune` only, [report] by the report; a method's train_identities 0: all of them).
-ADDED = {"train": {"loss_lr": 0.0}, "backbone": {"name": "resnet-face", "pretrained": ""}, "data": {"quality": False}}
+# the [tuning] section is read by `mlcompare tune` only, [report] by the report; a method's train_identities 0: all of them;
+# epochs 0: the budget is train.steps).
+ADDED = {"train": {"loss_lr": 0.0, "epochs": 0.0}, "backbone": {"name": "resnet-face", "pretrained": ""}, "data": {"quality": False}}
 ADDED_SECTIONS = {"tuning": dataclasses.asdict(config.TuningConfig()),
                   "logging": dataclasses.asdict(config.LoggingConfig()),
                   "report": dataclasses.asdict(config.ReportConfig())}  # [report] is read by the report only

@@ -185,6 +185,8 @@ def _one_train_step(loss_name: str, data, cfg, ctx=Context(), *, backbone: str =
         model = ResNetFace(image_size=16, widths=(8, 8), blocks=(1, 1), embedding_dim=16)
     miner = miners.get("batch_hard") if loss_name == "triplet" else None
     loss = losses.get(loss_name, num_classes=data.num_identities, embedding_dim=16, **({"miner": miner} if miner else {}))
+    model.double()  # the step compared in float64: see test_a_step_on_two_ranks_is_the_single_process_step
+    loss.double()
     result = train(model, loss, data, cfg, seed=3, device=torch.device("cpu"), ctx=ctx)
     return {"loss": result.history[0]["loss"], "model": {k: v.clone() for k, v in model.state_dict().items()}}
 
@@ -204,8 +206,15 @@ def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync, backbon
     # exact arithmetic (the bias of a BatchNorm that feeds another BatchNorm) into +-lr.
     cfg = dataclasses.replace(TrainConfig(), steps=2, p=4, k=4, warmup_steps=1, log_every=1, eval_every=0,
                               checkpoint_every=100, sync_batchnorm=sync, optimizer="sgd", lr=0.1)
-    # the ranks run one thread each: so does the reference, since the thread count changes the kernels'
-    # arithmetic, which two SGD steps through iResNet's 1x1 BatchNorms amplify to 4e-4 (1e-6 at equal threads)
+    # The step is compared in float64 (model and loss in double precision; GlobalBatchNorm and the trainer keep
+    # it). Two ranks and one process add the same numbers in different orders (BatchNorm's statistics over
+    # ranks, DDP's gradient all-reduce, kernels split by thread), so they differ by rounding alone, which two
+    # SGD steps through a deep net of BatchNorms amplify: in float32 to 1.5e-4 for MobileFaceNet on a 2-core
+    # EPYC (under 1e-5 where the test was written), about 1e3 x float32's epsilon 1.2e-7. The same
+    # amplification of float64's epsilon 2.2e-16 is ~3e-13 (measured: 7e-15), so 1e-9 holds on any CPU with
+    # 1e4 to spare, while a step that is not the single-process one (BatchNorm over half the batch, below)
+    # differs by more than 1e-3.
+    # The ranks run one thread each, and so does the reference: fewer ways for the sums to differ.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -215,10 +224,10 @@ def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync, backbon
     out = mp.Manager().dict()
     mp.spawn(_train_step_worker, args=(2, free_port(), loss_name, data, cfg, out, backbone), nprocs=2, join=True)
     got = out[0]
-    diffs = [float((got["model"][k].float() - v.float()).abs().max()) for k, v in want["model"].items()]
+    diffs = [float((got["model"][k].double() - v.double()).abs().max()) for k, v in want["model"].items()]
     if sync:
-        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
-        assert max(diffs) < 1e-5, max(diffs)
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-12)
+        assert max(diffs) < 1e-9, max(diffs)
     else:
         assert max(diffs) > 1e-3, max(diffs)
 
