@@ -13,6 +13,7 @@ that joins gives it through ``PGPASSWORD`` / ``~/.pgpass`` or ``--storage``.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ def open_storage(url: str, *, heartbeat: int) -> Any:
     one line naming the extra that installs it."""
     import optuna
     from optuna.storages import RDBStorage
+
+    # the heartbeat and the retry of lost trials are marked experimental (since Optuna 2.8); we rely on them
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     # Optuna 4.9 renamed the callback (the old name warns); the same retry with the same attributes
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback

@@ -63,8 +63,6 @@ def _optuna():
     except ImportError as err:  # a declared dependency: only a broken install gets here
         raise UserError("mlcompare tune needs Optuna: pip install optuna (a dependency of mlcompare)") from err
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # the heartbeat and the retry of lost trials are marked experimental (since Optuna 2.9); we rely on them
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # ask/tell with a heartbeat: we record the heartbeat ourselves (tuning.heartbeat), as optimize would
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     return optuna
