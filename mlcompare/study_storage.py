@@ -13,6 +13,7 @@ that joins gives it through ``PGPASSWORD`` / ``~/.pgpass`` or ``--storage``.
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mlcompare.rundir import write_text_atomic
 
 STALE_AFTER = 3  # heartbeat intervals without a beat after which a running trial is taken as lost
 MAX_RETRY = 3  # runs of one trial's parameters lost to dead workers before it stays failed
+TABLE_RACE_TRIES = 5  # attempts to open a fresh database whose tables other workers are creating at the same moment
 DRIVERS = {"postgresql": "postgresql+psycopg"}  # psycopg 3 (the distributed extra), not SQLAlchemy's psycopg2 default
 
 
@@ -47,9 +49,10 @@ def redact(url: str) -> str:
     >>> redact("postgresql+psycopg://me:secret@db:5432/tune")
     'postgresql+psycopg://me@db:5432/tune'
     """
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL, make_url
 
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    u = make_url(url)  # URL.set(password=None) leaves the password as it is: build the URL without it
+    return URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query).render_as_string(hide_password=False)
 
 
 def open_storage(url: str, *, heartbeat: int) -> Any:
@@ -66,9 +69,19 @@ def open_storage(url: str, *, heartbeat: int) -> Any:
     url = normalise(url)
     # SQLite serialises writers: wait for the lock rather than fail when several local workers write
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    from sqlalchemy import exc
+
     try:
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=STALE_AFTER * heartbeat,
-                          heartbeat_stale_trial_callback=retry(max_retry=MAX_RETRY))
+        for attempt in range(TABLE_RACE_TRIES):
+            try:
+                return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                                  grace_period=STALE_AFTER * heartbeat, heartbeat_stale_trial_callback=retry(max_retry=MAX_RETRY))
+            except (exc.IntegrityError, exc.ProgrammingError):
+                # Workers starting together on a fresh database all create Optuna's tables; all but one
+                # meet the others' tables half made (measured: 3 of 4). Once they exist, opening works.
+                if attempt + 1 == TABLE_RACE_TRIES:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except ModuleNotFoundError as err:
         raise UserError(f"--storage {redact(url)} needs the database driver {err.name}: pip install "
                         "mlcompare[distributed] (PostgreSQL; for MySQL install a driver and use mysql+pymysql://)") from err
