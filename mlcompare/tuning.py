@@ -11,14 +11,20 @@ The protocol of "A Metric Learning Reality Check" (Musgrave, Belongie, Lim 2020)
    trial is the comparison's own setting, so "default" is always scored on the same folds.
 4. Optuna's TPE sampler, seeded per trial from (seed, method, trial index): the sampled setting is a
    function of the completed trials only, so an interrupted study resumed samples what an
-   uninterrupted one would have. With ``prune``, Optuna's median pruner stops a trial whose first
-   folds score below the median of completed trials at the same fold (pruned trials count).
+   uninterrupted one would have (an interrupted trial is rerun with its parameters). With ``prune``,
+   Optuna's median pruner stops a trial whose first folds score below the median of completed trials
+   at the same fold (pruned trials count); with ``multifidelity``, successive halving or Hyperband
+   prunes on the objective measured every ``eval_every`` steps and the budget is in training steps
+   (:mod:`mlcompare.tune_budget`).
+6. Workers: any number, here (``jobs``, :mod:`mlcompare.tune_workers`) or elsewhere (:func:`join`),
+   run trials of the same studies (:mod:`mlcompare.tune_study`, :mod:`mlcompare.study_storage`);
+   each trial claims its place in the budget by its number, and a lost worker's trial is rerun.
 5. Final phase: each method's default and tuned settings retrained on all training identities for
    ``seeds`` seeds and scored on the test set (``setting`` column); optionally the best trial's K
    fold models, L2-normalised and concatenated, as one more row (MLRC's "concatenated" embedding).
 
-Run directory: the usual files plus ``tuning/study.db`` (the Optuna study, SQLite; one study per
-method), ``tuning/trials.csv`` (one row per trial) and, with ``ensemble``, ``tuning/ensemble/``.
+Run directory: the usual files plus ``tuning/study.db`` (the Optuna studies, SQLite, unless another
+storage is given; one study per method), ``tuning/storage.json``, ``tuning/trials.csv`` (one row per trial) and, with ``ensemble``, ``tuning/ensemble/``.
 """
 from __future__ import annotations
 
