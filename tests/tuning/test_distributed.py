@@ -69,34 +69,43 @@ def test_a_worker_killed_mid_trial_is_rerun_with_the_same_parameters(tmp_path, p
     run = tmp_path / "a"
     command = [sys.executable, "-m", "mlcompare", "tune", str(path), "--out", str(run), "--storage", postgres_url,
                "--study", "s", *STEPS, *FAST]
-    worker = subprocess.Popen(command, cwd=ROOT, env=os.environ | {"OMP_NUM_THREADS": "1"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = _storage(postgres_url)
+
+    def running():
+        try:
+            return [(m, t) for m in ("softmax", "triplet-bh") for t in optuna.load_study(study_name=f"s/{m}", storage=storage)
+                    .get_trials() if t.state.name == "RUNNING" and t.params]
+        except KeyError:  # not created yet
+            return []
+
     victim = None
-    try:
-        deadline = time.monotonic() + 120
-        while victim is None and time.monotonic() < deadline and worker.poll() is None:
-            try:
-                study = optuna.load_study(study_name="s/softmax", storage=storage)
-                victim = next((t for t in study.get_trials() if t.state.name == "RUNNING" and t.number >= 1 and t.params), None)
-            except KeyError:  # not created yet
-                pass
-            time.sleep(0.05)
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-    assert victim is not None, "the worker finished or never started a second trial"
+    for attempt in range(3):  # a trial that ends between seeing it and the kill: start the worker again
+        worker = subprocess.Popen(command + (["--resume"] if attempt else []), cwd=ROOT,
+                                  env=os.environ | {"OMP_NUM_THREADS": "1"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while not running() and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.05)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        lost = running()  # the worker is dead: a trial still running is the one it was killed in
+        if lost:
+            method, victim = lost[0]
+            break
+    assert victim is not None, "the worker was never killed mid-trial"
     # another worker (this process) resumes the tune: the lost trial is rerun, then everything else
     assert main(["tune", str(path), "--out", str(run), "--storage", postgres_url, "--study", "s", "--resume",
                  *STEPS, *FAST]) == 0
-    study = optuna.load_study(study_name="s/softmax", storage=storage)
+    study = optuna.load_study(study_name=f"s/{method}", storage=storage)
     lost = next(t for t in study.get_trials() if t.number == victim.number)
     retry = next(t for t in study.get_trials() if t.system_attrs.get("retry_history") == [victim.number])
     assert lost.state.name == "FAIL" and retry.state.name == "COMPLETE" and retry.params == victim.params
     trials = _trials(run)
     assert trials.groupby("method").trial.apply(sorted).to_dict() == {"softmax": [0, 1, 2], "triplet-bh": [0, 1, 2]}
     assert (trials.state == "complete").all()
-    row = trials[(trials.method == "softmax") & (trials.trial == retry.user_attrs["index"])].iloc[0]
+    row = trials[(trials.method == method) & (trials.trial == retry.user_attrs["index"])].iloc[0]
     assert json.loads(row.params) == victim.params
     assert {"softmax-tuned", "triplet-bh-tuned"} <= set(pd.read_csv(run / "results.csv").method)
 
