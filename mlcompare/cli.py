@@ -65,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     _comparison_options(tune)
     tune.add_argument("--trials", type=int, help="trials per method (overrides [tuning] trials, default 8)")
     tune.add_argument("--folds", type=int, help="identity-disjoint folds of the training identities (default 4)")
+    tune.add_argument("--storage", metavar="URL", help="the Optuna storage of the studies, shared by every worker: "
+                      "postgresql://USER@HOST/DB (pip install mlcompare[distributed]), mysql+pymysql://..., sqlite:///FILE "
+                      "(default: SQLite in RUN_DIR/tuning); a password is never written to the run directory")
+    tune.add_argument("--study", metavar="NAME", help="the tune's name in --storage (default: the run directory's name)")
+    tune.add_argument("--jobs", type=int, default=1, metavar="N",
+                      help="local worker processes running trials in parallel, cores // N threads each (default 1)")
+    tune.add_argument("--join", type=Path, metavar="RUN_DIR",
+                      help="be one more worker of the tune whose run directory (or a copy of its tuning/storage.json) "
+                           "is RUN_DIR, e.g. on another machine: run trials until every method's budget is spent, "
+                           "write nothing else (the tune's own process runs the final phase)")
 
     rep = sub.add_parser("report", help="re-render the report of a run directory from its saved results (no training)")
     rep.add_argument("run_dir", type=Path)
@@ -167,11 +177,18 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
                                  tensorboard=args.tensorboard)
     from mlcompare import runner, tuning  # after the config is checked: a bad value fails before torch loads
 
+    if args.command == "tune" and args.join is not None:
+        if args.jobs != 1 or args.out or args.force or args.resume:
+            raise UserError("--join runs one worker of an existing tune: leave out --jobs, --out, --force and --resume")
+        ran = tuning.join(cfg, args.join, device=args.device, storage=args.storage, study=args.study)
+        print(f"worker done: {ran} trial(s) run here; the tune's own process writes the report")
+        return
     out = args.out or Path("runs") / cfg.name
     command = tuning.tune if args.command == "tune" else runner.run
+    options = {"storage": args.storage, "study": args.study, "jobs": args.jobs} if args.command == "tune" else {}
     try:
         done = command(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress,
-                       command=provenance.command_line(argv))
+                       command=provenance.command_line(argv), **options)
     finally:
         import torch.distributed as dist
 

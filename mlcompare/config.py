@@ -119,6 +119,12 @@ class TuningConfig:
     ensemble: bool = False  # also score the best trial's K fold models, concatenated
     seed: int = 0  # of the fold split and the sampler
     startup_trials: int = 4  # TPE samples at random before it models the history
+    # Multi-fidelity: "halving" (successive halving) or "hyperband" prunes a trial by the objective on
+    # its held-out fold every eval_every steps, and each method's budget is trials x folds x steps
+    # training steps (a pruned trial costs what it trained) instead of a number of trials.
+    multifidelity: str = "off"
+    eval_every: int = 0  # steps between the objective measurements that multifidelity prunes on
+    heartbeat: int = 10  # seconds between a worker's signs of life; silent for 3 of them, its trial is rerun
 
 
 @dataclass
@@ -179,6 +185,7 @@ class ComparisonConfig:
 SECTIONS: dict[str, type] = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig,
                              "tuning": TuningConfig, "logging": LoggingConfig,
                              "report": ReportConfig}
+MULTIFIDELITY = ("off", "halving", "hyperband")
 # Scores a comparison can rank methods by (the tuning objective, the report's primary metric): higher is better.
 OBJECTIVES = ("map_at_r", "accuracy", "auc", "rank_1", "tar_far_1e-3")
 
@@ -225,6 +232,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "report.primary": (lambda v: v in OBJECTIVES, "one of " + ", ".join(OBJECTIVES)),
     "tuning.seed": (lambda v: v >= 0, ">= 0"),
     "tuning.startup_trials": (lambda v: v >= 0, ">= 0"),
+    "tuning.multifidelity": (lambda v: v in MULTIFIDELITY, "one of " + ", ".join(MULTIFIDELITY)),
+    "tuning.eval_every": (lambda v: v >= 0, ">= 0"),
+    "tuning.heartbeat": (lambda v: v >= 1, ">= 1 (seconds)"),
     "methods.train_identities": (lambda v: v == 0 or v >= 2, "0 (all) or >= 2"),
     "methods.label_noise": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "methods.embedding_dim": (lambda v: v >= 0, ">= 0 (0: the backbone's)"),
@@ -437,6 +447,13 @@ def validate(config: ComparisonConfig, where: str) -> None:
             raise UserError(f"{where}: method '{m.name}': unknown loss '{m.loss}'; valid losses: {', '.join(sorted(losses.REGISTRY))}")
         if m.miner and not pml_miner and m.miner not in miners.REGISTRY:
             raise UserError(f"{where}: method '{m.name}': unknown miner '{m.miner}'; valid miners: {', '.join(sorted(miners.REGISTRY))}")
+    t = config.tuning
+    if t.multifidelity != "off" and t.eval_every < 1:
+        raise UserError(f"{where}: tuning.multifidelity = '{t.multifidelity}' prunes on the objective measured every "
+                        f"tuning.eval_every steps; set it, e.g. --set tuning.eval_every={max(1, config.train.steps // 4)}")
+    if t.multifidelity != "off" and t.prune:
+        raise UserError(f"{where}: tuning.prune (median over folds) and tuning.multifidelity (within training) "
+                        "are two pruners; set one")
     b = config.backbone
     if len(b.widths) != len(b.blocks):
         raise UserError(f"{where}: backbone.widths {b.widths} and backbone.blocks {b.blocks} must have the same "

@@ -73,6 +73,7 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> 
         text.append(f"At a range edge (within {EDGE_SHARE:.0%} of its width from an end, in log space for log "
                     f"dimensions): {', '.join(edged)}. There the search may have stopped at its own boundary and the "
                     "best setting lie beyond it: widen the range ([methods.search]) and tune again.")
+    text += _workers_and_steps(trials, t, config["train"]["steps"])
     figures_out = [f for f in (_history(trials, objective, styles, figures),
                                _predictive(points, objective, styles, figures)) if f]
     finite = [(v, s) for _, _, v, s in points if math.isfinite(v) and math.isfinite(s)]
@@ -112,6 +113,26 @@ def ranking(run: Path, results: pd.DataFrame) -> Section | None:
             f"seeds and the paired t-test's p, Holm-corrected for the {plural(len(order) - 1, 'comparison')} with the "
             f"best (\"tie\": not significant at {stats.ALPHA:g}). Best tuned method of each family: {verdict}."]
     return Section("Tuned against tuned", text, ["Method", "Family", f"Test {objective}", "vs best (paired)"] + shown, rows)
+
+
+def _workers_and_steps(trials: pd.DataFrame, tuning: dict, steps: int) -> list[str]:
+    """Who ran the trials (several workers: the sampled settings depend on which finished first) and,
+    with multi-fidelity pruning, the training steps each method spent of its budget."""
+    if "worker" not in trials:  # a run from before workers were recorded
+        return []
+    workers, hosts = trials.worker.nunique(), trials.host.nunique()
+    text = [f"Trials were run by {plural(workers, 'worker')} on {plural(hosts, 'host')}"
+            + (": one worker samples each setting from the trials before it, so the search repeats exactly; with "
+               "several, a setting depends on which trials had finished when it was sampled." if workers == 1 else
+               "; with several workers a setting depends on which trials had finished when it was sampled, so the "
+               "search does not repeat trial for trial (the budget does).")]
+    if tuning.get("multifidelity", "off") != "off":
+        budget = tuning["trials"] * tuning["folds"] * steps
+        spent = "; ".join(f"{m} {int(g.steps.sum())} ({(g.state == 'pruned').sum()} of {len(g)} trials pruned)"
+                          for m, g in trials.groupby("method", sort=False))
+        text.append(f"Multi-fidelity ({tuning['multifidelity']}, the objective measured every {tuning['eval_every']} "
+                    f"steps): each method's budget was {budget} training steps; training steps spent: {spent}.")
+    return text
 
 
 def _setting(params: str, edges: dict[str, str] | None = None) -> str:

@@ -304,9 +304,12 @@ def training_set(data: FaceData, method: MethodConfig, *, seed: int) -> FaceData
 def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, train_set: FaceData,
                     test_set: FaceData, protocol: TestProtocol, device: torch.device, *, checkpoint: Path | None,
                     resume: bool, progress: bool, ctx: distributed.Context = distributed.Context(),
-                    tensorboard: Path | None = None) -> MethodResult:
+                    tensorboard: Path | None = None, validate: Callable[[torch.nn.Module], float] | None = None,
+                    on_log: Callable[[dict[str, Any]], None] | None = None) -> MethodResult:
     """Train one method x seed (on every rank) and score it (on rank 0: other ranks return no metrics);
-    ``tensorboard``: a folder for TensorBoard event files (written on rank 0).
+    ``tensorboard``: a folder for TensorBoard event files (written on rank 0). ``validate(model)``
+    replaces the held-out score measured every ``eval_every`` steps (default: verification accuracy
+    on the test pairs); ``on_log(row)`` sees each history row as it is logged (``tune`` prunes there).
 
     A diverging model (a NaN or inf loss, or NaN embeddings met by a miner or by the scoring) marks
     the method failed with the reason; the comparison goes on."""
@@ -325,14 +328,16 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
                            "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k,
                            "train_identities": train_set.num_identities, "precision": train_cfg.precision}
     bar = _ProgressBar(method.name, seed, train_cfg, enabled=progress and ctx.is_main)
-    validate = (lambda: validation_accuracy(model, test_set.images, protocol.pairs, device=device,
-                                            precision=train_cfg.precision)) if ctx.is_main else None
+    held_out = (lambda: validate(model)) if validate is not None else (
+        lambda: validation_accuracy(model, test_set.images, protocol.pairs, device=device, precision=train_cfg.precision))
     board = tensorboard_log.TensorBoardLog(tensorboard) if tensorboard is not None and ctx.is_main else None
+    logs = [f for f in (board.history_row if board is not None else None, on_log) if f is not None]
     tic = time.perf_counter()
     try:
         result = train(model, loss, train_set, train_cfg, seed=seed, device=device, checkpoint=checkpoint,
-                       resume=resume, on_step=bar.on_step, ctx=ctx, workers=config.data.workers, validate=validate,
-                       log=board.history_row if board is not None else None)
+                       resume=resume, on_step=bar.on_step, ctx=ctx, workers=config.data.workers,
+                       validate=held_out if ctx.is_main else None,
+                       log=(lambda row: [f(row) for f in logs]) if logs else None)
         # Under torchrun each rank embeds its share of the test set and searches its share of the
         # references; every rank then holds the same scores, and rank 0 records them.
         embeddings = distributed.gather_rows(embed(model, test_set.images[distributed.share(len(test_set), ctx)],

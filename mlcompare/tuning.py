@@ -11,22 +11,33 @@ The protocol of "A Metric Learning Reality Check" (Musgrave, Belongie, Lim 2020)
    trial is the comparison's own setting, so "default" is always scored on the same folds.
 4. Optuna's TPE sampler, seeded per trial from (seed, method, trial index): the sampled setting is a
    function of the completed trials only, so an interrupted study resumed samples what an
-   uninterrupted one would have. With ``prune``, Optuna's median pruner stops a trial whose first
-   folds score below the median of completed trials at the same fold (pruned trials count).
+   uninterrupted one would have (an interrupted trial is rerun with its parameters). With ``prune``,
+   Optuna's median pruner stops a trial whose first folds score below the median of completed trials
+   at the same fold (pruned trials count); with ``multifidelity``, successive halving or Hyperband
+   prunes on the objective measured every ``eval_every`` steps and the budget is in training steps
+   (:mod:`mlcompare.tune_budget`).
+6. Workers: any number, here (``jobs``, :mod:`mlcompare.tune_workers`) or elsewhere (:func:`join`),
+   run trials of the same studies (:mod:`mlcompare.tune_study`, :mod:`mlcompare.study_storage`);
+   each trial claims its place in the budget by its number, and a lost worker's trial is rerun.
 5. Final phase: each method's default and tuned settings retrained on all training identities for
    ``seeds`` seeds and scored on the test set (``setting`` column); optionally the best trial's K
    fold models, L2-normalised and concatenated, as one more row (MLRC's "concatenated" embedding).
 
-Run directory: the usual files plus ``tuning/study.db`` (the Optuna study, SQLite; one study per
-method), ``tuning/trials.csv`` (one row per trial), ``tuning/space.json`` (each method's searched ranges,
-which the report checks the chosen values against) and, with ``ensemble``, ``tuning/ensemble/``.
+Run directory: the usual files plus ``tuning/study.db`` (the Optuna studies, SQLite, unless another
+storage is given; one study per method), ``tuning/storage.json``, ``tuning/trials.csv`` (one row per trial),
+``tuning/space.json`` (each method's searched ranges, which the report checks the chosen values against) and,
+with ``ensemble``, ``tuning/ensemble/``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
+import socket
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mlcompare import losses, runner
+from mlcompare import losses, runner, study_storage, tune_budget, tune_study, tune_workers
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig
 from mlcompare.data.facedata import FaceData
@@ -59,6 +70,8 @@ def _optuna():
     except ImportError as err:  # a declared dependency: only a broken install gets here
         raise UserError("mlcompare tune needs Optuna: pip install optuna (a dependency of mlcompare)") from err
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ask/tell with a heartbeat: we record the heartbeat ourselves (tuning.heartbeat), as optimize would
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     return optuna
 
 
@@ -198,87 +211,168 @@ class TrialFailed(Exception):
     """A trial that cannot be scored (a diverged model, a sampled parameter its loss rejects)."""
 
 
+class _Pruned(Exception):
+    """Raised from the trainer's log hook when the multi-fidelity pruner stops a trial mid-fold."""
+
+
+def pruner(config: ComparisonConfig) -> Any:
+    """The study's pruner: median over folds (``prune``), successive halving or Hyperband on the
+    objective measured every ``eval_every`` training steps (``multifidelity``; steps counted over folds)."""
+    optuna = _optuna()
+    t = config.tuning
+    if t.multifidelity == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=t.eval_every, reduction_factor=3)
+    if t.multifidelity == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=t.eval_every, max_resource=t.folds * config.train.steps,
+                                              reduction_factor=3)
+    return optuna.pruners.MedianPruner(n_startup_trials=2)
+
+
+def budget(config: ComparisonConfig) -> tune_budget.Budget:
+    """Each method's budget: ``trials`` trials, or with multi-fidelity as many training steps as they would train."""
+    t = config.tuning
+    if t.multifidelity == "off":
+        return tune_budget.Budget(t.trials, 1, "trials")
+    full = t.folds * config.train.steps
+    return tune_budget.Budget(t.trials * full, full, "steps")
+
+
+@contextlib.contextmanager
+def heartbeat(storage: Any, trial_id: int, interval: int):
+    """Record ``trial_id``'s heartbeat now and every ``interval`` seconds until the block ends (what
+    Optuna's ``optimize`` does for its own trials), so that another worker can tell a lost one."""
+    storage.record_heartbeat(trial_id)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 @dataclass
 class Tuner:
-    """Runs one method's study: trials on the folds, recorded in the SQLite study."""
+    """Runs trials of the method studies on the folds, as one worker (``worker``, on this host)."""
 
-    session: runner.Session
+    config: ComparisonConfig
+    device: torch.device
     folds: list[Fold]
-    storage: str
     best_dir: Path | None
+    worker: str
 
-    def study(self, method: MethodConfig):
+    def run_trial(self, method_index: int, method: MethodConfig, space: Space, study) -> None:
+        """Ask ``study`` for a trial (a waiting retry first) and run it if the budget has its place."""
         optuna = _optuna()
-        return optuna.create_study(study_name=method.name, storage=self.storage, direction="maximize",
-                                   load_if_exists=True, pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+        trial = study.ask()
+        with heartbeat(study._storage, trial._trial_id, self.config.tuning.heartbeat):
+            try:
+                self._run(method_index, method, space, study, trial)
+            except BaseException:  # interrupted or a bug: the trial is run again, with the same parameters
+                if study._storage.get_trial(trial._trial_id).state.name == "RUNNING":
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    study._storage.get_heartbeat_stale_trial_callback()(study, study._storage.get_trial(trial._trial_id))
+                raise
 
-    def counted(self, study) -> list:
-        """Trials that count against the budget: finished ones, not those interrupted mid-flight."""
+    def _run(self, method_index: int, method: MethodConfig, space: Space, study, trial) -> None:
         optuna = _optuna()
-        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        return [t for t in study.get_trials(deepcopy=False) if t.state in done and not t.user_attrs.get("interrupted")]
-
-    def forget_interrupted(self, study) -> None:
-        """A trial left running by a killed process is marked failed and ``interrupted``: it does not
-        count, and its trial index is run again (with the same sampled setting, see the module doc)."""
-        optuna = _optuna()
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-
-    def run_trial(self, method_index: int, method: MethodConfig, space: Space, study, index: int) -> None:
-        optuna = _optuna()
-        config = self.session.config
+        config = self.config
         t = config.tuning
-        if index == 0:  # the comparison's own setting, scored on the same folds as every other trial
-            study.enqueue_trial({k: space.defaults[k] for k in space.dims}, skip_if_exists=False)
+        plan = budget(config)
+        trials = study.get_trials(deepcopy=False)
+        index = tune_budget.index(plan, trials, next(x for x in trials if x.number == trial.number))
+        if index is None:  # another worker took the last place first
+            trial.set_user_attr(tune_budget.OVER_BUDGET, True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
         seed = int(np.random.SeedSequence([t.seed, method_index, index]).generate_state(1)[0])
         study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=t.startup_trials)
-        trial = study.ask()
-        trial.set_user_attr("index", index)
+        for key, value in (("index", index), ("worker", self.worker), ("host", socket.gethostname())):
+            trial.set_user_attr(key, value)
         tic = time.perf_counter()
         scores: list[float] = []
         models: list[torch.nn.Module] = []
+        steps = config.train.steps
+        spent = {"steps": 0}
+
+        def finish(state, message: str = "", value: float | None = None) -> None:
+            trial.set_user_attr("fold_scores", scores)
+            trial.set_user_attr("seconds", time.perf_counter() - tic)
+            trial.set_user_attr("steps", spent["steps"])
+            if message:
+                trial.set_user_attr("message", message)
+            study.tell(trial, value, state=state)
+
         try:
             values = {name: dim.suggest(trial, name) for name, dim in space.dims.items()} | space.fixed
             cfg, m = apply_setting(config, method, values, name=method.name)
-            # a trial is scored on its fold once, at the end: no validation curve on the way
-            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_every=0))
+            # without multi-fidelity a trial is scored on its fold once, at the end: no validation curve
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_every=t.eval_every
+                                                                      if t.multifidelity != "off" else 0))
             try:
                 with torch.device("meta"):
                     runner.build_loss(m, num_classes=2, embedding_dim=4, class_counts=TOY_COUNTS)
             except UserError as err:
                 raise TrialFailed(str(err)) from err
             for f, fold in enumerate(self.folds):
-                result = runner.train_and_score(cfg, m, t.seed, fold.train, fold.validation, fold.protocol,
-                                                self.session.device, checkpoint=None, resume=False, progress=False)
+                spent["steps"] = f * steps + steps  # a fold that fails or diverges costs its steps
+                result = runner.train_and_score(cfg, m, t.seed, fold.train, fold.validation, fold.protocol, self.device,
+                                                checkpoint=None, resume=False, progress=False,
+                                                **self._fidelity(trial, fold, f, spent))
                 value = result.row.get(t.objective)
                 value = math.nan if value is None else value  # None: not measurable on this fold
                 if result.row["status"] != "ok" or not math.isfinite(value):
                     raise TrialFailed(result.row.get("message") or f"{t.objective} is {value}")
                 scores.append(float(value))
                 models.append(result.model)
+                if t.multifidelity != "off":
+                    continue
                 trial.report(float(value), f)
                 if t.prune and f + 1 < len(self.folds) and trial.should_prune():
-                    trial.set_user_attr("fold_scores", scores)
-                    trial.set_user_attr("seconds", time.perf_counter() - tic)
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    finish(optuna.trial.TrialState.PRUNED)
                     return
+        except _Pruned:
+            finish(optuna.trial.TrialState.PRUNED)
+            return
         except TrialFailed as err:
-            trial.set_user_attr("fold_scores", scores)
-            trial.set_user_attr("seconds", time.perf_counter() - tic)
-            trial.set_user_attr("message", str(err))
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            finish(optuna.trial.TrialState.FAIL, str(err))
             print(f"{method.name} trial {index} failed: {err}; the search goes on", file=sys.stderr)
             return
         mean = float(np.mean(scores))
-        trial.set_user_attr("fold_scores", scores)
-        trial.set_user_attr("seconds", time.perf_counter() - tic)
         best_before = _best_value(study)
-        study.tell(trial, mean)
+        finish(optuna.trial.TrialState.COMPLETE, value=mean)
         if self.best_dir is not None and (best_before is None or mean > best_before):
             for f, model in enumerate(models):  # the best trial's fold models, for the ensemble row
                 save_atomic({"model": model.state_dict()}, self.best_dir / f"{slug(method.name)}-fold{f}.pt")
+
+    def _fidelity(self, trial, fold: Fold, f: int, spent: dict[str, int]) -> dict[str, Any]:
+        """With multi-fidelity: the objective on the held-out fold every ``eval_every`` steps, reported
+        at the step counted over folds, and the pruner asked each time."""
+        t = self.config.tuning
+        if t.multifidelity == "off":
+            return {}
+        precision = self.config.train.precision
+
+        def objective(model: torch.nn.Module) -> float:
+            emb = runner.embed(model, fold.validation.images, device=self.device, precision=precision)
+            return float(score(emb, fold.protocol)[0][t.objective])
+
+        def on_log(row: dict[str, Any]) -> None:
+            if "val_accuracy" not in row:  # the trainer's name for the held-out score (here the objective)
+                return
+            step = f * self.config.train.steps + row["step"] + 1
+            spent["steps"] = step
+            trial.report(row["val_accuracy"], step)
+            if step < len(self.folds) * self.config.train.steps and trial.should_prune():
+                raise _Pruned
+
+        return {"validate": objective, "on_log": on_log}
 
 
 def _best_value(study) -> float | None:
@@ -288,13 +382,38 @@ def _best_value(study) -> float | None:
         return None
 
 
+def work(tuner: Tuner, studies: dict[str, Any], spaces: dict[str, Space], *, after_trial=None) -> int:
+    """Run trials, method by method, until every method's budget is spent; wait while other workers'
+    trials may still come back (a lost worker's trial is rerun here). The number of trials run."""
+    optuna = _optuna()
+    plan, ran = budget(tuner.config), 0
+    while True:
+        busy = False
+        for i, method in enumerate(tuner.config.methods):
+            study = studies[method.name]
+            optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if tune_budget.has_room(plan, trials):
+                tuner.run_trial(i, method, spaces[method.name], study)
+                ran += 1
+                if after_trial is not None:
+                    after_trial()
+                break
+            busy = busy or tune_budget.running(trials)
+        else:
+            if not busy:
+                return ran
+            time.sleep(tuner.config.tuning.heartbeat)
+
+
 def trials_table(studies: dict[str, Any], folds: int) -> pd.DataFrame:
     """``trials.csv``: method, trial index, parameters (JSON), the score on each fold, their mean,
-    state (complete / pruned / failed), seconds and message, in trial order per method."""
+    state (complete / pruned / failed), seconds and message, in trial order per method; then which
+    worker ran it on which host, and the training steps it spent."""
     rows = []
     for method, study in studies.items():
-        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-            if t.user_attrs.get("interrupted") or t.state.name in ("RUNNING", "WAITING"):
+        for t in sorted(tune_budget.counted(study.get_trials(deepcopy=False)), key=lambda t: t.user_attrs.get("index", -1)):
+            if t.state.name in ("RUNNING", "WAITING"):
                 continue
             scores = list(t.user_attrs.get("fold_scores", []))
             row = {"method": method, "trial": t.user_attrs.get("index", t.number),
@@ -302,7 +421,9 @@ def trials_table(studies: dict[str, Any], folds: int) -> pd.DataFrame:
             row |= {f"fold_{f}": scores[f] if f < len(scores) else math.nan for f in range(folds)}
             row |= {"mean": t.value if t.state.name == "COMPLETE" else (float(np.mean(scores)) if scores else math.nan),
                     "state": {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[t.state.name],
-                    "seconds": t.user_attrs.get("seconds", math.nan), "message": t.user_attrs.get("message", "")}
+                    "seconds": t.user_attrs.get("seconds", math.nan), "message": t.user_attrs.get("message", ""),
+                    "worker": t.user_attrs.get("worker", ""), "host": t.user_attrs.get("host", ""),
+                    "steps": t.user_attrs.get("steps", math.nan)}
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -311,11 +432,19 @@ def trials_table(studies: dict[str, Any], folds: int) -> pd.DataFrame:
 
 
 def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
-         progress: bool = True, command: str | None = None) -> Path:
+         progress: bool = True, command: str | None = None, storage: str | None = None, study: str | None = None,
+         jobs: int = 1) -> Path:
     """Tune every method of ``config`` on identity-disjoint folds of its training identities, then
     retrain each method's default and best settings over ``config.seeds`` seeds and score them on
-    the test set; write the run directory (``tuning/`` included) and its report."""
-    optuna = _optuna()
+    the test set; write the run directory (``tuning/`` included) and its report.
+
+    ``storage``: an Optuna storage URL (default SQLite in the run directory); ``study``: the tune's
+    name there (default the run directory's name; with the default storage, none); ``jobs``: local
+    worker processes (this one and ``jobs - 1`` more), each with ``cores // jobs`` threads. Workers
+    elsewhere join with :func:`join`. The final phase runs here once every trial is done."""
+    _optuna()
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: give 1 or more local worker processes")
     if runner.distributed.from_env(torch.device("cpu")).active:
         raise UserError("mlcompare tune runs in one process; start it without torchrun")
     spaces = check_search(config)  # before the run directory exists: a bad search leaves nothing
@@ -329,22 +458,28 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
     best_dir = tuning_dir / "ensemble" if config.tuning.ensemble else None
     for d in filter(None, (tuning_dir, best_dir)):
         d.mkdir(parents=True, exist_ok=True)
-    tuner = Tuner(session, folds, f"sqlite:///{(tuning_dir / 'study.db').absolute()}", best_dir)
+    url = storage or study_storage.default_url(tuning_dir)
+    name = study if study is not None else ("" if storage is None else session.rundir.final.name)
+    opened = study_storage.open_storage(url, heartbeat=config.tuning.heartbeat)
+    study_storage.record(tuning_dir, url, name)
     (tuning_dir / "space.json").write_text(json.dumps(
         {name: {k: dataclasses.asdict(d) for k, d in space.dims.items()} for name, space in spaces.items()}, indent=2))
-    studies = {m.name: tuner.study(m) for m in config.methods}
-    total = len(config.methods) * config.tuning.trials
-    bar = tqdm(total=total, unit="trial", desc="tuning", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    bar.update(sum(min(len(tuner.counted(s)), config.tuning.trials) for s in studies.values()))
-    for i, method in enumerate(config.methods):
-        study = studies[method.name]
-        tuner.forget_interrupted(study)
-        while (index := len(tuner.counted(study))) < config.tuning.trials:
-            tuner.run_trial(i, method, spaces[method.name], study, index)
-            write_csv_atomic(tuning_dir / "trials.csv", trials_table(studies, config.tuning.folds))
-            bar.update(1)
-            best = _best_value(study)
-            bar.set_postfix(method=method.name, best=f"{best:.3f}" if best is not None else "-")
+    first = {m.name: {k: spaces[m.name].defaults[k] for k in spaces[m.name].dims} for m in config.methods}
+    studies, _ = tune_study.create_once(opened, name, tune_study.fingerprint(config, session.train_set), first,
+                                        pruner=pruner(config))
+    plan = budget(config)
+    total = len(config.methods) * plan.total
+    bar = tqdm(total=total, unit=plan.unit, desc="tuning", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+    def after_trial() -> None:
+        write_csv_atomic(tuning_dir / "trials.csv", trials_table(studies, config.tuning.folds))
+        done = sum(tune_budget.spent(plan, [t for t in s.get_trials(deepcopy=False) if t.state.is_finished()])
+                   for s in studies.values())
+        bar.update(done - bar.n)
+
+    after_trial()
+    with tune_workers.local_workers(jobs, config, url, name, device=device, best_dir=best_dir):
+        work(Tuner(config, session.device, folds, best_dir, worker="w0"), studies, spaces, after_trial=after_trial)
     bar.close()
     write_csv_atomic(tuning_dir / "trials.csv", trials_table(studies, config.tuning.folds))
     entries = []
@@ -361,8 +496,10 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
                                                  "validation": float(best.value)}))
     for entry in entries:
         if entry.extra["setting"] == "default":
-            first = [t for t in tuner.counted(studies[entry.method.name]) if t.user_attrs.get("index") == 0]
-            entry.extra["validation"] = float(first[0].value) if first and first[0].value is not None else math.nan
+            first_trial = [t for t in tune_budget.counted(studies[entry.method.name].get_trials(deepcopy=False))
+                           if t.user_attrs.get("index") == 0]
+            entry.extra["validation"] = (float(first_trial[0].value) if first_trial and first_trial[0].value is not None
+                                         else math.nan)
     runner.train_entries(session, entries, resume=resume, progress=progress)
     if best_dir is not None:
         for method in config.methods:
@@ -432,6 +569,30 @@ def check_study(out: Path) -> None:
                         "the tuning again with --force") from None
     finally:
         connection.close()
+
+
+def join(config: ComparisonConfig, run_dir: Path | None, *, device: str = "auto", storage: str | None = None,
+         study: str | None = None, worker: str | None = None, best_dir: Path | None = None) -> int:
+    """Run trials of a tune started elsewhere (``run_dir``'s ``tuning/storage.json``, or ``storage``
+    and ``study``) until every method's budget is spent; nothing is written but the study. A
+    comparison or data other than the study's is refused. The number of trials this worker ran."""
+    _optuna()
+    if run_dir is not None:
+        recorded_url, recorded_study = study_storage.recorded(run_dir)
+        storage, study = storage or recorded_url, recorded_study if study is None else study
+    if storage is None or study is None:
+        raise UserError("a worker joins a tune: give --join RUN_DIR (of the tune), or --storage URL and --study NAME")
+    spaces = check_search(config)
+    dev = runner.resolve_device(device)
+    runner.check_precision(config.train.precision, dev)
+    train_set, _, _ = runner.prepare_data(config, dev)
+    runner.check_methods(config, train_set, runner.distributed.Context())
+    check_folds(train_set, config)
+    opened = study_storage.open_storage(storage, heartbeat=config.tuning.heartbeat)
+    studies = tune_study.join(opened, study, tune_study.fingerprint(config, train_set),
+                              [m.name for m in config.methods], pruner=pruner(config))
+    tuner = Tuner(config, dev, make_folds(train_set, config), best_dir, worker=worker or f"join-{os.getpid()}")
+    return work(tuner, studies, spaces)
 
 
 # the toy-sized builds below only check a setting; a loss that needs class counts gets two classes' worth

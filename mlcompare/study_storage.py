@@ -1,0 +1,105 @@
+"""Where ``mlcompare tune`` keeps its Optuna studies: a URL, opened with a heartbeat, recorded without its password.
+
+SQLite inside the run directory is the default (one machine); any SQLAlchemy URL Optuna's
+``RDBStorage`` takes works too, e.g. ``postgresql://USER@HOST/DB`` (``pip install
+mlcompare[distributed]``), so that workers on several machines run trials of one study. A worker
+records a heartbeat every ``heartbeat`` seconds while it runs a trial; a trial whose heartbeat is
+older than three intervals belonged to a lost worker: it is failed and run again with the same
+parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``).
+
+The run directory records the URL in ``tuning/storage.json`` with the password left out; a worker
+that joins gives it through ``PGPASSWORD`` / ``~/.pgpass`` or ``--storage``.
+"""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from mlcompare.errors import UserError
+from mlcompare.rundir import write_text_atomic
+
+STALE_AFTER = 3  # heartbeat intervals without a beat after which a running trial is taken as lost
+MAX_RETRY = 3  # runs of one trial's parameters lost to dead workers before it stays failed
+TABLE_RACE_TRIES = 5  # attempts to open a fresh database whose tables other workers are creating at the same moment
+DRIVERS = {"postgresql": "postgresql+psycopg"}  # psycopg 3 (the distributed extra), not SQLAlchemy's psycopg2 default
+
+
+def default_url(tuning_dir: Path) -> str:
+    return f"sqlite:///{(tuning_dir / 'study.db').absolute()}"
+
+
+def normalise(url: str) -> str:
+    """``url`` with the driver mlcompare installs for its scheme (``postgresql://`` -> psycopg 3).
+
+    >>> normalise("postgresql://me@db/tune")
+    'postgresql+psycopg://me@db/tune'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise UserError(f"--storage '{url}' is not a URL; give e.g. postgresql://USER@HOST/DB or sqlite:///PATH")
+    return f"{DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (what the run directory records).
+
+    >>> redact("postgresql+psycopg://me:secret@db:5432/tune")
+    'postgresql+psycopg://me@db:5432/tune'
+    """
+    from sqlalchemy.engine import URL, make_url
+
+    u = make_url(url)  # URL.set(password=None) leaves the password as it is: build the URL without it
+    return URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query).render_as_string(hide_password=False)
+
+
+def open_storage(url: str, *, heartbeat: int) -> Any:
+    """Optuna's ``RDBStorage`` of ``url``, heartbeat on, lost trials retried; a missing driver is
+    one line naming the extra that installs it."""
+    import optuna
+    from optuna.storages import RDBStorage
+
+    # the heartbeat and the retry of lost trials are marked experimental (since Optuna 2.8); we rely on them
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    # Optuna 4.9 renamed the callback (the old name warns); the same retry with the same attributes
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    url = normalise(url)
+    # SQLite serialises writers: wait for the lock rather than fail when several local workers write
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    from sqlalchemy import exc
+
+    try:
+        for attempt in range(TABLE_RACE_TRIES):
+            try:
+                return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                                  grace_period=STALE_AFTER * heartbeat, heartbeat_stale_trial_callback=retry(max_retry=MAX_RETRY))
+            except (exc.IntegrityError, exc.ProgrammingError):
+                # Workers starting together on a fresh database all create Optuna's tables; all but one
+                # meet the others' tables half made (measured: 3 of 4). Once they exist, opening works.
+                if attempt + 1 == TABLE_RACE_TRIES:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+    except ModuleNotFoundError as err:
+        raise UserError(f"--storage {redact(url)} needs the database driver {err.name}: pip install "
+                        "mlcompare[distributed] (PostgreSQL; for MySQL install a driver and use mysql+pymysql://)") from err
+    except optuna.exceptions.StorageInternalError as err:
+        raise UserError(f"--storage {redact(url)}: cannot open it ({err.__cause__ or err}); check the URL and that "
+                        "the server runs") from err
+
+
+def record(tuning_dir: Path, url: str, study: str) -> None:
+    """``tuning/storage.json``: where the run's studies are, for ``mlcompare tune --join`` (no password)."""
+    write_text_atomic(tuning_dir / "storage.json", json.dumps({"url": redact(normalise(url)), "study": study}, indent=2))
+
+
+def recorded(run_dir: Path) -> tuple[str, str]:
+    """The storage URL (no password) and study name a run directory records."""
+    path = run_dir / "tuning" / "storage.json"
+    if not path.is_file():
+        raise UserError(f"--join {run_dir}: no tuning/storage.json there; give the run directory of a "
+                        "`mlcompare tune` (or a copy of its tuning/storage.json in RUN_DIR/tuning/)")
+    saved = json.loads(path.read_text())
+    return saved["url"], saved["study"]
