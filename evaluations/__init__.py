@@ -11,7 +11,7 @@ from evaluations.identification import identification
 from evaluations.metric_warnings import UndefinedMetricWarning
 from evaluations.pairs import pair_scores
 from evaluations.quality_score import fit_qmagface, qmagface_scores
-from evaluations.readers import read_bin, read_identities_csv, read_lfw_pairs
+from evaluations.readers import read_bin, read_cfp, read_identities_csv, read_lfw_pairs
 from evaluations.retrieval import retrieval
 from evaluations.search import knn, merge_knn
 from evaluations.search_reduced import knn_reduced
@@ -32,6 +32,7 @@ __all__ = [
     "pair_scores",
     "qmagface_scores",
     "read_bin",
+    "read_cfp",
     "read_identities_csv",
     "read_lfw_pairs",
     "retrieval",

@@ -188,3 +188,93 @@ def read_identities_csv(path: str | os.PathLike, *, root: str | os.PathLike | No
     if not paths:
         raise ValueError(f"{path}: no rows after the header; the CSV lists no images")
     return paths, identities
+
+
+CFP_PROTOCOLS = ("FF", "FP")
+
+
+def read_cfp(root: str | os.PathLike, protocol: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Read CFP's official verification protocol (Sengupta et al., WACV 2016) from its folder.
+
+    ``root`` holds ``Protocol/`` and ``Data/Images/``. ``Protocol/Pair_list_F.txt`` and
+    ``Pair_list_P.txt`` number the frontal and profile images (``"<n> ../Data/Images/<id>/frontal/01.jpg"``,
+    relative to ``Protocol/``); ``Protocol/Split/<protocol>/01..10/same.txt`` and ``diff.txt`` hold
+    one pair per line, ``"a,b"``: for ``FF`` both indices into the frontal list, for ``FP`` ``a``
+    frontal and ``b`` profile. The ten splits are identity-disjoint.
+
+    Returns:
+        ``(paths_a, paths_b, same, split)``: the pairs split by split (01 first), each split's
+        genuine pairs then its impostor pairs, so that :func:`evaluations.verification` with
+        ``folds=10`` is the paper's protocol (each split's threshold chosen on the other nine);
+        ``same`` bool [P], ``split`` int [P] in 1..10.
+    """
+    if protocol not in CFP_PROTOCOLS:
+        raise ValueError(f"CFP protocol must be one of {', '.join(CFP_PROTOCOLS)}, got {protocol!r}")
+    base = os.path.join(os.fspath(root), "Protocol")
+    lists = {kind: _cfp_list(os.path.join(base, f"Pair_list_{kind}.txt"), base) for kind in "FP"}
+    first, second = lists["F"], lists[protocol[1]]
+    splits_dir = os.path.join(base, "Split", protocol)
+    try:
+        names = sorted(n for n in os.listdir(splits_dir) if n.isdigit())
+    except FileNotFoundError:
+        raise ValueError(f"{splits_dir}: no such folder (is {os.fspath(root)!r} CFP's folder, holding Protocol/ and Data/?)") from None
+    if not names:
+        raise ValueError(f"{splits_dir}: holds no numbered split folders (01 .. 10)")
+    paths_a: list[str] = []
+    paths_b: list[str] = []
+    same: list[bool] = []
+    split: list[int] = []
+    for name in names:
+        for kind, genuine in (("same", True), ("diff", False)):
+            path = os.path.join(splits_dir, name, f"{kind}.txt")
+            for lineno, (a, b) in enumerate(_cfp_pairs(path), start=1):
+                for index, table, which in ((a, first, "first"), (b, second, "second")):
+                    if index not in table:
+                        raise ValueError(f"{path}:{lineno}: the {which} index {index} is not in Pair_list_"
+                                         f"{'F' if table is first else protocol[1]}.txt")
+                paths_a.append(first[a])
+                paths_b.append(second[b])
+                same.append(genuine)
+                split.append(int(name))
+    return paths_a, paths_b, np.array(same, dtype=bool), np.array(split, dtype=np.int64)
+
+
+def _cfp_list(path: str, base: str) -> dict[int, str]:
+    """A CFP pair list: image number -> path (resolved against ``base``, as the lists are relative)."""
+    table: dict[int, str] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                tokens = line.split()
+                if not tokens:
+                    continue
+                if len(tokens) != 2 or not tokens[0].isdigit():
+                    raise ValueError(f"{path}:{lineno}: expected '<number> <image path>', got {line.strip()!r}")
+                image = os.path.normpath(os.path.join(base, tokens[1]))
+                if not os.path.isfile(image):
+                    raise ValueError(f"{path}:{lineno}: image {image} does not exist")
+                table[int(tokens[0])] = image
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (is the folder CFP's, holding Protocol/ and Data/?)") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text file ({exc})") from None
+    return table
+
+
+def _cfp_pairs(path: str) -> list[tuple[int, int]]:
+    """One split's ``same.txt`` or ``diff.txt``: ``"a,b"`` per line."""
+    pairs = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                a, sep, b = line.strip().partition(",")
+                if not sep or not a.strip().isdigit() or not b.strip().isdigit():
+                    raise ValueError(f"{path}:{lineno}: expected 'a,b' (two image numbers), got {line.strip()!r}")
+                pairs.append((int(a), int(b)))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text file ({exc})") from None
+    return pairs

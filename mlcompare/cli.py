@@ -86,11 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=Path, required=True, metavar="RUN_DIR/METHOD",
                     help="a run directory and the method to load, e.g. runs/quick/arcface")
     ev.add_argument("--seed", type=int, default=0, help="which seed's model (default 0)")
+    ev.add_argument("--fold", type=int, default=0, help="which cross-validation fold's model (runs with [crossval])")
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="a data spec: all its identities are the test set")
     source.add_argument("--bin", type=Path, help="an insightface verification .bin (lfw.bin, cfp_fp.bin, ...)")
     source.add_argument("--pairs", type=Path, help="LFW's pairs.txt (with --root)")
+    source.add_argument("--cfp", type=Path, metavar="DIR", help="CFP's folder (Protocol/ and Data/): its official "
+                        "10-split protocol, --cfp-protocol FF or FP")
     ev.add_argument("--root", type=Path, help="the image folder that --pairs refers to")
+    ev.add_argument("--cfp-protocol", choices=["FF", "FP"], default="FP",
+                    help="CFP's frontal-frontal or frontal-profile pairs (default FP)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the scores as JSON")
     ev.add_argument("--fmr", type=float, nargs="+", metavar="F",
@@ -133,9 +138,14 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="look at a data source: a contact sheet, or export as an image folder")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     for name, text in (("preview", "write a contact sheet PNG (rows: identities, columns: images)"),
-                       ("export", "write the data as an image folder (one sub-folder per identity)")):
+                       ("export", "write the data as an image folder (one sub-folder per identity)"),
+                       ("stats", "print identities, images per identity, image sizes and sub-folder kinds")):
         p = data_sub.add_parser(name, help=text)
-        p.add_argument("spec", help="synthfaces[:KEY=VALUE,...], imagefolder:PATH or digits")
+        p.add_argument("spec", help="synthfaces[:KEY=VALUE,...], imagefolder:PATH[,nested=true], cfp:DIR, recordio:DIR or digits")
+        if name == "stats":
+            p.add_argument("--size", type=int, default=32, help="generated sources' image size (default 32)")
+            p.add_argument("--seed", type=int, default=0)
+            continue
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
         p.add_argument("--seed", type=int, default=0)
@@ -215,6 +225,11 @@ def _data(args: argparse.Namespace) -> None:
     from mlcompare import data
     from mlcompare.data import preview
 
+    if args.data_command == "stats":  # files stay on disk: only their headers are read
+        from mlcompare.data import summary
+
+        print("\n".join(summary.describe(data.load(args.spec, size=args.size, seed=args.seed, stream=True))))
+        return
     loaded = data.load(args.spec, size=args.size, seed=args.seed)
     if args.data_command == "preview":
         path = preview.contact_sheet(loaded, args.out, identities=args.identities, images=args.images, sort=args.sort)
@@ -268,11 +283,14 @@ def _eval(args: argparse.Namespace) -> None:
         if not 0 < fmr <= 1:
             raise UserError(f"--fmr {fmr:g}: a false match rate is in (0, 1]")
     device = resolve_device(args.device)
-    model, size = evaluate.load_model(args.checkpoint.parent, args.checkpoint.name, seed=args.seed)
+    model, size = evaluate.load_model(args.checkpoint.parent, args.checkpoint.name, seed=args.seed, fold=args.fold)
     if args.data:
         scores, pairs_of = evaluate.on_data(model, size, args.data, device)
     elif args.bin:
         scores, pairs_of = evaluate.on_bin(model, size, args.bin, device)
+    elif args.cfp:
+        scores, pairs_of = evaluate.on_cfp(model, size, args.cfp, args.cfp_protocol, device,
+                                           run_dir=args.checkpoint.parent, fold=args.fold)
     else:
         if args.root is None:
             raise UserError("--pairs needs --root, the folder its names refer to")

@@ -46,6 +46,11 @@ class DataConfig:
     # save every test image's ground-truth quality (synthfaces) and embedding with each method's curves,
     # and add the quality sections to the report (all-pairs ERCs: minutes per method on 2 cores)
     quality: bool = False
+    # how a photograph becomes size x size (mlcompare/data/framing.py), the same for training, test and
+    # benchmark images; the defaults squash the whole image to the square
+    crop: float = 0.0  # a centred square, this fraction of the shorter side; 0: no crop
+    crop_box: list[int] = field(default_factory=list)  # [left, top, right, bottom] pixels; empty: none
+    keep_aspect: bool = False  # resize the shorter side to size and centre-crop the longer, not squash
 
 
 @dataclass
@@ -77,6 +82,10 @@ class TrainConfig:
     eval_every: int = 0  # verification accuracy on the test pairs every N steps (0: only at the end)
     checkpoint_every: int = 200
     flip: bool = True
+    # train-time augmentation (mlcompare/data/augment.py), drawn per step from the seed like the flip,
+    # so that every method sees the same batches; test images get none of it
+    random_crop: list[float] = field(default_factory=list)  # [min, max] area share of a random resized crop
+    color_jitter: float = 0.0  # brightness, contrast and saturation each scaled by a factor in [1 - j, 1 + j]
     precision: str = "fp32"  # fp32, bf16 or fp16: autocast of the backbone (the loss stays float32)
     compile: bool = False  # torch.compile the backbone's forward pass
     sync_batchnorm: bool = True  # under torchrun: BatchNorm statistics over the global batch, as in one process
@@ -105,6 +114,8 @@ class MethodConfig:
     train_identities: int = 0
     # `mlcompare tune`: narrow, widen, fix or add search dimensions (see mlcompare/search_space.py)
     search: dict[str, Any] = field(default_factory=dict)
+    # this method's own values of [train] keys, e.g. a setting `mlcompare tune` chose: { lr = 5.3e-3 }
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,6 +174,31 @@ class ReportConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """``[[benchmarks]]``: a verification benchmark with its own pairs, scored for every method and
+    seed beside the held-out identities (mlcompare/benchmarks.py). Its images must come from people
+    the models never trained on: the run refuses an overlap (same files or the same names) unless
+    ``overlap_ok`` says it is accepted."""
+
+    kind: str  # cfp (CFP's Protocol/), lfw (pairs.txt over an image root) or bin (insightface .bin)
+    path: str  # cfp: the folder holding Protocol/ and Data/; lfw: pairs.txt; bin: the .bin file
+    name: str = ""  # the results.csv column prefix; default cfp_ff / cfp_fp, lfw, or the .bin's stem
+    protocol: str = ""  # cfp: FF (frontal-frontal) or FP (frontal-profile)
+    root: str = ""  # lfw: the image folder (root/NAME/NAME_0001.jpg)
+    overlap_ok: bool = False  # the comparison accepts benchmark people in the training set (stated in the report)
+
+
+@dataclass
+class CrossvalConfig:
+    """``[crossval]``: train and test on one data set's people through a benchmark's identity-disjoint
+    splits (CFP's ten): fold k trains on the people outside split k and tests on split k (its
+    held-out identities and its benchmark pairs), reported as mean ± std over folds."""
+
+    benchmark: str = ""  # the name of a [[benchmarks]] entry whose splits are the folds; empty: no cross-validation
+    folds: list[int] = field(default_factory=list)  # which splits to run (e.g. [1, 2, 3]); empty: all
+
+
+@dataclass
 class ComparisonConfig:
     name: str
     description: str
@@ -176,7 +212,9 @@ class ComparisonConfig:
     tuning: TuningConfig = field(default_factory=TuningConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    crossval: CrossvalConfig = field(default_factory=CrossvalConfig)
     methods: list[MethodConfig] = field(default_factory=list)
+    benchmarks: list[BenchmarkConfig] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -184,10 +222,11 @@ class ComparisonConfig:
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig,
                              "tuning": TuningConfig, "logging": LoggingConfig,
-                             "report": ReportConfig}
+                             "report": ReportConfig, "crossval": CrossvalConfig}
 MULTIFIDELITY = ("off", "halving", "hyperband")
 # Scores a comparison can rank methods by (the tuning objective, the report's primary metric): higher is better.
 OBJECTIVES = ("map_at_r", "accuracy", "auc", "rank_1", "tar_far_1e-3")
+BENCHMARK_KINDS = ("cfp", "lfw", "bin")
 
 
 def _positive_ints(v: list[int]) -> bool:
@@ -207,6 +246,14 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.verification_pairs": (lambda v: v >= 2, ">= 2"),
     "data.split_seed": (lambda v: v >= 0, ">= 0"),
     "data.workers": (lambda v: v >= 0, ">= 0 (0: decode into memory)"),
+    "data.crop": (lambda v: 0 <= v <= 1, "in (0, 1] (a fraction of the shorter side; 0: no crop)"),
+    "data.crop_box": (lambda v: v == [] or (len(v) == 4 and 0 <= v[0] < v[2] and 0 <= v[1] < v[3]),
+                      "[left, top, right, bottom] pixels with left < right and top < bottom (empty: none)"),
+    "train.random_crop": (lambda v: v == [] or (len(v) == 2 and 0 < v[0] <= v[1] <= 1),
+                          "[min, max] area shares with 0 < min <= max <= 1 (empty: none)"),
+    "train.color_jitter": (lambda v: 0 <= v < 1, "in [0, 1) (0: none)"),
+    "benchmarks.kind": (lambda v: v in BENCHMARK_KINDS, "one of " + ", ".join(BENCHMARK_KINDS)),
+    "crossval.folds": (lambda v: all(x >= 1 for x in v), "a list of split numbers (1-based); empty: all"),
     "backbone.widths": (_positive_ints, "a non-empty list of positive integers"),
     "backbone.blocks": (_positive_ints, "a non-empty list of positive integers"),
     "backbone.embedding_dim": (lambda v: v >= 1, ">= 1"),
@@ -283,10 +330,12 @@ def _typed(value: Any, hint: Any, label: str) -> Any:
         ok, want = isinstance(value, str), "a string"
     elif origin is list:
         item = args[0] if args else Any
-        names = {int: "integers", str: "strings"}
+        names = {int: "integers", str: "strings", float: "numbers"}
+        kinds = (int, float) if item is float else item  # an integer is a number, as for a float field
         ok = isinstance(value, list) and (item is Any or all(
-            isinstance(x, item) and not isinstance(x, bool) for x in value))
+            isinstance(x, kinds) and not isinstance(x, bool) for x in value))
         want = f"a list of {names[item]}" if item in names else "a list"
+        value = [float(x) for x in value] if ok and item is float else value
     elif origin is dict:
         ok, want = isinstance(value, dict), "a table"
     else:
@@ -326,7 +375,7 @@ def _build(cls: type, table: Any, *, where: str, section: str, label: str) -> An
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in table.items():
-        if cls is ComparisonConfig and key in (*SECTIONS, "methods"):
+        if cls is ComparisonConfig and key in (*SECTIONS, "methods", "benchmarks"):
             values[key] = value  # built by from_dict
             continue
         values[key] = _typed(value, hints[key], f"{where}: {label}{key}")
@@ -394,9 +443,30 @@ def from_dict(raw: dict[str, Any], where: str) -> ComparisonConfig:
                         "at run time: give a local state-dict file, pretrained = \"PATH\"")
     for key, cls in SECTIONS.items():
         raw[key] = _build(cls, raw.get(key, {}), where=where, section=key, label=f"{key}.")
+    if not isinstance(raw.get("benchmarks", []), list):
+        raise UserError(f"{where}: benchmarks must be an array of tables ([[benchmarks]]), got {type(raw['benchmarks']).__name__}")
+    raw["benchmarks"] = [_benchmark(b, where, i) for i, b in enumerate(raw.get("benchmarks", []))]
     config = _build(ComparisonConfig, raw, where=where, section="", label="")
     validate(config, where)
     return _fill_params(config)
+
+
+def _benchmark(table: Any, where: str, i: int) -> BenchmarkConfig:
+    """One ``[[benchmarks]]`` entry, built and checked, its name filled in."""
+    bench = _build(BenchmarkConfig, table, where=where, section="benchmarks", label=f"[[benchmarks]] #{i + 1}: ")
+    if bench.kind == "cfp" and bench.protocol not in ("FF", "FP"):
+        raise UserError(f"{where}: [[benchmarks]] #{i + 1}: a cfp benchmark needs protocol = \"FF\" (frontal-frontal) "
+                        f"or \"FP\" (frontal-profile), got {bench.protocol!r}")
+    if bench.kind != "cfp" and bench.protocol:
+        raise UserError(f"{where}: [[benchmarks]] #{i + 1}: protocol is for cfp benchmarks; remove it")
+    if bench.kind == "lfw" and not bench.root:
+        raise UserError(f"{where}: [[benchmarks]] #{i + 1}: an lfw benchmark needs root = \"DIR\" (the image folder of pairs.txt)")
+    default = {"cfp": f"cfp_{bench.protocol.lower()}", "lfw": "lfw", "bin": Path(bench.path).stem}[bench.kind]
+    name = bench.name or default
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise UserError(f"{where}: [[benchmarks]] #{i + 1}: name {name!r} must be letters, digits, '_' or '-' "
+                        "(it prefixes results.csv columns)")
+    return dataclasses.replace(bench, name=name)
 
 
 def _named(method: Any, where: str, i: int) -> dict[str, Any]:
@@ -454,6 +524,18 @@ def validate(config: ComparisonConfig, where: str) -> None:
     if t.multifidelity != "off" and t.prune:
         raise UserError(f"{where}: tuning.prune (median over folds) and tuning.multifidelity (within training) "
                         "are two pruners; set one")
+    benchmarks = [bench.name for bench in config.benchmarks]
+    if len(set(benchmarks)) != len(benchmarks):
+        raise UserError(f"{where}: benchmark names must be unique, got {benchmarks}; give each a name")
+    cv = config.crossval
+    if cv.folds and not cv.benchmark:
+        raise UserError(f"{where}: crossval.folds without crossval.benchmark; name the [[benchmarks]] entry whose splits are the folds")
+    if cv.benchmark and cv.benchmark not in benchmarks:
+        raise UserError(f"{where}: crossval.benchmark '{cv.benchmark}' is not a [[benchmarks]] name; names: {', '.join(benchmarks) or 'none'}")
+    if config.data.crop and config.data.crop_box:
+        raise UserError(f"{where}: data.crop (a centred square) and data.crop_box (a box) exclude each other; give one")
+    for m in config.methods:
+        _check_method_train(m, where)
     b = config.backbone
     if len(b.widths) != len(b.blocks):
         raise UserError(f"{where}: backbone.widths {b.widths} and backbone.blocks {b.blocks} must have the same "
@@ -466,6 +548,21 @@ def validate(config: ComparisonConfig, where: str) -> None:
         backbones.check_name(b.name)
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
+
+
+METHOD_TRAIN_KEYS = ("lr", "loss_lr", "weight_decay", "momentum", "optimizer", "warmup_steps", "grad_clip")
+
+
+def _check_method_train(method: MethodConfig, where: str) -> None:
+    """A method's ``train`` table: keys of [train] a method may set for itself, typed and in range."""
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in method.train.items():
+        label = f"{where}: method '{method.name}': train.{key}"
+        if key not in METHOD_TRAIN_KEYS:
+            raise UserError(f"{label}: a method may set only {', '.join(METHOD_TRAIN_KEYS)} of [train] for itself "
+                            "(steps, batch shape and the rest are shared by every method)")
+        method.train[key] = _typed(value, hints[key], label)
+        check_range(f"train.{key}", method.train[key], label)
 
 
 def _check_sweep_key(key: str, where: str) -> None:
@@ -665,10 +762,13 @@ def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_d
         t, x = config.train, BUDGETS[budget]
         config = dataclasses.replace(config, train=dataclasses.replace(
             t, steps=t.steps * x, epochs=t.epochs * x, warmup_steps=t.warmup_steps * x))
-    if data:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=data))
-    if test_data:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, test=test_data))
+    if data and data != config.data.train:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=data),
+                                     description=f"{config.description} [This run: trained on {data}, not the "
+                                                 f"comparison's own {config.data.train}.]")
+    if test_data and test_data != config.data.test:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, test=test_data),
+                                     description=f"{config.description} [This run: tested on {test_data}.]")
     if seeds is not None:
         check_range("seeds", seeds, "--seeds")
         config = dataclasses.replace(config, seeds=seeds)

@@ -14,7 +14,9 @@ import evaluations
 from mlcompare import data as datasets
 from mlcompare.backbones import ResNetFace, build_backbone, embed
 from mlcompare.checkpoints import load_checkpoint
-from mlcompare.config import BackboneConfig
+from mlcompare import benchmarks
+from mlcompare.config import BackboneConfig, BenchmarkConfig
+from mlcompare.data.framing import Framing
 from mlcompare.data.imagefolder import read_image
 from mlcompare.data.protocol import VerificationPairs
 from mlcompare.embed import embed_data
@@ -24,8 +26,9 @@ from mlcompare.rundir import checkpoint_path
 from mlcompare.scoring import TestProtocol, score, verify
 
 
-def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[torch.nn.Module, int]:
-    """The backbone of ``method`` (seed ``seed``) from a run directory, and its input size.
+def load_model(run_dir: Path, method: str, *, seed: int = 0, fold: int = 0) -> tuple[torch.nn.Module, int]:
+    """The backbone of ``method`` (seed ``seed``; cross-validation fold ``fold``, 0 for a run without
+    folds) from a run directory, and its input size.
 
     The backbone is the one config.json's ``backbone`` section names (``resnet-face`` for runs written
     before backbones had names), at the method's own embedding size where it set one.
@@ -37,10 +40,14 @@ def load_model(run_dir: Path, method: str, *, seed: int = 0) -> tuple[torch.nn.M
     config_path = run_dir / "config.json"
     if not config_path.exists():
         raise UserError(f"'{run_dir}' holds no config.json: not a run directory")
-    checkpoint = checkpoint_path(run_dir, method, seed)
+    checkpoint = checkpoint_path(run_dir, method, seed, fold)
     if not checkpoint.exists():
-        methods = sorted({p.stem.rsplit("-s", 1)[0] for p in (run_dir / "checkpoints").glob("*.pt")})
-        raise UserError(f"no checkpoint for method '{method}' seed {seed} in {run_dir}; methods there: {', '.join(methods) or 'none'}")
+        stems = sorted({p.stem.rsplit("-s", 1)[0] for p in (run_dir / "checkpoints").glob("*.pt")})
+        folds = sorted({int(m.rsplit("-f", 1)[1]) for m in stems if m.rsplit("-f", 1)[-1].isdigit()})
+        methods = sorted({m.rsplit("-f", 1)[0] for m in stems}) if folds else stems
+        hint = f"; a cross-validated run: give --fold, one of {', '.join(map(str, folds))}" if folds and not fold else ""
+        raise UserError(f"no checkpoint for method '{method}' seed {seed}{f' fold {fold}' if fold else ''} in {run_dir}; "
+                        f"methods there: {', '.join(methods) or 'none'}{hint}")
     try:
         config = json.loads(config_path.read_text())
         b, size = config["backbone"], config["data"]["size"]
@@ -107,3 +114,37 @@ def on_pairs(model: ResNetFace, size: int, pairs_txt: Path, root: Path,
     images = torch.from_numpy(np.stack([read_image(Path(p), size) for p in order]))
     emb = embed(model, images, device=device)
     return _verification_of(emb, same), lambda: listed_pairs(emb.numpy(), same, [str(p) for p in order])
+
+
+def run_framing(run_dir: Path) -> Framing:
+    """The crop and resize a run's images had (config.json's ``data``; runs before framing: none)."""
+    d = json.loads((run_dir / "config.json").read_text()).get("data", {})
+    return Framing(crop=d.get("crop", 0.0), box=tuple(d.get("crop_box", [])) or None, keep_aspect=d.get("keep_aspect", False))
+
+
+def on_cfp(model: torch.nn.Module, size: int, root: Path, protocol: str, device: torch.device, *,
+           run_dir: Path, fold: int = 0) -> tuple[dict[str, Any], Callable[[], PairSet]]:
+    """CFP's official protocol (``FF`` or ``FP``): its ten splits as the ten folds, each split's
+    threshold chosen on the other nine (:mod:`mlcompare.benchmarks`), the images framed as the run's were.
+
+    A model that trained on CFP itself (the run's data is ``cfp:`` of this folder) knows most of its
+    people: fold k's model of a cross-validated run is scored on split k only, as the run scored it
+    (thresholds within the split); any other is refused."""
+    bench = benchmarks.load(BenchmarkConfig(kind="cfp", path=str(root), protocol=protocol, name=f"cfp_{protocol.lower()}"),
+                            size=size, framing=run_framing(run_dir))
+    trained_on = json.loads((run_dir / "config.json").read_text()).get("data", {}).get("train", "")
+    if trained_on.startswith("cfp:") and Path(trained_on.removeprefix("cfp:")).resolve() == root.resolve():
+        if not fold:
+            raise UserError(f"--cfp {root}: the model trained on CFP's own people ({trained_on}); score a "
+                            "cross-validated run's model with --fold K (its held-out split), or a model trained elsewhere")
+        bench = bench.split_only(fold)
+    emb = embed(model, bench.decoded().images, device=device)
+    if bench.inner_threshold:
+        order = benchmarks.inner_folds(bench.same)
+        a, b, same = bench.a[order], bench.b[order], bench.same[order]
+    else:
+        a, b, same = bench.a, bench.b, bench.same
+    images = torch.stack([a, b], dim=1).reshape(-1)  # pair order a0, b0, a1, b1, ...
+    pair_emb = emb[images]
+    return _verification_of(pair_emb, same), lambda: listed_pairs(
+        pair_emb.numpy(), same, [bench.files[i] for i in images.tolist()])

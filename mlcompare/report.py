@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcompare import provenance, report_inputs, report_quality, report_text, report_tuning, stats  # noqa: E402
+from mlcompare import (provenance, report_benchmarks, report_inputs, report_quality, report_text,  # noqa: E402
+                       report_tuning, stats)
 from mlcompare.report_style import LINES, Styles, method_styles  # noqa: E402
 from mlcompare.report_section import Figure, Section, html_figure, md_text  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
@@ -475,7 +476,8 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
         styles = styles_of(inputs.results)
         figures = _figures(inputs, table, styles, staging / "figures")
         cols = columns(inputs.results)
-        sections = [s for s in (report_tuning.section(run, inputs.results, styles, staging / "figures"),
+        sections = [s for s in (report_benchmarks.section(inputs.config, inputs.results, staging / "figures"),
+                                report_tuning.section(run, inputs.results, styles, staging / "figures"),
                                 report_tuning.ranking(run, inputs.results)) if s is not None]
         sections += report_quality.sections(inputs, staging / "figures")  # none for runs without ground truth
         (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections,

@@ -89,9 +89,23 @@ def load(run: Path) -> RunInputs:
             raise UserError(f"'{run / 'results.csv'}' lacks the column '{col}' that the sweep over '{sweep}' plots: "
                             f"restore the file or re-run the comparison")
     curves = _curves(run, results)
+    results = replicates(results)
     labels = _labels(run, curves)
     return RunInputs(config=config, results=results, history=_history(run), curves=curves, labels=labels,
                      provenance=provenance.read(run))
+
+
+def replicates(results: pd.DataFrame) -> pd.DataFrame:
+    """Under cross-validation (a ``fold`` column) every (fold, seed) is one replicate of a method, and
+    the report's statistics over seeds run over them: ``seed`` becomes the replicate's number (fold-major,
+    the raw-pixel floor's one per fold too), the fold and training seed staying in ``fold`` and
+    ``train_seed``. Without folds the results are returned as they are."""
+    if "fold" not in results:
+        return results
+    pairs = sorted(set(zip(results.fold.astype(int), results.seed.astype(int))))
+    number = {pair: i for i, pair in enumerate(pairs)}
+    replicate = [number[(int(f), int(s))] for f, s in zip(results.fold, results.seed)]
+    return results.assign(train_seed=results.seed, seed=replicate)
 
 
 def _sweep_from_config(results: pd.DataFrame, config: Mapping[str, Any], sweep: str) -> pd.DataFrame:
@@ -107,7 +121,13 @@ def _sweep_from_config(results: pd.DataFrame, config: Mapping[str, Any], sweep: 
 
 def missing_rows(inputs: RunInputs) -> list[str]:
     """The method x seed runs that config.json lists and results.csv has no row for ('softmax seed 1')."""
-    have = set(zip(inputs.results.method, inputs.results.seed.astype(int)))
+    r = inputs.results
+    if "fold" in r:
+        have = set(zip(r.method, r.train_seed.astype(int), r.fold.astype(int)))
+        return [f"{m['name']} seed {s} fold {f['fold']}" for f in inputs.config.get("folds", [])
+                for s in range(int(inputs.config["seeds"])) for m in inputs.config["methods"]
+                if (m["name"], s, f["fold"]) not in have]
+    have = set(zip(r.method, r.seed.astype(int)))
     return [f"{m['name']} seed {s}" for s in range(int(inputs.config["seeds"])) for m in inputs.config["methods"]
             if (m["name"], s) not in have]
 
@@ -177,8 +197,10 @@ def _config(run: Path) -> dict[str, Any]:
 def _curves(run: Path, results: pd.DataFrame) -> dict[tuple[str, int], dict[str, np.ndarray]]:
     """Every 'ok' row's curves file, opened and holding the ROC, CMC and pair scores."""
     curves = {}
-    for row in results[results.status == "ok"].itertuples():
-        path = curves_path(run, row.method, int(row.seed))
+    numbered = replicates(results)
+    for row, replicate in zip(results[results.status == "ok"].itertuples(), numbered[results.status == "ok"].seed):
+        fold = int(getattr(row, "fold", 0) or 0)
+        path = curves_path(run, row.method, int(row.seed), fold)
         if not path.exists():
             raise UserError(f"'{path}' is missing (the ROC, CMC and significance of {row.method} seed {int(row.seed)} "
                             f"come from it): restore the run's curves/ folder or re-run the comparison")
@@ -195,7 +217,7 @@ def _curves(run: Path, results: pd.DataFrame) -> dict[tuple[str, int], dict[str,
             if key in arrays and len(arrays[key]) != len(bins) - 1:
                 raise UserError(f"'{path}': {key} has {len(arrays[key])} bins but theta_bins {len(bins)} edges: "
                                 f"restore it or re-run the comparison")
-        curves[(row.method, int(row.seed))] = arrays
+        curves[(row.method, int(replicate))] = arrays
     return curves
 
 

@@ -28,13 +28,18 @@ from mlcompare.output_files import check_writable
 from mlcompare.names import slug
 
 
-def curves_path(run: Path, method: str, seed: int) -> Path:
-    """Where a method x seed's ROC, CMC, pair scores and embedding sample are saved."""
-    return run / "curves" / f"{slug(method)}-s{seed}.npz"
+def _stem(method: str, seed: int, fold: int) -> str:
+    """``arcface-s0``; under cross-validation ``arcface-f3-s0`` (fold 0: none)."""
+    return f"{slug(method)}-f{fold}-s{seed}" if fold else f"{slug(method)}-s{seed}"
 
 
-def checkpoint_path(run: Path, method: str, seed: int) -> Path:
-    return run / "checkpoints" / f"{slug(method)}-s{seed}.pt"
+def curves_path(run: Path, method: str, seed: int, fold: int = 0) -> Path:
+    """Where a method x seed's (x fold's) ROC, CMC, pair scores and embedding sample are saved."""
+    return run / "curves" / f"{_stem(method, seed, fold)}.npz"
+
+
+def checkpoint_path(run: Path, method: str, seed: int, fold: int = 0) -> Path:
+    return run / "checkpoints" / f"{_stem(method, seed, fold)}.pt"
 
 
 def write_text_atomic(path: Path, text: str) -> None:

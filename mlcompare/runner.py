@@ -21,7 +21,11 @@ from mlcompare import losses, provenance
 from mlcompare import backbones, tensorboard_log
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig, epoch_steps
+from mlcompare import benchmarks
+from mlcompare.benchmarks import Benchmark
+from mlcompare.data import leakage
 from mlcompare.data.facedata import FaceData
+from mlcompare.data.framing import Framing
 from mlcompare.data.noise import flip_labels
 from mlcompare.errors import UserError
 from mlcompare.names import RAW_PIXELS
@@ -50,6 +54,12 @@ def check_precision(precision: str, device: torch.device) -> None:
                         "several times slower than fp32); use --precision bf16 or fp32 on the CPU")
 
 
+def framing(config: ComparisonConfig) -> Framing:
+    """The comparison's ``[data]`` crop and resize, as the readers take it."""
+    d = config.data
+    return Framing(crop=d.crop, box=tuple(d.crop_box) or None, keep_aspect=d.keep_aspect)
+
+
 def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("cpu"), *, progress: bool = True
                  ) -> tuple[FaceData, FaceData, TestProtocol]:
     """Train set, test set (disjoint identities) and the fixed protocol on the test set.
@@ -58,11 +68,21 @@ def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("
     ``progress``: bars while large image files are decoded (off with ``--no-progress``).
     Label noise asked for on the data spec (``synthfaces:label_noise=X``) is applied after the split,
     to training images only and towards training identities only: test labels stay clean.
+    A separate test set (``data.test``) showing people of the training set is refused
+    (:mod:`mlcompare.data.leakage`).
     """
     d = config.data
+    if d.test and d.test == d.train and not d.train.startswith("synthfaces"):
+        raise UserError(f"--test-data {d.test} is the training data itself: every test person would be a training "
+                        "person; give a test set of other people, or leave --test-data out to hold out identities")
     train_set, test_set = datasets.load_split(d.train, d.test, size=d.size, seed=d.split_seed,
                                               test_fraction=d.test_fraction, stream=d.workers > 0, device=str(device),
-                                              progress=progress)
+                                              framing=framing(config), progress=progress)
+    if d.test:
+        shared = leakage.overlap(train_set, files=test_set.files, people=test_set.identities, named=test_set.named)
+        if shared:
+            raise UserError(f"--test-data {d.test}: {shared.describe(test_set.num_identities)}; "
+                            "test on people the models never train on")
     if d.workers and isinstance(train_set.images, torch.Tensor):
         warnings.warn(f"workers = {d.workers} applies to imagefolder: and recordio: training sets; "
                       f"{d.train.partition(':')[0]} is held in memory, so no worker processes are started", stacklevel=2)
@@ -70,9 +90,74 @@ def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("
     return train_set, test_set, TestProtocol.build(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
 
 
+@dataclass
+class Fold:
+    """What the models of one cross-validation fold train on and are scored on; ``number`` 0 is a
+    comparison without cross-validation (its one fold)."""
+
+    number: int
+    train_set: FaceData
+    test_set: FaceData
+    protocol: TestProtocol
+    benchmarks: list[Benchmark] = field(default_factory=list)
+    shared_names: dict[str, int] = field(default_factory=dict)  # benchmark -> names it shares with training (cross-dataset)
+
+
+def prepare_folds(config: ComparisonConfig, device: torch.device = torch.device("cpu"), *,
+                  progress: bool = True) -> list[Fold]:
+    """The folds a comparison runs: one (:func:`prepare_data`, plus the benchmarks), or under
+    ``[crossval]`` one per split of the named benchmark: fold k trains on the people outside split k
+    (found by the files and names the split's pairs show) and tests on split k's people, its
+    held-out-identity protocols and every benchmark's split-k pairs.
+
+    Every benchmark is checked against the fold's training people: an overlap is refused (before
+    anything is written) unless the benchmark declares ``overlap_ok``."""
+    d = config.data
+    benches = [benchmarks.load(b, size=d.size, framing=framing(config)) for b in config.benchmarks]
+    if not config.crossval.benchmark:
+        train_set, test_set, protocol = prepare_data(config, device, progress=progress)
+        return [_fold(0, train_set, test_set, protocol, benches)]
+    if d.test:
+        raise UserError(f"--test-data {d.test} with [crossval]: the folds choose the test people; "
+                        "remove one of them")
+    cv = next(b for b in benches if b.name == config.crossval.benchmark)
+    ks = config.crossval.folds or cv.splits()
+    full = datasets.load(d.train, size=d.size, seed=d.split_seed, stream=d.workers > 0, device=str(device),
+                         framing=framing(config), progress=progress)
+    folds = []
+    for k in ks:
+        split = cv.split_only(k)
+        held_out = leakage.overlap(full, files=split.files, people=split.people, named=True).identities
+        if len(held_out) < 2:
+            raise UserError(f"crossval: split {k} of benchmark {cv.name} shows {len(held_out)} people of the training "
+                            f"data {d.train}; cross-validation needs the benchmark's own images as training data "
+                            "(e.g. cfp:DIR for a cfp benchmark)")
+        is_test = torch.isin(full.labels, torch.tensor(sorted(held_out)))
+        train_set = full.subset(torch.nonzero(~is_test).squeeze(1))
+        test_set = full.subset(torch.nonzero(is_test).squeeze(1)).in_memory(progress=progress).to("cpu")
+        protocol = TestProtocol.build(test_set.labels, pairs=d.verification_pairs, seed=d.split_seed)
+        fold_benches = [b.split_only(k) if b.split is not None else b for b in benches]
+        folds.append(_fold(k, train_set, test_set, protocol, fold_benches))
+    return folds
+
+
+def _fold(number: int, train_set: FaceData, test_set: FaceData, protocol: TestProtocol,
+          benches: list[Benchmark]) -> Fold:
+    """A fold, once no benchmark shows training people (unless it accepts them)."""
+    shared = {}
+    for bench in benches:
+        found = leakage.overlap(train_set, files=bench.files, people=bench.people, named=bench.people is not None)
+        if found and not bench.overlap_ok:
+            where = f" (fold {number})" if number else ""
+            raise UserError(f"benchmark {bench.name}{where}: {found.describe(len(set(bench.people or [])))}; "
+                            f"train on other people, or declare overlap_ok = true in its [[benchmarks]] entry")
+        shared[bench.name] = leakage.shared_names(train_set, bench.people) if train_set.named else 0
+    return Fold(number, train_set, test_set, protocol, [bench.decoded() for bench in benches], shared)
+
+
 def method_batch(config: ComparisonConfig, method: MethodConfig) -> TrainConfig:
-    """The train section as ``method`` runs it (its own P or K where it sets them)."""
-    return dataclasses.replace(config.train, p=method.p or config.train.p, k=method.k or config.train.k)
+    """The train section as ``method`` runs it (its own P or K, and its own ``train`` values, where it sets them)."""
+    return dataclasses.replace(config.train, p=method.p or config.train.p, k=method.k or config.train.k, **method.train)
 
 
 def class_counts(data: FaceData) -> torch.Tensor:
@@ -139,56 +224,77 @@ class MethodResult:
 
 
 class RunRecords:
-    """results.csv, history.csv and curves/ of a run directory, each rewritten atomically per result."""
+    """results.csv, history.csv and curves/ of a run directory, each rewritten atomically per result.
+
+    A result is keyed by method and seed, and under cross-validation by its ``fold`` too."""
 
     def __init__(self, path: Path, *, resume: bool) -> None:
         self.path = path
         self.results = read_results(path) if resume else pd.DataFrame()
         self.history = read_history(path) if resume else pd.DataFrame()
 
-    def done(self, method: str, seed: int) -> bool:
+    def done(self, method: str, seed: int, fold: int = 0) -> bool:
         r = self.results
-        return not r.empty and bool(((r.method == method) & (r.seed == seed) & (r.status == "ok")).any())
+        return not r.empty and bool((_rows_of(r, method, seed, fold) & (r.status == "ok")).any())
 
     def write(self, result: MethodResult) -> None:
-        method, seed = result.row["method"], result.row["seed"]
-        self.results = pd.concat([_without(self.results, method, seed), pd.DataFrame([result.row])], ignore_index=True)
+        method, seed, fold = result.row["method"], result.row["seed"], result.row.get("fold", 0)
+        self.results = pd.concat([_without(self.results, method, seed, fold), pd.DataFrame([result.row])],
+                                 ignore_index=True)
         write_csv_atomic(self.path / "results.csv", self.results)
         if result.curves is not None:
-            write_npz_atomic(curves_path(self.path, method, seed), **result.curves)
+            write_npz_atomic(curves_path(self.path, method, seed, fold), **result.curves)
         if result.history:
-            self.history = pd.concat([_without(self.history, method, seed), pd.DataFrame(result.history)], ignore_index=True)
+            self.history = pd.concat([_without(self.history, method, seed, fold), pd.DataFrame(result.history)],
+                                     ignore_index=True)
             write_csv_atomic(self.path / "history.csv", self.history)
 
 
-def _without(frame: pd.DataFrame, method: str, seed: int) -> pd.DataFrame:
-    return frame if frame.empty else frame[~((frame.method == method) & (frame.seed == seed))]
+def _rows_of(frame: pd.DataFrame, method: str, seed: int, fold: int) -> pd.Series:
+    rows = (frame.method == method) & (frame.seed == seed)
+    return rows & (frame.fold == fold) if "fold" in frame.columns else rows
+
+
+def _without(frame: pd.DataFrame, method: str, seed: int, fold: int = 0) -> pd.DataFrame:
+    return frame if frame.empty else frame[~_rows_of(frame, method, seed, fold)]
 
 
 @dataclass
 class Session:
-    """A run directory being written: the device, the distributed context, the data and protocol,
-    and the records; built by :func:`open_session` once every input has been checked."""
+    """A run directory being written: the device, the distributed context, the folds (data,
+    protocol and benchmarks; one without cross-validation) and the records; built by
+    :func:`open_session` once every input has been checked."""
 
     config: ComparisonConfig
     device: torch.device
     ctx: distributed.Context
     rundir: RunDir
-    train_set: FaceData
-    test_set: FaceData
-    protocol: TestProtocol
+    folds: list[Fold]
     records: RunRecords | None = None
     provenance: dict[str, Any] | None = None  # rank 0's provenance.json, completed by close_session
     clock: float = 0.0  # time.monotonic() when the session opened: its wall time runs from here
+
+    # The first fold's sets: what a comparison without cross-validation (and `tune`) trains and tests on.
+    @property
+    def train_set(self) -> FaceData:
+        return self.folds[0].train_set
+
+    @property
+    def test_set(self) -> FaceData:
+        return self.folds[0].test_set
+
+    @property
+    def protocol(self) -> TestProtocol:
+        return self.folds[0].protocol
 
 
 def open_session(config: ComparisonConfig, out: Path, *, device: str, force: bool, resume: bool,
                  check: Callable[[FaceData], None] | None = None, progress: bool = True,
                  command: str | None = None) -> Session:
-    """Check every input (devices, the run directory, data, every method's loss and batch shape, and
-    ``check(train_set)``: a command's own), then create the run directory (with its provenance.json;
-    ``command``: the command line, default this process's) and score the raw-pixels floor. Bad input
-    leaves nothing behind."""
+    """Check every input (devices, the run directory, data, benchmarks and their overlap with the
+    training people, every method's loss and batch shape, and ``check(train_set)``: a command's own),
+    then create the run directory (with its provenance.json; ``command``: the command line, default
+    this process's) and score the raw-pixels floor. Bad input leaves nothing behind."""
     clock = time.monotonic()
     dev = resolve_device(device)
     ctx = distributed.from_env(dev)
@@ -201,35 +307,58 @@ def open_session(config: ComparisonConfig, out: Path, *, device: str, force: boo
     if resume:
         rundir.check_resumable(config.to_dict())
     ctx.barrier()
-    train_set, test_set, protocol = prepare_data(config, dev, progress=progress)
-    check_methods(config, train_set, ctx)
-    if check is not None:
-        check(train_set)
+    folds = prepare_folds(config, dev, progress=progress)
+    for fold in folds:
+        check_methods(config, fold.train_set, ctx)
+        if check is not None:
+            check(fold.train_set)
     backbone_cost = backbones.cost(config.backbone, image_size=config.data.size)  # also checks backbone.pretrained fits
     if config.logging.tensorboard:
         tensorboard_log.check_available()
+    first = folds[0]
     if ctx.is_main:
         rundir.create()
-        np.save(rundir.path / "test_labels_sample.npy", protocol.labels[_projection_sample(protocol.labels)].numpy())
+        np.save(rundir.path / "test_labels_sample.npy", first.protocol.labels[_projection_sample(first.protocol.labels)].numpy())
         rundir.save_config(config.to_dict() | {
-            "device": str(dev), "world_size": ctx.world_size, "train_identities": train_set.num_identities,
-            "train_images": len(train_set), "test_identities": test_set.num_identities, "test_images": len(test_set),
-            "verification_pairs": len(protocol.pairs.same), "torch": torch.__version__,
-            "backbone_cost": backbone_cost})
+            "device": str(dev), "world_size": ctx.world_size, "train_identities": first.train_set.num_identities,
+            "train_images": len(first.train_set), "test_identities": first.test_set.num_identities,
+            "test_images": len(first.test_set), "verification_pairs": len(first.protocol.pairs.same),
+            "torch": torch.__version__, "backbone_cost": backbone_cost, "data_source": first.train_set.source}
+            | ({"benchmark_sets": benchmarks.describe(first.benchmarks)} if first.benchmarks else {})
+            | ({"shared_names": first.shared_names} if any(first.shared_names.values()) else {})
+            | ({"folds": [{"fold": f.number, "train_identities": f.train_set.num_identities,
+                           "test_identities": f.test_set.num_identities} for f in folds]} if first.number else {}))
         results = rundir.path / "results.csv"
         facts = provenance.resumed(facts, provenance.read(rundir.path) if resume else None,
                                    last_saved=results.stat().st_mtime if results.exists() else None)
         provenance.write(rundir.path, facts)
     ctx.barrier()
-    session = Session(config, dev, ctx, rundir, train_set, test_set, protocol, RunRecords(rundir.path, resume=resume),
-                      facts, clock)
-    if ctx.is_main and not session.records.done(RAW_PIXELS, 0):
-        metrics, curves = score(raw_pixel_embeddings(test_set.images), protocol)
-        session.records.write(MethodResult({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, "loss": "none",
-                                            "family": "baseline", "status": "ok", **metrics,
-                                            "train_seconds": float("nan"), "images_per_s": float("nan"), "steps": 0,
-                                            "message": ""}, curves))
+    session = Session(config, dev, ctx, rundir, folds, RunRecords(rundir.path, resume=resume), facts, clock)
+    for fold in folds:
+        if ctx.is_main and not session.records.done(RAW_PIXELS, 0, fold.number):
+            metrics, curves = score(raw_pixel_embeddings(fold.test_set.images), fold.protocol)
+            metrics |= score_benchmarks(fold.benchmarks, raw_pixel_embeddings)
+            session.records.write(MethodResult({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, **_fold_column(fold),
+                                                "loss": "none", "family": "baseline", "status": "ok", **metrics,
+                                                "train_seconds": float("nan"), "images_per_s": float("nan"), "steps": 0,
+                                                "message": ""}, curves))
     return session
+
+
+def _fold_column(fold: Fold) -> dict[str, int]:
+    """The ``fold`` column of a results row: only under cross-validation."""
+    return {"fold": fold.number} if fold.number else {}
+
+
+def score_benchmarks(benches: list[Benchmark], embed_images: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
+    """Every benchmark's results.csv columns, ``embed_images(uint8 images)`` giving the embeddings."""
+    scores: dict[str, float] = {}
+    for bench in benches:
+        emb = embed_images(bench.images)
+        if not torch.isfinite(emb).all():
+            raise TrainingDiverged(f"the model produces NaN or inf embeddings on benchmark {bench.name}")
+        scores |= bench.score(emb)
+    return scores
 
 
 @dataclass
@@ -243,25 +372,31 @@ class Entry:
 
 
 def train_entries(session: Session, entries: list[Entry], *, resume: bool, progress: bool) -> None:
-    """Train and score every entry for each seed (seed-major), skipping what a resumed run has."""
+    """Train and score every entry for each fold and seed (fold-major, then seed-major), skipping
+    what a resumed run has."""
     records, ctx = session.records, session.ctx
-    cache: dict[tuple[int, float], FaceData] = {}
-    for seed in range(session.config.seeds):
-        for entry in entries:
-            if records.done(entry.method.name, seed):
-                continue
-            key = (entry.method.train_identities, entry.method.label_noise)
-            if key not in cache:
-                cache[key] = training_set(session.train_set, entry.method, seed=session.config.data.split_seed)
-            train_set = cache[key]
-            result = train_and_score(entry.config, entry.method, seed, train_set, session.test_set, session.protocol,
-                                     session.device, checkpoint=checkpoint_path(session.rundir.path, entry.method.name, seed),
-                                     resume=resume, progress=progress, ctx=ctx,
-                                     tensorboard=tensorboard_log.log_dir(session.rundir.path, entry.method.name, seed)
-                                     if entry.config.logging.tensorboard else None)
-            if ctx.is_main:
-                records.write(MethodResult(result.row | entry.extra, result.curves, result.history))
-            ctx.barrier()
+    for fold in session.folds:
+        cache: dict[tuple[int, float], FaceData] = {}
+        for seed in range(session.config.seeds):
+            for entry in entries:
+                name = entry.method.name
+                if records.done(name, seed, fold.number):
+                    continue
+                key = (entry.method.train_identities, entry.method.label_noise)
+                if key not in cache:
+                    cache[key] = training_set(fold.train_set, entry.method, seed=session.config.data.split_seed)
+                result = train_and_score(entry.config, entry.method, seed, cache[key], fold.test_set, fold.protocol,
+                                         session.device, benchmarks=fold.benchmarks,
+                                         checkpoint=checkpoint_path(session.rundir.path, name, seed, fold.number),
+                                         resume=resume, progress=progress, ctx=ctx,
+                                         tensorboard=tensorboard_log.log_dir(
+                                             session.rundir.path, f"{name}-f{fold.number}" if fold.number else name, seed)
+                                         if entry.config.logging.tensorboard else None)
+                if ctx.is_main:
+                    column = _fold_column(fold)
+                    records.write(MethodResult(result.row | column | entry.extra, result.curves,
+                                               [row | column for row in result.history]))
+                ctx.barrier()
 
 
 def close_session(session: Session) -> Path:
@@ -305,11 +440,12 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
                     test_set: FaceData, protocol: TestProtocol, device: torch.device, *, checkpoint: Path | None,
                     resume: bool, progress: bool, ctx: distributed.Context = distributed.Context(),
                     tensorboard: Path | None = None, validate: Callable[[torch.nn.Module], float] | None = None,
-                    on_log: Callable[[dict[str, Any]], None] | None = None) -> MethodResult:
-    """Train one method x seed (on every rank) and score it (on rank 0: other ranks return no metrics);
-    ``tensorboard``: a folder for TensorBoard event files (written on rank 0). ``validate(model)``
-    replaces the held-out score measured every ``eval_every`` steps (default: verification accuracy
-    on the test pairs); ``on_log(row)`` sees each history row as it is logged (``tune`` prunes there).
+                    on_log: Callable[[dict[str, Any]], None] | None = None, benchmarks: list[Benchmark] = ()) -> MethodResult:
+    """Train one method x seed (on every rank) and score it (on rank 0: other ranks return no metrics),
+    on the test protocol and on each of ``benchmarks``; ``tensorboard``: a folder for TensorBoard
+    event files (written on rank 0). ``validate(model)`` replaces the held-out score measured every
+    ``eval_every`` steps (default: verification accuracy on the test pairs); ``on_log(row)`` sees each
+    history row as it is logged (``tune`` prunes there).
 
     A diverging model (a NaN or inf loss, or NaN embeddings met by a miner or by the scoring) marks
     the method failed with the reason; the comparison goes on."""
@@ -346,6 +482,9 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
             raise TrainingDiverged("the model produces NaN or inf embeddings")
         search = distributed.knn_over_ranks(ctx, _faiss_device(device)) if ctx.active else evaluations.knn
         metrics, curves = score(embeddings, protocol, search=search)
+        if ctx.is_main:
+            metrics |= score_benchmarks(benchmarks, lambda images: embed(model, images, device=device,
+                                                                         precision=train_cfg.precision))
     except TrainingDiverged as err:
         bar.close()
         if board is not None:
@@ -426,6 +565,7 @@ def _projection_sample(labels: torch.Tensor, identities: int = 8) -> torch.Tenso
 
 def _params_text(method: MethodConfig) -> str:
     parts = [f"{k}={v}" for k, v in method.params.items()]
+    parts += [f"{k}={v}" for k, v in method.train.items()]
     parts += [f"{k}={getattr(method, k)}" for k in ("label_noise", "embedding_dim", "p", "k") if getattr(method, k)]
     if method.miner:
         inner = ",".join(f"{k}={v}" for k, v in method.miner_params.items())

@@ -21,6 +21,7 @@ from miners import NonFiniteEmbeddings
 from mlcompare.backbones import autocast, to_input
 from mlcompare.checkpoints import load_checkpoint
 from mlcompare.config import TrainConfig
+from mlcompare.data.augment import Augmentation
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.sampler import PKSampler
 from mlcompare.data.stored import loaded_batches
@@ -188,7 +189,7 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
                          "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng[0],
                          "rng_ranks": rng, "step": step, "history": history, "seconds": seconds}, checkpoint)
 
-    flip_gen = torch.Generator()
+    augment = Augmentation(flip=cfg.flip, random_crop=tuple(cfg.random_crop) or None, color_jitter=cfg.color_jitter)
     dtype = next(model.parameters()).dtype  # float32; float64 where a test compares steps in double precision
     model.train()
     loss.train()
@@ -197,9 +198,8 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
                              workers=workers, pin_memory=device.type == "cuda")
     for step, (index, images) in zip(range(start, cfg.steps), batches):  # index: this rank's share of the batch
         images = images.to(device, non_blocking=True)  # before flipping: a pinned batch is copied asynchronously
-        if cfg.flip:  # drawn for the global batch, so that the ranks' shares make the single-process batch
-            flip = torch.rand(sampler.batch_size, generator=flip_gen.manual_seed(seed * 1_000_003 + step))[local] < 0.5
-            images = torch.where(flip[:, None, None, None].to(device), images.flip(-1), images)
+        # drawn for the global batch, so that the ranks' shares make the single-process batch
+        images = augment(images, seed=seed, step=step, local=local, batch_size=sampler.batch_size)
         x = to_input(images, dtype).contiguous(memory_format=torch.channels_last)
         y = data.labels[index].to(device, non_blocking=True)
         loss.set_progress(step, cfg.steps)

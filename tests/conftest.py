@@ -68,3 +68,12 @@ def tiny_run(tmp_path_factory) -> Path:
     (root / "tiny.toml").write_text(TINY)
     assert main(["run", str(root / "tiny.toml"), "--out", str(root / "run"), "--no-progress", "--steps", "6"]) == 0
     return root / "run"
+
+CFP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cfp"
+
+
+@pytest.fixture
+def cfp() -> Path:
+    if not (CFP / "Protocol" / "Split" / "FP").is_dir():
+        pytest.skip(f"CFP not found at {CFP} (expected ../shared/data/cfp beside the repo)")
+    return CFP

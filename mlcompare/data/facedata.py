@@ -1,6 +1,7 @@
 """The contract every data source meets: images and identity labels, in memory."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,12 @@ class FaceData:
             float32 CPU tensors ``[N]``, one per nuisance strength in [0, 1] and ``"degradation"``
             (their combination, 0 = pristine, 1 = worst); None for sources without ground truth
             (real photographs: nobody knows their true quality).
+        files: the file each image was read from (resolved), where the source has files (image
+            folders): what a leakage check compares across training and test sets; else None.
+        subfolders: each image's folder below its identity folder (CFP's ``frontal`` / ``profile``),
+            ``""`` for an image directly in it; None unless a nested image folder was read.
+        named: True when ``identities`` are people's names (CFP's list, LFW's folders), which a
+            leakage check compares with a benchmark's names; False for labels such as ``s1``.
     """
 
     images: torch.Tensor | StoredImages
@@ -32,6 +39,9 @@ class FaceData:
     source: str
     noisy: torch.Tensor | None = None
     quality: dict[str, torch.Tensor] | None = None
+    files: list[str] | None = None
+    subfolders: list[str] | None = None
+    named: bool = False
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
@@ -41,6 +51,10 @@ class FaceData:
         for name, values in (self.quality or {}).items():
             if values.shape != self.labels.shape:
                 raise ValueError(f"quality[{name!r}] must be [N] = [{self.images.shape[0]}], got {tuple(values.shape)}")
+        for name in ("files", "subfolders"):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.labels):
+                raise ValueError(f"{name} must have one entry per image ({len(self.labels)}), got {len(values)}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -59,17 +73,27 @@ class FaceData:
         noisy = None if self.noisy is None else self.noisy[index]
         quality = None if self.quality is None else {name: values[index] for name, values in self.quality.items()}
         images = self.images.take(index) if isinstance(self.images, StoredImages) else self.images[index]
-        return FaceData(images, labels, identities, self.source, noisy, quality)
+        return dataclasses.replace(self, images=images, labels=labels, identities=identities, noisy=noisy,
+                                   quality=quality, files=_pick(self.files, index),
+                                   subfolders=_pick(self.subfolders, index))
 
     def to(self, device: torch.device | str) -> "FaceData":
         """The same data with in-memory images on ``device`` (labels stay on the CPU)."""
         if not isinstance(self.images, torch.Tensor) or self.images.device == torch.device(device):
             return self
-        return FaceData(self.images.to(device), self.labels, self.identities, self.source, self.noisy, self.quality)
+        return dataclasses.replace(self, images=self.images.to(device))
 
     def in_memory(self, *, progress: bool = True) -> "FaceData":
         """The same data with every image decoded into memory (itself when they already are)."""
         if isinstance(self.images, torch.Tensor):
             return self
         images = self.images.decode_all(desc=f"reading {self.source}", progress=progress)
-        return FaceData(images, self.labels, self.identities, self.source, self.noisy, self.quality)
+        return dataclasses.replace(self, images=images)
+
+
+def _pick(values: list[str] | None, index: torch.Tensor) -> list[str] | None:
+    if values is None:
+        return None
+    index = torch.as_tensor(index)
+    positions = torch.nonzero(index).squeeze(1) if index.dtype == torch.bool else index.reshape(-1)
+    return [values[i] for i in positions.tolist()]

@@ -7,6 +7,10 @@ skipped with one warning per kind, never silently, since a wrong layout otherwis
 a smaller data set: files at the root, folders nested in an identity, files Pillow does not
 recognise, and identity folders left with no image. Hidden names (``.DS_Store``,
 ``.ipynb_checkpoints``) are skipped without a word: tools put them there, not the user.
+
+``imagefolder:PATH,nested=true`` reads instead every image anywhere below an identity folder
+(CFP's ``<id>/frontal/01.jpg``, ``<id>/profile/01.jpg``), and records each image's folder below its
+identity (``frontal``) in :attr:`FaceData.subfolders`, so that a protocol or ``data stats`` can use it.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mlcompare.data.facedata import FaceData
+from mlcompare.data.framing import Framing
 from mlcompare.data.stored import StoredImages
 from mlcompare.errors import UserError
 
@@ -66,32 +71,36 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 ``[3, size, size]``: converted by :func:`to_rgb`, resized (bilinear)."""
-    return _read_sized(path, size)[0]
+def read_image(path: Path, size: int, framing: Framing = Framing()) -> np.ndarray:
+    """One image as uint8 ``[3, size, size]``: converted by :func:`to_rgb`, cropped and resized
+    (bilinear) as ``framing`` says (by default squashed to the square)."""
+    return _read_sized(path, size, framing)[0]
 
 
-def _read_sized(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+def _read_sized(path: Path, size: int, framing: Framing = Framing()) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`read_image` and the image's own (width, height)."""
     try:
         with Image.open(path) as img:
             own = img.size
-            img = to_rgb(img).resize((size, size), Image.BILINEAR)
+            img = framing.apply(to_rgb(img), size)
             return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)), own
     except (UnidentifiedImageError, OSError) as err:
         raise _unreadable(path, err) from err
+    except ValueError as err:  # a crop box beyond this image
+        raise UserError(f"{path}: {err}; choose a crop_box inside every image, or crop = F (a fraction)") from err
 
 
 class ImageFiles:
     """Image files by position, read with Pillow (the :class:`~mlcompare.data.stored.ImageReader` of a folder);
     ``sizes`` holds the own (width, height) of each image read so far."""
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, paths: list[Path], framing: Framing = Framing()) -> None:
         self.paths = paths
+        self.framing = framing
         self.sizes: dict[int, tuple[int, int]] = {}
 
     def image(self, key: int, size: int) -> torch.Tensor:
-        array, self.sizes[key] = _read_sized(self.paths[key], size)
+        array, self.sizes[key] = _read_sized(self.paths[key], size, self.framing)
         return torch.from_numpy(array)
 
 
@@ -119,17 +128,34 @@ def _warn_skipped(source: str, paths: list[Path], what: str) -> None:
         warnings.warn(f"{source}: {what.format(n=len(paths))}, e.g. {paths[0]}", stacklevel=3)
 
 
-def load(path: str, *, size: int, stream: bool = False, progress: bool = True) -> FaceData:
+def _files_below(folder: Path) -> list[Path]:
+    """Every visible file below ``folder``, at any depth, in sorted order (folders are walked)."""
+    found: list[Path] = []
+    for entry in _visible(folder):
+        found += _files_below(entry) if entry.is_dir() else [entry]
+    return found
+
+
+def _subfolder(file: Path, identity: Path) -> str:
+    """``file``'s folder below its identity folder (``frontal``), ``""`` directly in it."""
+    below = file.parent.relative_to(identity).as_posix()
+    return "" if below == "." else below
+
+
+def load(path: str, *, size: int, stream: bool = False, nested: bool = False, framing: Framing = Framing(),
+         progress: bool = True) -> FaceData:
     """Read ``path/<identity>/<image>``; identities are the sub-folder names, sorted.
 
-    With ``stream`` the images stay on disk (:class:`StoredImages`, decoded when used); ``progress``:
-    a progress bar while a large folder is decoded.
+    With ``nested`` every image below an identity folder is read, its sub-folder recorded in
+    :attr:`FaceData.subfolders`. With ``stream`` the images stay on disk (:class:`StoredImages`,
+    decoded when used); ``progress``: a progress bar while a large folder is decoded. ``framing``
+    crops and resizes each image.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
         raise UserError(f"image folder '{path}' does not exist; give a folder with one sub-folder per identity")
     at_root: list[Path] = []
-    nested: list[Path] = []
+    deeper: list[Path] = []
     non_images: list[Path] = []
     empty: list[Path] = []
     identities: list[str] = []
@@ -140,9 +166,9 @@ def load(path: str, *, size: int, stream: bool = False, progress: bool = True) -
             at_root.append(entry)
             continue
         found: list[Path] = []
-        for f in _visible(entry):
+        for f in (_files_below(entry) if nested else _visible(entry)):
             if f.is_dir():
-                nested.append(f)
+                deeper.append(f)
             elif is_image(f):
                 found.append(f)
             else:
@@ -155,20 +181,24 @@ def load(path: str, *, size: int, stream: bool = False, progress: bool = True) -
         files += found
     source = f"imagefolder:{path}"
     _warn_skipped(source, at_root, "skipped {n} file(s) at the root (images are read from PATH/<identity>/)")
-    _warn_skipped(source, nested, "skipped {n} folder(s) nested in identity folders (not flattened: "
-                                  "identities are PATH's immediate sub-folders)")
+    _warn_skipped(source, deeper, "skipped {n} folder(s) nested in identity folders (not flattened: "
+                                  "identities are PATH's immediate sub-folders; imagefolder:PATH,nested=true reads them)")
     _warn_skipped(source, non_images, "skipped {n} file(s) that Pillow does not recognise as images")
     _warn_skipped(source, empty, "dropped {n} identity folder(s) with no readable images")
     if not files:
-        hint = (f"; its sub-folders hold folders such as {nested[0]}: point PATH at the level whose sub-folders are "
-                "the identities") if nested else ""
+        hint = (f"; its sub-folders hold folders such as {deeper[0]}: point PATH at the level whose sub-folders are "
+                "the identities, or read every image below each identity with imagefolder:PATH,nested=true") if deeper else ""
         raise UserError(f"image folder '{path}' holds no images in sub-folders; expected PATH/<identity>/<image>{hint}")
-    reader = ImageFiles(files)
+    if nested:
+        source += ",nested=true"
+    reader = ImageFiles(files, framing)
     images = StoredImages(reader, np.arange(len(files)), size)
     if not stream:  # a streamed set is not decoded here: its sizes are not known, so not checked
         images = images.decode_all(desc=f"reading {path}", progress=progress)
         _warn_small(source, reader.sizes, size)
-    return FaceData(images, torch.tensor(labels), identities, source)
+    subfolders = [_subfolder(f, root / identities[label]) for f, label in zip(files, labels)] if nested else None
+    return FaceData(images, torch.tensor(labels), identities, source, files=[str(f.resolve()) for f in files],
+                    subfolders=subfolders)
 
 
 def drop_singletons(data: FaceData) -> FaceData:

@@ -1,6 +1,8 @@
 """Synthetic label noise on a training set: the same flips for every method at a given level."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from mlcompare.data.facedata import FaceData
@@ -23,4 +25,4 @@ def flip_labels(data: FaceData, fraction: float, *, seed: int) -> FaceData:
     labels[flipped] = (labels[flipped] + offset) % data.num_identities
     noisy = torch.zeros(n, dtype=torch.bool) if data.noisy is None else data.noisy.clone()
     noisy[flipped] = True
-    return FaceData(data.images, labels, data.identities, data.source, noisy, data.quality)
+    return dataclasses.replace(data, labels=labels, noisy=noisy)

@@ -30,6 +30,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mlcompare.data.facedata import FaceData
+from mlcompare.data.framing import Framing
 from mlcompare.data.stored import StoredImages
 from mlcompare.errors import UserError
 
@@ -138,8 +139,9 @@ class RecordIO:
     the module docstring); ``read(key)`` any record; ``image(key, size)`` a decoded RGB image.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, framing: Framing = Framing()) -> None:
         self.path = str(path)
+        self.framing = framing
         self.rec_path, self.idx_path = _paths(path)
         self.offsets = read_index(self.idx_path)
         self.file_size = self.rec_path.stat().st_size
@@ -222,13 +224,13 @@ class RecordIO:
         return unpack(self.read_body(key), where=f"{self.rec_path} key {key} (byte offset {self.offsets.get(key)})")
 
     def image(self, key: int, size: int) -> torch.Tensor:
-        """The image of record ``key`` as uint8 ``[3, size, size]`` RGB (bilinear resize when needed)."""
+        """The image of record ``key`` as uint8 ``[3, size, size]`` RGB, framed (crop, bilinear resize when needed)."""
         _, payload = self.read(key)
         try:
             with Image.open(io.BytesIO(payload)) as img:
                 img = img.convert("RGB")
-                if img.size != (size, size):
-                    img = img.resize((size, size), Image.BILINEAR)
+                if img.size != (size, size) or not self.framing.is_default:
+                    img = self.framing.apply(img, size)
                 array = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
         except (UnidentifiedImageError, OSError) as err:
             raise UserError(f"{self.rec_path} key {key} (byte offset {self.offsets[key]}): the image cannot be decoded "
@@ -257,7 +259,8 @@ class RecordIO:
         return [self.label(k) for k in self.image_keys]
 
 
-def load(path: str, *, size: int, stream: bool = False, progress: bool = True) -> FaceData:
+def load(path: str, *, size: int, stream: bool = False, framing: Framing = Framing(),
+         progress: bool = True) -> FaceData:
     """The images of the RecordIO pair at ``path``, classes renumbered ``0..C-1``.
 
     Identity names are the original class numbers as text. Without ``stream`` every image is
@@ -266,7 +269,7 @@ def load(path: str, *, size: int, stream: bool = False, progress: bool = True) -
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise UserError(f"size must be a positive integer (pixels), got {size!r}")
-    reader = RecordIO(path)
+    reader = RecordIO(path, framing)
     if len(reader) == 0:
         raise UserError(f"{reader.rec_path} holds no image records")
     try:

@@ -26,13 +26,17 @@ DELIBERATE = {"margins": {"sweep": ("", "params.m")}}
 # Keys added since, at defaults that reproduce the old behaviour (loss_lr 0: the loss's parameters at lr;
 # the [tuning] section is read by `mlcompare tune` only, [report] by the report; a method's train_identities 0: all of them;
 # epochs 0: the budget is train.steps).
-ADDED = {"train": {"loss_lr": 0.0, "epochs": 0.0}, "backbone": {"name": "resnet-face", "pretrained": ""}, "data": {"quality": False}}
+# Framing and augmentation (real photographs): no crop, squashed to the square, no random crop or jitter.
+ADDED = {"train": {"loss_lr": 0.0, "epochs": 0.0, "random_crop": [], "color_jitter": 0.0},
+         "backbone": {"name": "resnet-face", "pretrained": ""},
+         "data": {"quality": False, "crop": 0.0, "crop_box": [], "keep_aspect": False}}
 ADDED_SECTIONS = {"tuning": dataclasses.asdict(config.TuningConfig()),
                   "logging": dataclasses.asdict(config.LoggingConfig()),
-                  "report": dataclasses.asdict(config.ReportConfig())}  # [report] is read by the report only
-ADDED_METHOD_KEYS = {"train_identities": 0, "search": {}, "family": ""}  # family: only for pml: losses
+                  "report": dataclasses.asdict(config.ReportConfig()),  # [report] is read by the report only
+                  "crossval": {"benchmark": "", "folds": []}, "benchmarks": []}
+ADDED_METHOD_KEYS = {"train_identities": 0, "search": {}, "family": "", "train": {}}  # family: only for pml: losses
 # Comparisons shipped since (nothing to compare them with)
-ADDED_COMPARISONS = {"mlrc", "modern-margins", "quality", "tuned", "identities"}
+ADDED_COMPARISONS = {"mlrc", "modern-margins", "quality", "tuned", "identities", "cfp"}
 
 
 def test_the_same_comparisons_are_shipped():

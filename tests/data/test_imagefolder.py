@@ -142,7 +142,7 @@ def test_nested_folders_and_root_files_are_named_hidden_ones_are_not(tmp_path):
     assert messages == [
         f"{source}: skipped 1 file(s) at the root (images are read from PATH/<identity>/), e.g. {tmp_path / 'README'}",
         f"{source}: skipped 2 folder(s) nested in identity folders (not flattened: identities are PATH's immediate "
-        f"sub-folders), e.g. {tmp_path / 'a' / 'sub'}",
+        f"sub-folders; imagefolder:PATH,nested=true reads them), e.g. {tmp_path / 'a' / 'sub'}",
     ]
     assert data.identities == ["a", "b"] and data.labels.tolist() == [0, 0, 0, 1, 1]
 

@@ -1,0 +1,137 @@
+"""The report's benchmark section: the table face papers print (one column per benchmark, accuracy
+mean ± std over seeds and cross-validation folds, raw pixels as the floor), the best method of each
+family per benchmark with their paired difference, and a figure of every replicate's accuracy."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats as scipy_stats  # noqa: E402
+
+from mlcompare.report_section import Section  # noqa: E402
+
+SIDES = {"classification": ("classification",), "pair": ("pair", "proxy")}
+SIDE_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning"}
+
+
+def names(config: dict) -> list[str]:
+    """The benchmarks a run scored, in the comparison's order."""
+    return [b["name"] for b in config.get("benchmarks", [])]
+
+
+def paired_difference(a: pd.Series, b: pd.Series) -> tuple[float, float, float, int]:
+    """Mean of ``a - b`` over the replicates both have, its 95% t-interval half-width and the paired
+    t-test's p-value (NaN with fewer than two pairs), and the number of pairs."""
+    both = pd.concat([a, b], axis=1, join="inner").dropna()
+    d = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(dtype=float)
+    n = len(d)
+    if n < 2:
+        return (float(d.mean()) if n else float("nan")), float("nan"), float("nan"), n
+    sem = d.std(ddof=1) / math.sqrt(n)
+    half = float(scipy_stats.t.ppf(0.975, n - 1) * sem)
+    p = float(scipy_stats.ttest_rel(both.iloc[:, 0], both.iloc[:, 1]).pvalue) if sem > 0 else (0.0 if d.mean() else 1.0)
+    return float(d.mean()), half, p, n
+
+
+def section(config: dict, results: pd.DataFrame, figures: Path) -> Section | None:
+    """None for a run without benchmarks."""
+    benches = names(config)
+    if not benches:
+        return None
+    ok = results[results.status == "ok"]
+    order = list(dict.fromkeys(ok.method))
+    cv = config.get("crossval", {}).get("benchmark", "")
+    folds = [f["fold"] for f in config.get("folds", [])]
+    header = ["Method", "Family"] + [f"{b} accuracy (%)" for b in benches] + [f"{b} AUC" for b in benches]
+    rows = []
+    for method in order:
+        got = ok[ok.method == method]
+        cells = [method, got.family.iloc[0]]
+        for metric, scale, digits in (("accuracy", 100, 2), ("auc", 1, 4)):
+            for b in benches:
+                values = got[f"{b}.{metric}"].dropna() * scale
+                cells.append("n/a" if values.empty else f"{values.mean():.{digits}f}" +
+                             (f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""))
+        rows.append(cells)
+    described = {b["name"]: b for b in config.get("benchmark_sets", [])}
+    what = "; ".join(f"{b}: {described[b]['description']} ({described[b]['pairs']} pairs)" if b in described else b
+                     for b in benches)
+    paragraphs = [f"Verification on each benchmark's own pairs ({what}). Accuracy is the mean over ten folds with "
+                  "each fold's threshold chosen on the other nine; ± is the standard deviation over "
+                  + (f"seeds and the {len(folds)} cross-validation folds ({', '.join(map(str, folds))})"
+                     if folds else "seeds") + "."]
+    if cv:
+        paragraphs.append(f"Cross-validated on {cv}'s identity-disjoint splits: the models of fold k trained on the people "
+                          "outside split k and were tested on split k's pairs only, each threshold chosen by ten inner "
+                          "folds of split k's own pairs (people the model never trained on), not on the other splits "
+                          "(whose people it trained on).")
+    shared = config.get("shared_names", {})
+    if shared:
+        paragraphs.append("Names shared by a benchmark and the training set (declared acceptable): "
+                          + ", ".join(f"{b} {n}" for b, n in shared.items()) + ".")
+    paragraphs += [_verdict(ok, b) for b in benches]
+    fig_path = _figure(ok, order, benches, figures)
+    return Section("Benchmarks", [p for p in paragraphs if p], header, rows,
+                   [("Benchmark accuracy per replicate", "Each dot is one seed x fold; bars: the mean.", fig_path)])
+
+
+def _verdict(ok: pd.DataFrame, bench: str) -> str:
+    """Which family's best method (by mean accuracy) wins on ``bench``, by how much, and whether the
+    difference is within the noise of the replicates (a paired t-test and its 95% interval)."""
+    column = f"{bench}.accuracy"
+    means = ok.groupby("method")[column].mean()
+    family = ok.groupby("method").family.first()
+    best = {}
+    for side, families in SIDES.items():
+        candidates = means[family.isin(families)].dropna()
+        if not candidates.empty:
+            best[side] = candidates.idxmax()
+    if len(best) < 2:
+        return ""
+    winner, loser = sorted(best.values(), key=lambda m: -means[m])
+    a = ok[ok.method == winner].set_index("seed")[column]
+    b = ok[ok.method == loser].set_index("seed")[column]
+    diff, half, p, n = paired_difference(a, b)
+    side = {m: s for s, m in best.items()}
+    if n < 2 or math.isnan(p):
+        noise = "with one replicate there is no measure of the noise"
+    elif p < 0.05:
+        noise = f"outside the noise (paired t-test over {n} replicates, p = {p:.3f})"
+    else:
+        noise = f"within the noise (a tie: paired t-test over {n} replicates, p = {p:.2f})"
+    interval = f" (95% CI ± {100 * half:.2f})" if not math.isnan(half) else ""
+    return (f"{bench}: the best {SIDE_NAMES[side[winner]]} method ({winner}, {100 * means[winner]:.2f}%) is ahead of the "
+            f"best {SIDE_NAMES[side[loser]]} method ({loser}, {100 * means[loser]:.2f}%) by {100 * diff:.2f} points"
+            f"{interval}, {noise}.")
+
+
+def _figure(ok: pd.DataFrame, order: list[str], benches: list[str], figures: Path) -> Path:
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.5 * len(benches), 0.45 * len(order) + 1.5), squeeze=False)
+    colours = {"classification": "tab:blue", "pair": "tab:orange", "proxy": "tab:orange", "baseline": "tab:gray"}
+    for ax, bench in zip(axes[0], benches):
+        for y, method in enumerate(order):
+            got = ok[ok.method == method]
+            values = 100 * got[f"{bench}.accuracy"].dropna().to_numpy()
+            colour = colours.get(got.family.iloc[0], "tab:green")
+            if len(values):
+                ax.barh(y, values.mean(), color=colour, alpha=0.35)
+                ax.plot(values, np.full(len(values), y), "o", color=colour, markersize=4)
+        values = 100 * ok[[f"{bench}.accuracy"]].to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            ax.set_xlim(max(0.0, finite.min() - 3), min(100.0, finite.max() + 2))
+        ax.set_yticks(range(len(order)), order if ax is axes[0][0] else [""] * len(order))
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{bench} accuracy (%)")
+        ax.grid(axis="x", alpha=0.3)
+    path = figures / "benchmarks.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
