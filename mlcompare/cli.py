@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from mlcompare import limits
 from mlcompare.errors import UserError
 
 
@@ -22,9 +23,9 @@ def _comparison_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when torch sees one), cpu or cuda (default auto)")
     p.add_argument("--seeds", type=int, help="training seeds per method (overrides the comparison's)")
     p.add_argument("--steps", type=int, help="training steps per method (overrides the comparison's and --budget)")
-    p.add_argument("--budget", choices=["quick", "standard", "long"],
+    p.add_argument("--budget", choices=list(limits.BUDGETS),
                      help="length of training: the comparison's steps x1, x4 or x16 (default quick)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+    p.add_argument("--precision", choices=list(limits.PRECISIONS),
                      help="autocast precision of the backbone (the losses stay float32); fp16 needs a GPU (default: the comparison's, fp32)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the backbone (pays off on long GPU runs)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory (only once the new run is complete)")
@@ -181,10 +182,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
     sets = list(args.sets)
     if args.command == "tune":  # --trials / --folds are [tuning] keys: checked like the file
         sets += [f"tuning.{key}={value}" for key, value in (("trials", args.trials), ("folds", args.folds)) if value is not None]
-    cfg = config.apply_overrides(config.load(args.comparison, sets=sets), data=args.data, test_data=args.test_data,
-                                 seeds=args.seeds, steps=args.steps, budget=args.budget,
-                                 precision=args.precision, compile=args.compile, workers=args.workers,
-                                 tensorboard=args.tensorboard)
+    options = {"data": args.data, "test_data": args.test_data, "seeds": args.seeds, "steps": args.steps,
+               "budget": args.budget, "precision": args.precision, "compile": args.compile, "workers": args.workers,
+               "tensorboard": args.tensorboard}  # the same edits as --set (config.option_sets), applied after it
+    cfg = config.load(args.comparison, sets=sets, options=options)
     from mlcompare import runner, tuning  # after the config is checked: a bad value fails before torch loads
 
     if args.command == "tune" and args.join is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import json
 import math
 import tomllib
 import typing
@@ -24,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlcompare import limits
 from mlcompare import names as names_on_disk
 from mlcompare.errors import UserError
 
 COMPARISONS = Path(__file__).parent / "comparisons"
-BUDGETS = {"quick": 1, "standard": 4, "long": 16}  # multiples of a comparison's own steps
+BUDGETS = limits.BUDGETS  # multiples of a comparison's own steps
+PRECISIONS = limits.PRECISIONS
 SWEEPABLE = ("label_noise", "embedding_dim", "p", "k", "train_identities")  # MethodConfig fields; or params.NAME
 
 
@@ -272,7 +275,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.log_every": (lambda v: v >= 1, ">= 1"),
     "train.eval_every": (lambda v: v >= 0, ">= 0 (0: only at the end)"),
     "train.checkpoint_every": (lambda v: v >= 1, ">= 1"),
-    "train.precision": (lambda v: v in ("fp32", "bf16", "fp16"), "'fp32', 'bf16' or 'fp16'"),
+    "train.precision": (lambda v: v in PRECISIONS, ", ".join(f"'{p}'" for p in PRECISIONS[:-1]) + f" or '{PRECISIONS[-1]}'"),
     "tuning.trials": (lambda v: v >= 1, ">= 1"),
     "tuning.folds": (lambda v: v >= 2, ">= 2"),
     "tuning.objective": (lambda v: v in OBJECTIVES, "one of " + ", ".join(OBJECTIVES)),
@@ -283,7 +286,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tuning.eval_every": (lambda v: v >= 0, ">= 0"),
     "tuning.heartbeat": (lambda v: v >= 1, ">= 1 (seconds)"),
     "methods.train_identities": (lambda v: v == 0 or v >= 2, "0 (all) or >= 2"),
-    "methods.label_noise": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "methods.label_noise": (limits.label_noise_ok, limits.LABEL_NOISE_TEXT),
     "methods.embedding_dim": (lambda v: v >= 0, ">= 0 (0: the backbone's)"),
     "methods.p": (lambda v: v >= 0, ">= 0 (0: the train section's)"),
     "methods.k": (lambda v: v == 0 or v >= 2, "0 (the train section's) or >= 2"),
@@ -645,13 +648,17 @@ def _locate(name_or_path: str) -> Path:
     return shipped[name_or_path]
 
 
-def load(name_or_path: str, *, sets: Sequence[str] = ()) -> ComparisonConfig:
-    """A named comparison (``quick``) or a TOML file path, with ``--set KEY=VALUE`` edits ``sets``."""
+def load(name_or_path: str, *, sets: Sequence[str] = (), options: dict[str, Any] | None = None) -> ComparisonConfig:
+    """A named comparison (``quick``) or a TOML file path, with ``--set KEY=VALUE`` edits ``sets``, then
+    the command-line ``options`` of :func:`option_sets` (``--steps``, ``--data``, ...) as more of them."""
     path = _locate(name_or_path)
     raw = _read(path)
     raw.setdefault("name", path.stem)
     if sets:
         raw = apply_sets(raw, sets, where=str(path))
+    if options:
+        more = option_sets(raw, **options)
+        raw, sets = apply_sets(raw, more, where=str(path)), [*sets, *more]
     return from_dict(raw, str(path) + (f" (with --set {' '.join(sets)})" if sets else ""))
 
 
@@ -746,45 +753,78 @@ def _set_method(raw: dict[str, Any], key: str, text: str, *, unknown: UserError,
 
 # ----------------------------------------------------------------------------- command-line options
 
-def apply_overrides(config: ComparisonConfig, *, data: str | None = None, test_data: str | None = None,
-                    seeds: int | None = None, steps: int | None = None, budget: str | None = None,
-                    precision: str | None = None, compile: bool | None = None,
-                    workers: int | None = None, tensorboard: bool | None = None) -> ComparisonConfig:
-    """Command-line options replace the comparison's own values (after any ``--set``).
+def _toml(value: Any) -> str:
+    """``value`` as the TOML text that ``--set`` reads back to it (strings quoted: a description may hold anything)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):  # a JSON string is a TOML basic string once DEL, which TOML wants escaped, is
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return repr(value)
 
-    ``budget`` scales the comparison's steps, or its epochs (and warm-up): quick x1, standard x4, long x16;
-    ``steps`` sets them outright (no epochs) and wins over ``budget``. Values are checked by the same
-    :data:`RULES` as the file's, the message naming the option.
+
+def _current(raw: dict[str, Any], key: str) -> Any:
+    """The value of dotted ``key`` in the table ``raw``, its field's default where the table has none
+    (None for a required field the table lacks: building it says so)."""
+    section, _, name = key.rpartition(".")
+    cls = SECTIONS[section] if section else ComparisonConfig
+    table = raw.get(section, {}) if section else raw
+    if name in table:
+        return table[name]
+    field_ = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if field_.default is not dataclasses.MISSING:
+        return field_.default
+    return None if field_.default_factory is dataclasses.MISSING else field_.default_factory()
+
+
+def option_sets(raw: dict[str, Any], *, data: str | None = None, test_data: str | None = None,
+                seeds: int | None = None, steps: int | None = None, budget: str | None = None,
+                precision: str | None = None, compile: bool | None = None, workers: int | None = None,
+                tensorboard: bool | None = None) -> list[str]:
+    """The command-line options of ``run``/``tune`` as ``--set KEY=VALUE`` strings on the table ``raw``
+    (a comparison's merged table after any ``--set``), to be applied by :func:`apply_sets` like any other.
+
+    ``budget`` scales the budget key the comparison uses (steps, or epochs) and its warm-up: quick x1,
+    standard x4, long x16; ``steps`` sets the steps outright (no epochs), wins over ``budget`` and lowers
+    the warm-up to a tenth of them; ``data`` / ``test_data`` different from the comparison's own say so in
+    its description. A value is checked here by the same :data:`RULES` as the file's, the message naming
+    the option.
     """
+    out: dict[str, Any] = {}
+    warmup = _current(raw, "train.warmup_steps")
     if budget:
         if budget not in BUDGETS:
             raise UserError(f"--budget must be one of {', '.join(BUDGETS)}, got '{budget}'")
-        t, x = config.train, BUDGETS[budget]
-        config = dataclasses.replace(config, train=dataclasses.replace(
-            t, steps=t.steps * x, epochs=t.epochs * x, warmup_steps=t.warmup_steps * x))
-    if data and data != config.data.train:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, train=data),
-                                     description=f"{config.description} [This run: trained on {data}, not the "
-                                                 f"comparison's own {config.data.train}.]")
-    if test_data and test_data != config.data.test:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, test=test_data),
-                                     description=f"{config.description} [This run: tested on {test_data}.]")
-    if seeds is not None:
-        check_range("seeds", seeds, "--seeds")
-        config = dataclasses.replace(config, seeds=seeds)
+        x, epochs = BUDGETS[budget], _current(raw, "train.epochs")
+        # scale the key the budget is given by (a --set of steps or epochs drops the other one)
+        out |= {"train.epochs": epochs * x} if epochs else {"train.steps": _current(raw, "train.steps") * x}
+        warmup = out["train.warmup_steps"] = warmup * x
+    description = _current(raw, "description") or ""
+    if data and data != _current(raw, "data.train"):
+        description += f" [This run: trained on {data}, not the comparison's own {_current(raw, 'data.train')}.]"
+        out["data.train"] = data
+    if test_data and test_data != _current(raw, "data.test"):
+        description += f" [This run: tested on {test_data}.]"
+        out["data.test"] = test_data
+    if description != _current(raw, "description") and isinstance(_current(raw, "description"), str):
+        out["description"] = description
+    for option, key, value in (("--seeds", "seeds", seeds), ("--steps", "train.steps", steps),
+                               ("--precision", "train.precision", precision), ("--workers", "data.workers", workers)):
+        if value is not None:
+            check_range(key, value, option)
+            out[key] = value
     if steps is not None:
-        check_range("train.steps", steps, "--steps")
-        train = config.train
-        config = dataclasses.replace(config, train=dataclasses.replace(
-            train, steps=steps, epochs=0.0, warmup_steps=min(train.warmup_steps, max(1, steps // 10))))
-    if precision is not None:
-        check_range("train.precision", precision, "--precision")
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
+        out.pop("train.epochs", None)
+        out["train.warmup_steps"] = min(warmup, max(1, steps // 10))
     if compile is not None:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, compile=compile))
-    if workers is not None:
-        check_range("data.workers", workers, "--workers")
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, workers=workers))
+        out["train.compile"] = compile
     if tensorboard:
-        config = dataclasses.replace(config, logging=dataclasses.replace(config.logging, tensorboard=True))
-    return config
+        out["logging.tensorboard"] = True
+    return [f"{key}={_toml(value)}" for key, value in out.items()]
+
+
+def apply_overrides(config: ComparisonConfig, **options: Any) -> ComparisonConfig:
+    """``config`` with the command-line ``options`` of :func:`option_sets` applied through ``--set``
+    to its table and built again, checked like the file (for callers holding a built config)."""
+    raw = config.to_dict()
+    sets = option_sets(raw, **options)
+    return from_dict(apply_sets(raw, sets, where=config.name), f"{config.name} (with --set {' '.join(sets)})") if sets else config

@@ -17,7 +17,7 @@ from tqdm import tqdm
 import evaluations
 from mlcompare import data as datasets
 from mlcompare import distributed
-from mlcompare import losses, provenance
+from mlcompare import limits, losses, provenance
 from mlcompare import backbones, tensorboard_log
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig, epoch_steps
@@ -199,9 +199,7 @@ def check_methods(config: ComparisonConfig, train_set: FaceData, ctx: distribute
         if batch.k > most:
             raise UserError(f"{where}: k={batch.k} images per identity per batch but no training identity has more "
                             f"than {most}; lower it, e.g. --set train.k={max(2, most)}")
-        if batch.p % ctx.world_size:
-            raise UserError(f"{where}: p={batch.p} identities per batch do not split over {ctx.world_size} ranks; "
-                            f"make p a multiple of {ctx.world_size}")
+        limits.check_batch_split(batch.p, ctx.world_size, where)
         with torch.device("meta"):
             build_loss(method, num_classes=identities, embedding_dim=dim, class_counts=counts, ctx=ctx)
 

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from miners import NonFiniteEmbeddings
 from mlcompare.backbones import autocast, to_input
+from mlcompare import limits
 from mlcompare.checkpoints import load_checkpoint
 from mlcompare.config import TrainConfig
 from mlcompare.data.augment import Augmentation
@@ -140,8 +141,7 @@ def train(model: nn.Module, loss: Loss, data: FaceData, cfg: TrainConfig, *, see
     Raises :class:`TrainingDiverged` on a NaN or inf loss (on every rank alike).
     """
     sampler = PKSampler(data.labels, p=cfg.p, k=cfg.k, seed=seed)
-    if cfg.p % ctx.world_size:
-        raise UserError(f"p={cfg.p} identities per batch do not split over {ctx.world_size} ranks; make p a multiple of it")
+    limits.check_batch_split(cfg.p, ctx.world_size, "train")
     local = share(sampler.batch_size, ctx)
     gathered = ctx.active and loss.family == "pair"
     # channels_last: about 2x faster convolutions on CPU here, and the tensor-core layout on GPUs.

@@ -6,8 +6,10 @@ import contextlib
 import torch
 from torch import nn
 
-# --precision names -> autocast dtypes (fp32: no autocast at all).
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from mlcompare import limits
+
+# --precision names (mlcompare.limits, in its order) -> autocast dtypes (fp32: no autocast at all).
+PRECISIONS: dict[str, torch.dtype | None] = dict(zip(limits.PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -14,6 +14,7 @@ import dataclasses
 
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.framing import Framing
+from mlcompare import limits
 from mlcompare.errors import UserError
 
 SOURCES = ("synthfaces", "imagefolder", "cfp", "recordio", "digits")
@@ -167,8 +168,8 @@ def _split_label_noise(spec: str) -> tuple[str, float]:
             kept.append(item)
             continue
         noise = _value(raw.strip())
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 0.9:
-            raise UserError(f"synthfaces: label_noise must be a number in [0, 0.9], got {raw.strip()!r}")
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not limits.label_noise_ok(noise):
+            raise UserError(f"synthfaces: label_noise must be a number {limits.LABEL_NOISE_TEXT}, got {raw.strip()!r}")
     return name + (":" + ",".join(kept) if kept else ""), float(noise)
 
 

@@ -36,3 +36,17 @@ def test_label_noise_on_a_separate_test_set_is_refused(tiny):
     cfg = apply_overrides(config.load(str(tiny)), data=SPEC, test_data=SPEC + ",label_noise=0.2")
     with pytest.raises(UserError, match="label_noise would corrupt the test labels"):
         prepare_data(cfg, torch.device("cpu"))
+
+
+def test_the_data_spec_and_a_method_take_the_same_label_noise_range(tiny, tmp_path):
+    import pytest
+
+    from mlcompare.data import _split_label_noise
+    from mlcompare.errors import UserError
+
+    assert _split_label_noise("synthfaces:label_noise=0.95") == ("synthfaces", 0.95)  # refused when the cap was 0.9
+    assert config.load(str(tiny), sets=["methods.softmax.label_noise=0.95"]).methods[0].label_noise == 0.95
+    with pytest.raises(UserError, match=r"label_noise must be a number in \[0, 1\), got '1.0'"):
+        _split_label_noise("synthfaces:label_noise=1.0")
+    with pytest.raises(UserError, match=r"label_noise must be in \[0, 1\), got 1.0"):
+        config.load(str(tiny), sets=["methods.softmax.label_noise=1.0"])
