@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlcompare import limits
+from mlcompare import limits, results_schema
 from mlcompare import names as names_on_disk
 from mlcompare.errors import UserError
 
@@ -227,8 +227,8 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "backbone": BackboneConfig, "tr
                              "tuning": TuningConfig, "logging": LoggingConfig,
                              "report": ReportConfig, "crossval": CrossvalConfig}
 MULTIFIDELITY = ("off", "halving", "hyperband")
-# Scores a comparison can rank methods by (the tuning objective, the report's primary metric): higher is better.
-OBJECTIVES = ("map_at_r", "accuracy", "auc", "rank_1", "tar_far_1e-3")
+# Scores a comparison can rank methods by (the tuning objective, the report's primary metric).
+OBJECTIVES = results_schema.RANK_BY
 BENCHMARK_KINDS = ("cfp", "lfw", "bin")
 
 

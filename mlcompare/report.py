@@ -26,15 +26,13 @@ from mlcompare import (provenance, report_benchmarks, report_inputs, report_qual
 from mlcompare.report_style import LINES, Styles, method_styles  # noqa: E402
 from mlcompare.report_section import Figure, Section, html_figure, md_text  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
+from mlcompare.results_schema import ALWAYS, MEASURED, METRICS  # noqa: E402
 
-# (column, header, digits) of the summary table; eer is lower-is-better.
-COLUMNS = [("accuracy", "Verif. acc.", 3), ("auc", "AUC", 3), ("eer", "EER", 3), ("tar_far_1e-2", "TAR@FAR=1e-2", 3),
-           ("tar_far_1e-3", "TAR@FAR=1e-3", 3), ("rank_1", "Rank-1", 3), ("rank_5", "Rank-5", 3),
-           ("map_at_r", "MAP@R", 3), ("images_per_s", "img/s", 0), ("train_seconds", "train s", 0)]
-# shown when measured; P@1 (in results.csv since the first round) joins R-Precision, which came later,
-# so that the retrieval trio of "A Metric Learning Reality Check" (P@1, R-Precision, MAP@R) shows together
-OPTIONAL_COLUMNS = [("rank_1_head", "Rank-1 head", 3), ("rank_1_tail", "Rank-1 tail", 3), ("precision_at_1", "P@1", 3),
-                    ("r_precision", "R-Prec.", 3)]
+# (column, header, digits) of the summary table, from the results schema: the metrics always shown,
+# then the cost columns; OPTIONAL_COLUMNS are shown when measured (P@1 only with R-Precision)
+COLUMNS = [(m.name, m.header, 3) for m in METRICS if m.table == ALWAYS] + [("images_per_s", "img/s", 0),
+                                                                          ("train_seconds", "train s", 0)]
+OPTIONAL_COLUMNS = [(m.name, m.header, 3) for m in METRICS if m.table == MEASURED]
 FAMILY_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning",
                 "proxy": "proxy-based metric learning", "baseline": "baseline"}
 # the two sides of the summary sentence: proxy losses (ProxyAnchor, SoftTriple) count as metric learning
@@ -47,7 +45,8 @@ def columns(results: pd.DataFrame) -> list[tuple[str, str, int]]:
     if "r_precision" not in measured:
         measured.discard("precision_at_1")
     extra = [c for c in OPTIONAL_COLUMNS if c[0] in measured]
-    return COLUMNS[:8] + extra + COLUMNS[8:]
+    metrics = sum(1 for m in METRICS if m.table == ALWAYS)
+    return COLUMNS[:metrics] + extra + COLUMNS[metrics:]
 
 
 def summarise(results: pd.DataFrame, primary: str = "accuracy") -> pd.DataFrame:
@@ -360,7 +359,7 @@ def _cost(results: pd.DataFrame, device: str, styles: Styles, out: Path) -> Figu
     return ("Cost", "Throughput and wall time of each method's training (mean over seeds).", _save(fig, out / "cost.png"))
 
 
-SWEEP_SCORES = (("accuracy", "verification accuracy"), ("rank_1", "rank-1"), ("map_at_r", "MAP@R"))
+SWEEP_SCORES = tuple((name, report_text.metric_name(name)) for name in ("accuracy", "rank_1", "map_at_r"))
 
 
 def _sweep(results: pd.DataFrame, sweep: str, styles: Styles, out: Path) -> Figure | None:

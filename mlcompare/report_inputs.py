@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcompare import provenance
+from mlcompare import provenance, results_schema
 from mlcompare.config import SWEEPABLE
 from mlcompare.errors import UserError
 from mlcompare.rundir import curves_path
@@ -34,8 +34,9 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "train": ("p", "k", "optimizer", "lr", "warmup_steps", "steps"),
 }
 KEY_COLUMNS = ("method", "seed", "status", "family", "loss")  # never empty in a row the runner wrote
-METRIC_COLUMNS = ("accuracy", "auc", "eer", "tar_far_1e-2", "tar_far_1e-3", "rank_1", "rank_5", "map_at_r",
-                  "images_per_s", "train_seconds")
+# every metric the report's table always shows, and the cost columns
+METRIC_COLUMNS = tuple(m.name for m in results_schema.METRICS if m.table == results_schema.ALWAYS) + ("images_per_s",
+                                                                                                       "train_seconds")
 CURVE_KEYS = ("fpr", "tpr", "cmc", "pair_scores", "same")  # ROC, CMC and the one-seed significance test
 STATUSES = ("ok", "failed")
 HISTORY_COLUMNS = ("method", "seed", "step", "loss")

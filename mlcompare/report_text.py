@@ -10,15 +10,11 @@ import html
 import math
 import re
 
-from mlcompare import stats
+from mlcompare import results_schema, stats
 
 # Floats as Python prints them ("12.999655558336613", "1e-05"), the numbers :func:`round_numbers` rewrites.
 FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.])|(?<![\w.])-?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
 CODE = re.compile(r"`([^`]+)`")
-# What the report calls each score it can rank by (config's [report] primary).
-METRIC_NAMES = {"accuracy": "verification accuracy", "auc": "AUC", "tar_far_1e-2": "TAR@FAR=1e-2",
-                "tar_far_1e-3": "TAR@FAR=1e-3", "rank_1": "rank-1", "rank_5": "rank-5", "map_at_r": "MAP@R",
-                "precision_at_1": "P@1", "r_precision": "R-Precision"}
 
 
 def sig(value: float, digits: int = 3) -> str:
@@ -55,7 +51,8 @@ def inline_html(text: str) -> str:
 
 
 def metric_name(metric: str) -> str:
-    return METRIC_NAMES.get(metric, metric)
+    """What the report calls ``metric`` in prose (the results schema's label)."""
+    return results_schema.label(metric)
 
 
 def p_text(p: float) -> str:

@@ -29,6 +29,7 @@ from mlcompare.data.framing import Framing
 from mlcompare.data.noise import flip_labels
 from mlcompare.errors import UserError
 from mlcompare.names import RAW_PIXELS
+from mlcompare.results_schema import ResultRow
 from mlcompare.rundir import (RunDir, checkpoint_path, curves_path, read_history, read_results, write_csv_atomic,
                               write_npz_atomic)
 from mlcompare.scoring import TestProtocol, score, validation_accuracy
@@ -215,7 +216,7 @@ class MethodResult:
     """What one method x seed leaves in the run directory: its results.csv row, its curves file
     (None: nothing to save, e.g. failed) and its history.csv rows."""
 
-    row: dict[str, Any]
+    row: ResultRow
     curves: dict[str, np.ndarray] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     model: torch.nn.Module | None = None  # the trained backbone (not written; the ensemble of `tune` uses it)
@@ -236,8 +237,8 @@ class RunRecords:
         return not r.empty and bool((_rows_of(r, method, seed, fold) & (r.status == "ok")).any())
 
     def write(self, result: MethodResult) -> None:
-        method, seed, fold = result.row["method"], result.row["seed"], result.row.get("fold", 0)
-        self.results = pd.concat([_without(self.results, method, seed, fold), pd.DataFrame([result.row])],
+        method, seed, fold = result.row.method, result.row.seed, result.row.fold
+        self.results = pd.concat([_without(self.results, method, seed, fold), pd.DataFrame([result.row.as_dict()])],
                                  ignore_index=True)
         write_csv_atomic(self.path / "results.csv", self.results)
         if result.curves is not None:
@@ -336,10 +337,9 @@ def open_session(config: ComparisonConfig, out: Path, *, device: str, force: boo
         if ctx.is_main and not session.records.done(RAW_PIXELS, 0, fold.number):
             metrics, curves = score(raw_pixel_embeddings(fold.test_set.images), fold.protocol)
             metrics |= score_benchmarks(fold.benchmarks, raw_pixel_embeddings)
-            session.records.write(MethodResult({"method": RAW_PIXELS, "group": RAW_PIXELS, "seed": 0, **_fold_column(fold),
-                                                "loss": "none", "family": "baseline", "status": "ok", **metrics,
-                                                "train_seconds": float("nan"), "images_per_s": float("nan"), "steps": 0,
-                                                "message": ""}, curves))
+            session.records.write(MethodResult(ResultRow(
+                RAW_PIXELS, RAW_PIXELS, 0, "none", "baseline", metrics=metrics, train_seconds=float("nan"),
+                images_per_s=float("nan"), steps=0, fold=fold.number), curves))
     return session
 
 
@@ -392,7 +392,8 @@ def train_entries(session: Session, entries: list[Entry], *, resume: bool, progr
                                          if entry.config.logging.tensorboard else None)
                 if ctx.is_main:
                     column = _fold_column(fold)
-                    records.write(MethodResult(result.row | column | entry.extra, result.curves,
+                    row = dataclasses.replace(result.row, fold=fold.number, extra=result.row.extra | entry.extra)
+                    records.write(MethodResult(row, result.curves,
                                                [row | column for row in result.history]))
                 ctx.barrier()
 
@@ -457,10 +458,9 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     model = build_backbone(config.backbone, image_size=config.data.size, embedding_dim=dim)
     loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim, class_counts=class_counts(train_set),
                       ctx=ctx)
-    row: dict[str, Any] = {"method": method.name, "group": method.group or method.name, "seed": seed,
-                           "loss": method.loss, "family": loss.family, "params": _params_text(method),
-                           "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p, "k": train_cfg.k,
-                           "train_identities": train_set.num_identities, "precision": train_cfg.precision}
+    row = ResultRow(method.name, method.group or method.name, seed, method.loss, loss.family, setup={
+        "params": _params_text(method), "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p,
+        "k": train_cfg.k, "train_identities": train_set.num_identities, "precision": train_cfg.precision})
     bar = _ProgressBar(method.name, seed, train_cfg, enabled=progress and ctx.is_main)
     held_out = (lambda: validate(model)) if validate is not None else (
         lambda: validation_accuracy(model, test_set.images, protocol.pairs, device=device, precision=train_cfg.precision))
@@ -488,10 +488,11 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
         if board is not None:
             board.close()
         print(f"{method.name} (seed {seed}) failed: {err}; the other methods go on", file=sys.stderr)
-        return MethodResult(row | {"status": "failed", "message": str(err), "train_seconds": time.perf_counter() - tic})
+        return MethodResult(dataclasses.replace(row, status="failed", message=str(err),
+                                                train_seconds=time.perf_counter() - tic))
     bar.close()
     if not ctx.is_main:
-        return MethodResult(row | {"status": "ok"})
+        return MethodResult(row)
     curves["embeddings"] = embeddings[_projection_sample(protocol.labels)].numpy()
     # Inputs of the report's quality section (report_quality): every test image's feature norm; with
     # ground-truth quality (synthfaces) also the degradation, embeddings and labels, for all-pairs ERCs.
@@ -504,8 +505,8 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
         board.projector(embeddings[_projection_sample(protocol.labels)], protocol.labels[_projection_sample(protocol.labels)])
         board.close()
     curves |= angle_histograms(model, loss, train_set, device)
-    return MethodResult(row | {"status": "ok", **metrics, "train_seconds": result.seconds,
-                               "images_per_s": result.images_per_s, "steps": result.steps, "message": ""},
+    return MethodResult(dataclasses.replace(row, metrics=metrics, train_seconds=result.seconds,
+                                            images_per_s=result.images_per_s, steps=result.steps),
                         curves, [{"method": method.name, "seed": seed} | h for h in result.history], model)
 
 

@@ -8,13 +8,9 @@ import numpy as np
 import torch
 
 import evaluations
+from mlcompare import results_schema
 from mlcompare.backbones import embed
 from mlcompare.data.protocol import VerificationPairs, identification_split, verification_pairs
-
-# The columns of results.csv that hold metrics, in report order (higher is better except eer).
-METRICS = ("accuracy", "accuracy_std", "auc", "eer", "tar_far_1e-2", "tar_far_1e-3", "rank_1", "rank_5",
-           "map_at_r", "precision_at_1", "r_precision")
-
 
 @dataclass(frozen=True)
 class TestProtocol:
@@ -58,7 +54,8 @@ def validation_accuracy(model: torch.nn.Module, images: torch.Tensor, pairs: Ver
 
 def score(embeddings: torch.Tensor, protocol: TestProtocol, *,
           search: Callable[..., tuple[np.ndarray, np.ndarray]] = evaluations.knn) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Metrics (a flat dict, the results.csv columns) and curves (ROC, CMC) for the plots.
+    """Metrics (a flat dict, the results.csv columns of :data:`mlcompare.results_schema.METRICS`, in
+    its order) and curves (ROC, CMC) for the plots.
 
     ``search``: the retrieval metrics' neighbour search (:func:`evaluations.knn`, or under torchrun
     one split over the ranks, :func:`mlcompare.distributed.knn_over_ranks`)."""
@@ -69,12 +66,13 @@ def score(embeddings: torch.Tensor, protocol: TestProtocol, *,
                                        emb[protocol.probes], protocol.labels[protocol.probes], ranks=(1, 5))
     # Recall@K is not a results.csv column: none asked, so a small test set cannot fail on it.
     ret = evaluations.retrieval(emb, protocol.labels, search=search, recall_at=())
-    metrics = head_tail_rank1(emb, protocol) | {
+    measured = head_tail_rank1(emb, protocol) | {
         "accuracy": ver["accuracy"], "accuracy_std": ver["accuracy_std"], "auc": ver["auc"], "eer": ver["eer"],
         "tar_far_1e-2": ver["tar_at_far"][1e-2], "tar_far_1e-3": ver["tar_at_far"][1e-3],
         "rank_1": ident["rank_1"], "rank_5": ident["rank_5"],
         "map_at_r": ret["map_at_r"], "precision_at_1": ret["precision_at_1"], "r_precision": ret["r_precision"],
     }
+    metrics = {name: measured[name] for name in results_schema.NAMES if name in measured}  # in the schema's order
     curves = {"fpr": np.asarray(ver["fpr"]), "tpr": np.asarray(ver["tpr"]), "cmc": np.asarray(ident["cmc"]),
               "pair_scores": np.asarray(scores, dtype=np.float32), "same": pairs.same.numpy()}
     return metrics, curves

@@ -56,6 +56,7 @@ from mlcompare.config import ComparisonConfig, MethodConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
 from mlcompare.names import RAW_PIXELS, check_distinct, slug
+from mlcompare.results_schema import ResultRow
 from mlcompare.rundir import write_csv_atomic
 from mlcompare.scoring import TestProtocol, score
 from mlcompare.search_space import Dim, at_edges, override
@@ -325,10 +326,10 @@ class Tuner:
                 result = runner.train_and_score(cfg, m, t.seed, fold.train, fold.validation, fold.protocol, self.device,
                                                 checkpoint=None, resume=False, progress=False,
                                                 **self._fidelity(trial, fold, f, spent))
-                value = result.row.get(t.objective)
+                value = result.row.metrics.get(t.objective)
                 value = math.nan if value is None else value  # None: not measurable on this fold
-                if result.row["status"] != "ok" or not math.isfinite(value):
-                    raise TrialFailed(result.row.get("message") or f"{t.objective} is {value}")
+                if result.row.status != "ok" or not math.isfinite(value):
+                    raise TrialFailed(result.row.message or f"{t.objective} is {value}")
                 scores.append(float(value))
                 models.append(result.model)
                 if t.multifidelity != "off":
@@ -623,11 +624,11 @@ def ensemble_result(session: runner.Session, method: MethodConfig, best_dir: Pat
 
     config = session.config
     paths = sorted(best_dir.glob(f"{slug(method.name)}-fold*.pt"))
-    row = {"method": f"{method.name}-ensemble", "group": method.group or method.name, "seed": 0, "loss": method.loss,
-           "family": losses.family(method.loss, method.family), "setting": "ensemble", "params": f"{len(paths)} fold models",
-           "steps": config.train.steps, "message": "", "train_seconds": math.nan, "images_per_s": math.nan}
+    row = ResultRow(f"{method.name}-ensemble", method.group or method.name, 0, method.loss,
+                    losses.family(method.loss, method.family), train_seconds=math.nan, images_per_s=math.nan,
+                    steps=config.train.steps, setup={"params": f"{len(paths)} fold models"}, extra={"setting": "ensemble"})
     if not paths:
-        return runner.MethodResult(row | {"status": "failed", "message": "no completed trial: no fold models"})
+        return runner.MethodResult(dataclasses.replace(row, status="failed", message="no completed trial: no fold models"))
     models = []
     for path in paths:
         model = build_backbone(config.backbone, image_size=config.data.size,
@@ -637,4 +638,4 @@ def ensemble_result(session: runner.Session, method: MethodConfig, best_dir: Pat
     emb = ensemble_embeddings(models, session.test_set.images, device=session.device, precision=config.train.precision)
     metrics, curves = score(emb, session.protocol)
     curves["embeddings"] = emb[runner._projection_sample(session.protocol.labels)].numpy()
-    return runner.MethodResult(row | {"status": "ok", **metrics}, curves)
+    return runner.MethodResult(dataclasses.replace(row, metrics=metrics), curves)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from mlcompare import scoring
+from mlcompare import results_schema, scoring
 
 logging.getLogger("PML").setLevel(logging.ERROR)
 
@@ -19,7 +19,9 @@ def test_retrieval_columns_match_accuracy_calculator(seed):
     centres = torch.randn(12, 16, generator=g)
     emb = centres[labels] + 0.9 * torch.randn(len(labels), 16, generator=g)
     metrics, _ = scoring.score(emb, scoring.TestProtocol.build(labels, pairs=200, seed=0))
-    assert "r_precision" in scoring.METRICS
+    # every schema metric but head/tail rank-1 (only where identities differ in image count), in the schema's order
+    assert list(metrics) == [m for m in results_schema.NAMES if m in metrics]
+    assert set(results_schema.NAMES) - set(metrics) <= {"rank_1_head", "rank_1_tail"} and "r_precision" in metrics
     # the score is cosine; AccuracyCalculator searches L2, which ranks normalised embeddings the same way
     ref = AccuracyCalculator(include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
                              device=torch.device("cpu")).get_accuracy(F.normalize(emb, dim=1), labels)
