@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
                "budget": args.budget, "precision": args.precision, "compile": args.compile, "workers": args.workers,
                "tensorboard": args.tensorboard}  # the same edits as --set (config.option_sets), applied after it
     cfg = config.load(args.comparison, sets=sets, options=options)
-    from mlcompare import runner, tuning  # after the config is checked: a bad value fails before torch loads
+    from mlcompare import report, runner, tuning  # after the config is checked: a bad value fails before torch loads
 
     if args.command == "tune" and args.join is not None:
         if args.jobs != 1 or args.out or args.force or args.resume:
@@ -199,7 +199,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
     options = {"storage": args.storage, "study": args.study, "jobs": args.jobs} if args.command == "tune" else {}
     try:
         done = command(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress,
-                       command=provenance.command_line(argv), **options)
+                       command=provenance.command_line(argv), render=report.render, **options)
     finally:
         import torch.distributed as dist
 

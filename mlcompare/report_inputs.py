@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcompare import provenance, results_schema
+from mlcompare import provenance, quality_stats, results_schema
 from mlcompare.config import SWEEPABLE
 from mlcompare.errors import UserError
 from mlcompare.rundir import curves_path
@@ -45,7 +45,7 @@ HISTORY_COLUMNS = ("method", "seed", "step", "loss")
 # or tuning/study.db, which only training and tuning read.
 REPORT_FILES = ("config.json", "results.csv", "history.csv", "provenance.json", "test_labels_sample.npy",
                 "tuning/trials.csv", "tuning/space.json")
-REPORT_FOLDERS = ("curves",)
+REPORT_FOLDERS = ("curves", "stats")
 # Curves files written before the runner saved its angle-histogram edges as `theta_bins` used these:
 # 2-degree bins from 0 to 180 degrees.
 OLDER_RUNS_THETA_BINS = np.linspace(0.0, 180.0, 91)
@@ -63,6 +63,8 @@ class RunInputs:
     curves: dict[tuple[str, int], dict[str, np.ndarray]]
     labels: np.ndarray | None
     provenance: dict[str, Any] | None = None  # provenance.json; None for runs written before it existed
+    # stats/quality.json by (method, training seed, fold); None for runs without it (mlcompare.quality_stats)
+    quality: dict[tuple[str, int, int], dict] | None = None
 
 
 def theta_bins(curves: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -93,7 +95,7 @@ def load(run: Path) -> RunInputs:
     results = replicates(results)
     labels = _labels(run, curves)
     return RunInputs(config=config, results=results, history=_history(run), curves=curves, labels=labels,
-                     provenance=provenance.read(run))
+                     provenance=provenance.read(run), quality=quality_stats.load(run))
 
 
 def replicates(results: pd.DataFrame) -> pd.DataFrame:

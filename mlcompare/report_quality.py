@@ -1,6 +1,8 @@
 """The report's quality section: does a method's feature norm measure image quality?
 
-Drawn only for runs whose curves files hold ``test_degradation`` (the runner saves it, with the
+The statistics below are computed when the run finishes and saved in RUN/stats/quality.json
+(:mod:`mlcompare.quality_stats`); this module reads and draws them. A run directory written before
+that file existed has them computed here, at render time, as before (minutes on all pairs). Drawn only for runs whose curves files hold ``test_degradation`` (the runner saves it, with the
 test embeddings and labels, where the test data knows each image's true quality: synthfaces);
 older runs and other data give no section and an unchanged report. Per method x seed, on all
 pairs of test images (:func:`evaluations.all_pairs`):
@@ -24,37 +26,28 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats as scipy_stats  # noqa: E402
 
-import evaluations  # noqa: E402
-from mlcompare import evaluate_pairs, report_inputs, stats  # noqa: E402
+from mlcompare import quality_stats, report_inputs, stats  # noqa: E402
+from mlcompare.quality_stats import DRIFT_FMR, FMRS, RANDOM_REPEATS  # noqa: E402
 from mlcompare.report_section import Figure, Section  # noqa: E402
 
-FMRS = (1e-2, 1e-3)
-DRIFT_FMR = 1e-3
-BOOTSTRAP = 30  # resamples for the band on each method's first-seed curve
-RANDOM_REPEATS = 5
+# The statistics are computed when the run finishes (mlcompare.quality_stats); BOOTSTRAP here is what an
+# older run directory, written without them, is computed with at render time.
+BOOTSTRAP = quality_stats.BOOTSTRAP
+_per_seed = quality_stats.per_seed
 
 
-def _per_seed(c: dict[str, np.ndarray], *, bootstrap: int) -> dict:
-    """Everything the section shows for one method x seed."""
-    norms, degradation, labels = c["feature_norms"], c["test_degradation"], c["test_labels"]
-    pairs = evaluations.all_pairs(c["test_embeddings"], labels)
-    s, y, ia, ib = pairs["scores"], pairs["same"], pairs["index_a"], pairs["index_b"]
-    out: dict = {"spearman": float(scipy_stats.spearmanr(norms, degradation).statistic),
-                 "n_genuine": int(y.sum()), "n_impostor": int((~y).sum())}
-    for fmr in FMRS:
-        out[("norm", fmr)] = evaluations.erc(s, y, norms[ia], norms[ib], fmr=fmr, bootstrap=bootstrap)
-        out[("random", fmr)] = evaluations.erc_random(s, y, fmr=fmr, repeats=RANDOM_REPEATS)
-        out[("oracle", fmr)] = evaluations.erc(s, y, -degradation[ia], -degradation[ib], fmr=fmr)
-    pick_a, pick_b = evaluate_pairs.identity_halves(labels, ia, ib)
-    threshold = evaluations.calibrate_threshold(s[pick_a], y[pick_a], DRIFT_FMR)
-    out["drift_own"] = evaluations.operating_point(s[pick_a], y[pick_a], threshold)
-    out["drift_other"] = evaluations.operating_point(s[pick_b], y[pick_b], threshold)
-    q = evaluate_pairs.qmagface_on_halves(s, y, norms[ia], norms[ib], pick_a, pick_b, [DRIFT_FMR])
-    out["qmagface"] = {"alpha": q["alpha"], "beta": q["beta"], "plain": q["rows"][0]["fnmr_plain"],
-                       "corrected": q["rows"][0]["fnmr_qmagface"]}
-    return out
+def _saved(inputs: report_inputs.RunInputs, keys: list[tuple[str, int]]) -> dict | None:
+    """The run's saved statistics by the report's (method, replicate) keys; None when it has none for them."""
+    if inputs.quality is None:
+        return None
+    rows = inputs.results[inputs.results.status == "ok"]
+    train_seed = rows.train_seed if "train_seed" in rows else rows.seed  # under cross-validation seed is the replicate
+    fold = rows.fold if "fold" in rows else [0] * len(rows)
+    saved_key = {(m, int(s)): (m, int(t), int(f)) for m, s, t, f in zip(rows.method, rows.seed, train_seed, fold)}
+    if any(saved_key.get(k) not in inputs.quality for k in keys):
+        return None
+    return {k: inputs.quality[saved_key[k]] for k in keys}
 
 
 def _ms(values: list[float], digits: int = 3) -> str:
@@ -74,8 +67,10 @@ def sections(inputs: report_inputs.RunInputs, figures_dir: Path) -> list[Section
         return []
     methods = list(dict.fromkeys(m for m, _ in keys))
     seeds = {m: sorted(s for mm, s in keys if mm == m) for m in methods}
-    per = {(m, s): _per_seed(inputs.curves[(m, s)], bootstrap=BOOTSTRAP if s == seeds[m][0] else 0)
-           for m, s in keys}
+    per = _saved(inputs, keys)
+    if per is None:  # a run directory written before the run saved its statistics: computed here (minutes)
+        per = {(m, s): _per_seed(inputs.curves[(m, s)], bootstrap=BOOTSTRAP if s == seeds[m][0] else 0)
+               for m, s in keys}
     first = per[keys[0]]
     intro = (f"Ground truth: each test image's degradation (synthfaces: the mean of its nine realised nuisance "
              f"strengths, 0 = pristine). Pairs: all pairs of test images ({first['n_genuine']:,} genuine, "

@@ -17,7 +17,7 @@ from tqdm import tqdm
 import evaluations
 from mlcompare import data as datasets
 from mlcompare import distributed
-from mlcompare import limits, losses, provenance
+from mlcompare import limits, losses, provenance, quality_stats
 from mlcompare import backbones, tensorboard_log
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig, epoch_steps
@@ -398,23 +398,31 @@ def train_entries(session: Session, entries: list[Entry], *, resume: bool, progr
                 ctx.barrier()
 
 
-def close_session(session: Session) -> Path:
-    """Render the report and swap a ``--force`` run into place (rank 0); the run directory."""
-    from mlcompare import report
+def finish(session: Session) -> None:
+    """What the report needs computed from a finished run, saved in the run directory (rank 0): the
+    quality statistics (stats/quality.json, when ``[data] quality`` asks), so that rendering only reads."""
+    quality_stats.finish(session.rundir.path, session.records.results, quality=session.config.data.quality)
 
+
+def close_session(session: Session, render: Callable[[Path], Any] | None = None) -> Path:
+    """Finish the run (:func:`finish`), render its report with ``render(run_dir)`` (the command line
+    passes :func:`mlcompare.report.render`; None: no report) and swap a ``--force`` run into place
+    (rank 0); the run directory."""
     if not session.ctx.is_main:
         return session.rundir.final
     provenance.write(session.rundir.path, provenance.finished(session.provenance, started=session.clock))
-    report.render(session.rundir.path)
+    finish(session)
+    if render is not None:
+        render(session.rundir.path)
     final = session.rundir.commit()
     session.rundir.release()  # a run that stops early releases it on exit (mlcompare.runlock)
     return final
 
 
 def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
-        progress: bool = True, command: str | None = None) -> Path:
-    """Train and score every method of ``config`` for each seed; write the run directory and report
-    (``command``: the command line its provenance records, default this process's).
+        progress: bool = True, command: str | None = None, render: Callable[[Path], Any] | None = None) -> Path:
+    """Train and score every method of ``config`` for each seed; write the run directory and, with
+    ``render(run_dir)``, its report (``command``: the command line its provenance records, default this process's).
 
     Every input is checked (devices, data, every method's loss and batch shape) before the run
     directory is created, so that bad input leaves nothing behind.
@@ -422,7 +430,7 @@ def run(config: ComparisonConfig, out: Path, *, device: str = "auto", force: boo
     session = open_session(config, out, device=device, force=force, resume=resume, progress=progress,
                            command=command)
     train_entries(session, [Entry(config, m) for m in config.methods], resume=resume, progress=progress)
-    return close_session(session)
+    return close_session(session, render)
 
 
 def training_set(data: FaceData, method: MethodConfig, *, seed: int) -> FaceData:

@@ -42,7 +42,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -434,10 +434,10 @@ def trials_table(studies: dict[str, Any], folds: int) -> pd.DataFrame:
 
 def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bool = False, resume: bool = False,
          progress: bool = True, command: str | None = None, storage: str | None = None, study: str | None = None,
-         jobs: int = 1) -> Path:
+         jobs: int = 1, render: Callable[[Path], Any] | None = None) -> Path:
     """Tune every method of ``config`` on identity-disjoint folds of its training identities, then
     retrain each method's default and best settings over ``config.seeds`` seeds and score them on
-    the test set; write the run directory (``tuning/`` included) and its report.
+    the test set; write the run directory (``tuning/`` included) and, with ``render(run_dir)``, its report.
 
     ``storage``: an Optuna storage URL (default SQLite in the run directory); ``study``: the tune's
     name there (default the run directory's name; with the default storage, none); ``jobs``: local
@@ -506,7 +506,7 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
         for method in config.methods:
             if not session.records.done(f"{method.name}-ensemble", 0):
                 session.records.write(ensemble_result(session, method, best_dir))
-    done = runner.close_session(session)
+    done = runner.close_session(session, render)
     for line in edge_warnings(studies, spaces):  # last, where they are read (the report marks them too)
         warnings.warn(line, stacklevel=2)
     return done
