@@ -23,6 +23,7 @@ from typing import Any
 
 import mlcompare
 from mlcompare.errors import UserError
+from mlcompare.report_text import plural
 
 FILE = "provenance.json"
 UNKNOWN = "unknown"
@@ -166,7 +167,7 @@ def lines(record: dict[str, Any] | None) -> list[str]:
         when += f" over {len(sessions)} sessions (--resume)"
         if len({s.get("git_commit") for s in sessions}) > 1:
             when += " made by different commits"
-    machine = f"{r['cpu']}, {r['threads']} torch thread(s) of {r['cpus']} CPUs, device {r['device']}"
+    machine = f"{r['cpu']}, {plural(r['threads'], 'torch thread')} of {r['cpus']} CPUs, device {r['device']}"
     if r.get("gpu"):
         machine += f" ({r['gpu']})"
     data = "; ".join(f"{role} `{spec}`" for role, spec in r.get("data", {}).items() if spec)

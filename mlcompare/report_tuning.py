@@ -73,7 +73,7 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> 
         text.append(f"At a range edge (within {EDGE_SHARE:.0%} of its width from an end, in log space for log "
                     f"dimensions): {', '.join(edged)}. There the search may have stopped at its own boundary and the "
                     "best setting lie beyond it: widen the range ([methods.search]) and tune again.")
-    text += _workers_and_steps(trials, t, config["train"]["steps"])
+    text += _workers_and_steps(trials, config)
     figures_out = [f for f in (_history(trials, objective, styles, figures),
                                _predictive(points, objective, styles, figures)) if f]
     finite = [(v, s) for _, _, v, s in points if math.isfinite(v) and math.isfinite(s)]
@@ -115,7 +115,7 @@ def ranking(run: Path, results: pd.DataFrame) -> Section | None:
     return Section("Tuned against tuned", text, ["Method", "Family", f"Test {objective}", "vs best (paired)"] + shown, rows)
 
 
-def _workers_and_steps(trials: pd.DataFrame, tuning: dict, steps: int) -> list[str]:
+def _workers_and_steps(trials: pd.DataFrame, config: dict) -> list[str]:
     """Who ran the trials (several workers: the sampled settings depend on which finished first) and,
     with multi-fidelity pruning, the training steps each method spent of its budget."""
     if "worker" not in trials:  # a run from before workers were recorded
@@ -126,8 +126,9 @@ def _workers_and_steps(trials: pd.DataFrame, tuning: dict, steps: int) -> list[s
                "several, a setting depends on which trials had finished when it was sampled." if workers == 1 else
                "; with several workers a setting depends on which trials had finished when it was sampled, so the "
                "search does not repeat trial for trial (the budget does).")]
+    tuning = config["tuning"]
     if tuning.get("multifidelity", "off") != "off":
-        budget = tuning["trials"] * tuning["folds"] * steps
+        budget = tuning["trials"] * tuning["folds"] * config["train"]["steps"]
         spent = "; ".join(f"{m} {int(g.steps.sum())} ({(g.state == 'pruned').sum()} of {len(g)} trials pruned)"
                           for m, g in trials.groupby("method", sort=False))
         text.append(f"Multi-fidelity ({tuning['multifidelity']}, the objective measured every {tuning['eval_every']} "

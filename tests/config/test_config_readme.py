@@ -14,5 +14,6 @@ def test_readme_comparison_example_loads(tmp_path):
     cfg = config.load(str(path))
     quick = config.load("quick")
     assert (cfg.seeds, cfg.sweep, cfg.train.steps, cfg.train.lr) == (3, "p", 600, quick.train.lr)
-    assert [m.name for m in cfg.methods[:3]] == ["arcface-p8", "cosface-p8", "triplet-batch-hard-p8"]
-    assert len(cfg.methods) == 9 and cfg.methods[1].params == {"s": 30.0, "m": 0.2}
+    assert [m.name for m in cfg.methods[:4]] == ["arcface-p8", "cosface-p8", "triplet-batch-hard-p8", "arcface-tuned-p8"]
+    assert len(cfg.methods) == 12 and cfg.methods[1].params == {"s": 30.0, "m": 0.2}
+    assert cfg.methods[3].train == {"lr": 5.3e-3} and cfg.methods[3].params == {"s": 13.0, "m": 0.18}

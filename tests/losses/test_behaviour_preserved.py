@@ -31,6 +31,11 @@ C, D, B = 6, 16, 12
 DELIBERATE_LISTING = {"partial_fc"}
 # Docstrings that named the classes merged into one margin object (AdaFaceLogits, ...), Partial FC's
 # margin parameters, or MarginHead: same header line (name, family, module.Class), updated text.
+# Issue 24 widened the ranges reports/tuned ended at (s down to 4, CosFace m to 0.8, soft margin to 2).
+DELIBERATE_SEARCH = {"arcface": {"s": ([8.0, 128.0, True, False], [4.0, 128.0, True, False])},
+                     "cosface": {"s": ([8.0, 128.0, True, False], [4.0, 128.0, True, False]),
+                                 "m": ([0.05, 0.6, False, False], [0.05, 0.8, False, False])},
+                     "triplet_soft": {"margin": ([0.0, 0.5, False, False], [0.0, 2.0, False, False])}}
 DELIBERATE_DESCRIBE = {"adaface", "curricularface", "magface", "partial_fc", "sphereface2", "x2softmax"}
 
 VARIANTS = {  # name -> (loss, params): the defaults of every registered loss, and settings that take other branches
@@ -167,6 +172,10 @@ def test_listing_descriptions_and_search_spaces_are_unchanged(before):
     for name in DELIBERATE_DESCRIBE:
         new, old = now["describe"].pop(name), was["describe"].pop(name)
         assert new != old and new.splitlines()[0] == old.splitlines()[0]
+    for name, dims in DELIBERATE_SEARCH.items():
+        for dim, (old, new) in dims.items():
+            assert was["search_space"][name][dim] == old and now["search_space"][name][dim] == new
+            was["search_space"][name][dim] = new
     assert now == was
 
 
