@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
 from mlcompare.report_section import Section  # noqa: E402
+from mlcompare.report_style import Styles  # noqa: E402
 
 SIDES = {"classification": ("classification",), "pair": ("pair", "proxy")}
 SIDE_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning"}
@@ -39,7 +40,7 @@ def paired_difference(a: pd.Series, b: pd.Series) -> tuple[float, float, float, 
     return float(d.mean()), half, p, n
 
 
-def section(config: dict, results: pd.DataFrame, figures: Path) -> Section | None:
+def section(config: dict, results: pd.DataFrame, styles: Styles, figures: Path) -> Section | None:
     """None for a run without benchmarks."""
     benches = names(config)
     if not benches:
@@ -76,7 +77,7 @@ def section(config: dict, results: pd.DataFrame, figures: Path) -> Section | Non
         paragraphs.append("Names shared by a benchmark and the training set (declared acceptable): "
                           + ", ".join(f"{b} {n}" for b, n in shared.items()) + ".")
     paragraphs += [_verdict(ok, b) for b in benches]
-    fig_path = _figure(ok, order, benches, figures)
+    fig_path = _figure(ok, order, benches, styles, figures)
     return Section("Benchmarks", [p for p in paragraphs if p], header, rows,
                    [("Benchmark accuracy per replicate", "Each dot is one seed x fold; bars: the mean.", fig_path)])
 
@@ -111,17 +112,16 @@ def _verdict(ok: pd.DataFrame, bench: str) -> str:
             f"{interval}, {noise}.")
 
 
-def _figure(ok: pd.DataFrame, order: list[str], benches: list[str], figures: Path) -> Path:
+def _figure(ok: pd.DataFrame, order: list[str], benches: list[str], styles: Styles, figures: Path) -> Path:
     fig, axes = plt.subplots(1, len(benches), figsize=(4.5 * len(benches), 0.45 * len(order) + 1.5), squeeze=False)
-    colours = {"classification": "tab:blue", "pair": "tab:orange", "proxy": "tab:orange", "baseline": "tab:gray"}
     for ax, bench in zip(axes[0], benches):
         for y, method in enumerate(order):
             got = ok[ok.method == method]
             values = 100 * got[f"{bench}.accuracy"].dropna().to_numpy()
-            colour = colours.get(got.family.iloc[0], "tab:green")
+            colour, marker = styles[method]  # the method's colour and marker in every figure of the report
             if len(values):
                 ax.barh(y, values.mean(), color=colour, alpha=0.35)
-                ax.plot(values, np.full(len(values), y), "o", color=colour, markersize=4)
+                ax.plot(values, np.full(len(values), y), marker, color=colour, markersize=4, linestyle="none")
         values = 100 * ok[[f"{bench}.accuracy"]].to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
         if finite.size:
