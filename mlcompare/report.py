@@ -527,9 +527,10 @@ def _backbone_text(config: dict) -> str:
     return text + (f"; started from {b['pretrained']}" if b.get("pretrained") else "")
 
 
-SYNTHFACES_CAVEAT = ("Caveat: synthfaces is rendered by mlcompare, and that its ranking of methods transfers to real "
-                     "faces has not been shown: on CFP's photographs at quick's budget the five quick methods rank "
-                     "differently (README, 'Does synthfaces predict real faces?').")
+SYNTHFACES_CAVEAT = ("Caveat: synthfaces is rendered by mlcompare. The shipped comparisons render it at difficulty 3, "
+                     "calibrated so that quick's five methods rank as they do on CFP's real faces at quick's budget "
+                     "(at difficulty 1 they did not); that its rankings transfer to other methods, budgets or "
+                     "settings has not been shown (README, 'Does synthfaces predict real faces?').")
 
 
 def _framing_text(data: dict) -> str:
