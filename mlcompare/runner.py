@@ -79,11 +79,19 @@ def prepare_data(config: ComparisonConfig, device: torch.device = torch.device("
     train_set, test_set = datasets.load_split(d.train, d.test, size=d.size, seed=d.split_seed,
                                               test_fraction=d.test_fraction, stream=d.workers > 0, device=str(device),
                                               framing=framing(config), progress=progress)
-    if d.test:
-        shared = leakage.overlap(train_set, files=test_set.files, people=test_set.identities, named=test_set.named)
-        if shared:
-            raise UserError(f"--test-data {d.test}: {shared.describe(test_set.num_identities)}; "
-                            "test on people the models never train on")
+    shared = leakage.overlap(train_set, files=test_set.files, people=test_set.identities, named=test_set.named)
+    if shared and d.test:
+        raise UserError(f"--test-data {d.test}: {shared.describe(test_set.num_identities)}; "
+                        "test on people the models never train on")
+    if shared:  # the held-out split of one folder: the same images under two identity names
+        raise UserError(f"{d.train}: held-out test identities share images with training identities: "
+                        f"{shared.describe(test_set.num_identities)}; an identity folder copied or linked under "
+                        "another name is one person: remove the copies")
+    twins = leakage.duplicate_identities(train_set)
+    if twins:
+        warnings.warn(f"{d.train}: {len(twins)} pair(s) of training identities share images (e.g. '{twins[0][0]}' and "
+                      f"'{twins[0][1]}'): a folder copied or linked under another name is one person counted twice; "
+                      "remove the copies", stacklevel=2)
     if d.workers and isinstance(train_set.images, torch.Tensor):
         warnings.warn(f"workers = {d.workers} applies to imagefolder: and recordio: training sets; "
                       f"{d.train.partition(':')[0]} is held in memory, so no worker processes are started", stacklevel=2)

@@ -147,3 +147,108 @@ def test_a_run_on_other_data_says_so_in_its_report(tmp_path, capsys):
                  "--data", "synthfaces:identities=12,images_per_identity=4"]) == 0
     report = (out / "report.md").read_text()
     assert "[This run: trained on synthfaces:identities=12,images_per_identity=4, not the comparison's own digits.]" in report
+
+
+def test_byte_identical_copies_are_the_same_person(tmp_path, capsys):
+    import shutil
+
+    # a separate test set holding a byte-identical copy of a training identity (another folder, another name)
+    faces(tmp_path / "train", [f"p{i}" for i in range(12)])
+    faces(tmp_path / "test", [f"q{i}" for i in range(5)], seed=1)
+    shutil.copytree(tmp_path / "train" / "p3", tmp_path / "test" / "copy-of-p3")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    out = tmp_path / "run"
+    code = main(["run", str(cfg), "--out", str(out), "--no-progress", "--data", f"imagefolder:{tmp_path / 'train'}",
+                 "--test-data", f"imagefolder:{tmp_path / 'test'}"])
+    line = error_line(capsys)
+    assert code == 2 and "1 of its people are in the training set (1 by shared image files; e.g. 'p3')" in line
+    assert not out.exists()
+
+
+def test_an_identity_folder_copied_under_another_name_is_refused_across_the_split_and_warned_within(tmp_path, capsys):
+    import os
+
+    # six people, each also linked under a second name: the held-out split puts some pairs on both sides
+    faces(tmp_path / "set", [f"p{i}" for i in range(6)])
+    for i in range(6):
+        os.symlink(tmp_path / "set" / f"p{i}", tmp_path / "set" / f"z{i}")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--data", f"imagefolder:{tmp_path / 'set'}"]) == 2
+    line = error_line(capsys)
+    assert "held-out test identities share images with training identities" in line and "remove the copies" in line
+    assert not out.exists()
+    # all of them in training (a separate test set): one warning with the count, and the run goes on
+    faces(tmp_path / "other", [f"q{i}" for i in range(5)], seed=1)
+    with pytest.warns(UserWarning, match=r"6 pair\(s\) of training identities share images \(e.g. 'p0' and 'z0'\)"):
+        assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--steps", "2",
+                     "--data", f"imagefolder:{tmp_path / 'set'}", "--test-data", f"imagefolder:{tmp_path / 'other'}"]) == 0
+
+
+def lfw_layout(root, people=6, per=4, folds=10):
+    """An LFW-style folder (root/NAME/NAME_0001.jpg) and a pairs.txt of ``folds`` folds, each one
+    matched and one mismatched pair."""
+    rng = np.random.default_rng(3)
+    names = [f"Person_{i}" for i in range(people)]
+    for i, name in enumerate(names):
+        base = rng.integers(0, 255, (20, 20, 3))
+        (root / name).mkdir(parents=True)
+        for j in range(per):
+            img = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name / f"{name}_{j + 1:04d}.jpg")
+    lines = [f"{folds} 1"]
+    for f in range(folds):
+        a, b = names[f % people], names[(f + 1) % people]
+        lines += [f"{a} 1 {2 + f % 3}", f"{a} {1 + f % per} {b} {1 + (f + 1) % per}"]
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return root / "pairs.txt"
+
+
+def bin_file(path, pairs=20):
+    """An insightface .bin: a pickle of (encoded images, issame)."""
+    import io
+    import pickle
+
+    rng = np.random.default_rng(4)
+    bins, same = [], []
+    for i in range(pairs):
+        base = rng.integers(0, 255, (24, 24, 3))
+        other = base if i % 2 == 0 else rng.integers(0, 255, (24, 24, 3))
+        for img in (base, other):
+            buf = io.BytesIO()
+            Image.fromarray(np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)).save(buf, "PNG")
+            bins.append(buf.getvalue())
+        same.append(i % 2 == 0)
+    path.write_bytes(pickle.dumps((bins, same), protocol=2))
+    return path
+
+
+def test_lfw_and_bin_benchmarks_are_scored_as_eval_scores_them(tmp_path, capsys):
+    pairs = lfw_layout(tmp_path / "lfw")
+    binary = bin_file(tmp_path / "agedb_30.bin")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY + f"""
+[[benchmarks]]
+kind = "lfw"
+path = "{pairs}"
+root = "{tmp_path / 'lfw'}"
+[[benchmarks]]
+kind = "bin"
+path = "{binary}"
+""")
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--steps", "4"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    row = results[results.method == "softmax"].iloc[0]
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out / "softmax"), "--pairs", str(pairs), "--root", str(tmp_path / "lfw"),
+                 "--json"]) == 0
+    lfw = json.loads(capsys.readouterr().out)
+    assert row["lfw.accuracy"] == pytest.approx(lfw["accuracy"]) and row["lfw.auc"] == pytest.approx(lfw["auc"])
+    assert main(["eval", "--checkpoint", str(out / "softmax"), "--bin", str(binary), "--json"]) == 0
+    agedb = json.loads(capsys.readouterr().out)
+    assert row["agedb_30.accuracy"] == pytest.approx(agedb["accuracy"]) and row["agedb_30.eer"] == pytest.approx(agedb["eer"])
+    report = (out / "report.md").read_text()
+    assert "| Method | Family | lfw accuracy (%) | agedb_30 accuracy (%) |" in report
