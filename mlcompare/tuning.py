@@ -536,6 +536,10 @@ def check_search(config: ComparisonConfig) -> dict[str, Space]:
     spaces = {}
     for method in config.methods:
         space = spaces[method.name] = method_space(config, method, has_head=_has_head(method))
+        fixed_and_searched = sorted(set(method.train) & set(space.dims))
+        if fixed_and_searched:  # the method's own value would silently replace every sampled one
+            raise UserError(f"method '{method.name}' sets train.{fixed_and_searched[0]} for itself, which tune searches; "
+                            f"remove it from the method's train table, or fix it in [methods.search] instead")
         for end in ("low", "high"):
             values = {name: getattr(dim, end) for name, dim in space.dims.items()} | space.fixed
             values = {k: int(v) if k in space.dims and space.dims[k].integer else v for k, v in values.items()}

@@ -76,3 +76,16 @@ def test_tune_resume_into_a_run_directory_says_what_it_is(tiny_run, capsys):
     assert main(["tune", str(tiny_run.parent / "tiny.toml"), "--out", str(tiny_run), "--resume", *STEPS]) == 2
     assert f"'{tiny_run}' was made by `mlcompare run` (no tuning/ folder)" in error_line(capsys)
     assert files_under(tiny_run) == before
+
+
+def test_a_method_s_own_train_value_that_tune_searches_is_refused(tmp_path, capsys):
+    from tests.conftest import TINY
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.replace('name = "softmax"\nloss = "softmax"', 'name = "softmax"\nloss = "softmax"\ntrain = { lr = 1e-3 }'))
+    out = tmp_path / "run"
+    assert main(["tune", str(cfg), "--out", str(out), "--no-progress", "--trials", "1", "--folds", "2"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mlcompare: error")]
+    assert err == ["mlcompare: error: method 'softmax' sets train.lr for itself, which tune searches; remove it from "
+                   "the method's train table, or fix it in [methods.search] instead"]
+    assert not out.exists()
