@@ -567,6 +567,9 @@ def _setup_lines(config: dict, facts: dict | None = None) -> list[str]:
           f"{config['test_identities']} test identities ({config['test_images']} images){per_fold}, {d['size']} px"
         + f" ({_framing_text(d)}); train-time augmentation: {_augmentation_text(t)}.",
         *([SYNTHFACES_CAVEAT] if d["train"].startswith("synthfaces") else []),
+        *([f"Replicates: each seed x fold is one replicate ({report_text.plural(config['seeds'], 'seed')} x "
+           f"{report_text.plural(len(folds), 'fold')}); wherever this report speaks of seeds (means, ± std, "
+           "confidence intervals, paired tests), it means these replicates."] if folds else []),
         f"Protocol: 1:1 verification on {config['verification_pairs']} balanced pairs in 10 folds (accuracy: threshold "
         f"chosen on 9 folds, measured on the 10th); 1:N identification with one gallery image per test identity; MAP@R leave-one-out.",
         f"Fair by construction: every method trains the same backbone ({_backbone_text(config)}) "

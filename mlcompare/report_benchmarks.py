@@ -4,6 +4,7 @@ family per benchmark with their paired difference, and a figure of every replica
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
 from mlcompare.report_section import Section  # noqa: E402
+from mlcompare.report_text import p_text  # noqa: E402
 from mlcompare.report_style import Styles  # noqa: E402
 
 SIDES = {"classification": ("classification",), "pair": ("pair", "proxy")}
@@ -61,10 +63,14 @@ def section(config: dict, results: pd.DataFrame, styles: Styles, figures: Path) 
                              (f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""))
         rows.append(cells)
     described = {b["name"]: b for b in config.get("benchmark_sets", [])}
-    what = "; ".join(f"{b}: {described[b]['description']} ({described[b]['pairs']} pairs)" if b in described else b
-                     for b in benches)
-    paragraphs = [f"Verification on each benchmark's own pairs ({what}). Accuracy is the mean over ten folds with "
-                  "each fold's threshold chosen on the other nine; ± is the standard deviation over "
+    # config.json describes the first fold's benchmarks; under cross-validation each fold has its own split
+    split_only = re.compile(r", split \d+ only \(threshold chosen within it\)")
+    what = "; ".join(f"{b}: {split_only.sub('', described[b]['description'])} "
+                     f"({described[b]['pairs']} pairs{', each fold its own split' if folds else ''})"
+                     if b in described else b for b in benches)
+    paragraphs = [f"Verification on each benchmark's own pairs ({what}). Accuracy is the mean over ten folds of the "
+                  "pairs with each fold's threshold chosen on the other nine" + (" (under cross-validation, ten inner "
+                  "folds of the fold's own split: below)" if cv else "") + "; ± is the standard deviation over "
                   + (f"seeds and the {len(folds)} cross-validation folds ({', '.join(map(str, folds))})"
                      if folds else "seeds") + "."]
     if cv:
@@ -103,9 +109,9 @@ def _verdict(ok: pd.DataFrame, bench: str) -> str:
     if n < 2 or math.isnan(p):
         noise = "with one replicate there is no measure of the noise"
     elif p < 0.05:
-        noise = f"outside the noise (paired t-test over {n} replicates, p = {p:.3f})"
+        noise = f"outside the noise (paired t-test over {n} replicates, {p_text(p)})"
     else:
-        noise = f"within the noise (a tie: paired t-test over {n} replicates, p = {p:.2f})"
+        noise = f"within the noise (a tie: paired t-test over {n} replicates, {p_text(p)})"
     interval = f" (95% CI ± {100 * half:.2f})" if not math.isnan(half) else ""
     return (f"{bench}: the best {SIDE_NAMES[side[winner]]} method ({winner}, {100 * means[winner]:.2f}%) is ahead of the "
             f"best {SIDE_NAMES[side[loser]]} method ({loser}, {100 * means[loser]:.2f}%) by {100 * diff:.2f} points"

@@ -92,23 +92,26 @@ def load(run: Path) -> RunInputs:
             raise UserError(f"'{run / 'results.csv'}' lacks the column '{col}' that the sweep over '{sweep}' plots: "
                             f"restore the file or re-run the comparison")
     curves = _curves(run, results)
+    history = replicates(_history(run), numbered_by=results)
     results = replicates(results)
     labels = _labels(run, curves)
-    return RunInputs(config=config, results=results, history=_history(run), curves=curves, labels=labels,
+    return RunInputs(config=config, results=results, history=history, curves=curves, labels=labels,
                      provenance=provenance.read(run), quality=quality_stats.load(run))
 
 
-def replicates(results: pd.DataFrame) -> pd.DataFrame:
+def replicates(frame: pd.DataFrame, numbered_by: pd.DataFrame | None = None) -> pd.DataFrame:
     """Under cross-validation (a ``fold`` column) every (fold, seed) is one replicate of a method, and
     the report's statistics over seeds run over them: ``seed`` becomes the replicate's number (fold-major,
     the raw-pixel floor's one per fold too), the fold and training seed staying in ``fold`` and
-    ``train_seed``. Without folds the results are returned as they are."""
-    if "fold" not in results:
-        return results
-    pairs = sorted(set(zip(results.fold.astype(int), results.seed.astype(int))))
+    ``train_seed``; ``numbered_by`` (the results) numbers another frame (history) alike. Without
+    folds the frame is returned as it is."""
+    if "fold" not in frame:
+        return frame
+    base = frame if numbered_by is None else numbered_by
+    pairs = sorted(set(zip(base.fold.astype(int), base.seed.astype(int))))
     number = {pair: i for i, pair in enumerate(pairs)}
-    replicate = [number[(int(f), int(s))] for f, s in zip(results.fold, results.seed)]
-    return results.assign(train_seed=results.seed, seed=replicate)
+    replicate = [number[(int(f), int(s))] for f, s in zip(frame.fold, frame.seed)]
+    return frame.assign(train_seed=frame.seed, seed=replicate)
 
 
 def _sweep_from_config(results: pd.DataFrame, config: Mapping[str, Any], sweep: str) -> pd.DataFrame:

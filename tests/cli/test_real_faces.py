@@ -252,3 +252,16 @@ path = "{binary}"
     assert row["agedb_30.accuracy"] == pytest.approx(agedb["accuracy"]) and row["agedb_30.eer"] == pytest.approx(agedb["eer"])
     report = (out / "report.md").read_text()
     assert "| Method | Family | lfw accuracy (%) | agedb_30 accuracy (%) |" in report
+
+
+def test_every_fold_and_seed_is_one_replicate_in_results_and_history():
+    from mlcompare.report_inputs import replicates
+
+    results = pd.DataFrame({"method": ["a", "a", "a", "a", "raw pixels", "raw pixels"], "fold": [1, 1, 2, 2, 1, 2],
+                            "seed": [0, 1, 0, 1, 0, 0]})
+    history = pd.DataFrame({"method": ["a"] * 4, "fold": [2, 2, 1, 1], "seed": [1, 0, 1, 0], "step": [0, 0, 0, 0]})
+    got = replicates(results)
+    assert got.seed.tolist() == [0, 1, 2, 3, 0, 2] and got.train_seed.tolist() == [0, 1, 0, 1, 0, 0]
+    assert replicates(history, numbered_by=results).seed.tolist() == [3, 2, 1, 0]
+    plain = results.drop(columns="fold")
+    assert replicates(plain) is plain
