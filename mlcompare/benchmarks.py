@@ -24,6 +24,7 @@ import torch
 
 import evaluations
 from mlcompare.config import BenchmarkConfig
+from mlcompare.data.facedata import pick
 from mlcompare.data.framing import Framing
 from mlcompare.data.imagefolder import ImageFiles
 from mlcompare.data.stored import StoredImages
@@ -53,9 +54,6 @@ class Benchmark:
     overlap_ok: bool = False
     inner_threshold: bool = False  # thresholds chosen within the pairs (cross-validation), not across splits
 
-    def columns(self) -> list[str]:
-        return [f"{self.name}.{metric}" for metric in METRICS]
-
     def score(self, embeddings: torch.Tensor) -> dict[str, float]:
         """The results.csv columns of this benchmark for ``embeddings`` of :attr:`images`."""
         emb = embeddings.float()
@@ -84,16 +82,12 @@ class Benchmark:
             raise UserError(f"crossval.folds names split {k}, but benchmark {self.name} has splits {self.splits()}")
         keep = np.nonzero(self.split == k)[0]
         used, inverse = torch.unique(torch.cat([self.a[keep], self.b[keep]]), return_inverse=True)
-        pick = used.tolist()
+        rows = used.tolist()
         images = self.images.take(used.numpy()) if isinstance(self.images, StoredImages) else self.images[used]
         return dataclasses.replace(
             self, images=images, a=inverse[:len(keep)], b=inverse[len(keep):], same=self.same[keep],
-            split=self.split[keep], files=_pick(self.files, pick), people=_pick(self.people, pick), inner_threshold=True,
+            split=self.split[keep], files=pick(self.files, rows), people=pick(self.people, rows), inner_threshold=True,
             description=f"{self.description}, split {k} only (threshold chosen within it)")
-
-
-def _pick(values: list[str] | None, index: list[int]) -> list[str] | None:
-    return None if values is None else [values[i] for i in index]
 
 
 def inner_folds(same: np.ndarray, folds: int = FOLDS) -> np.ndarray:

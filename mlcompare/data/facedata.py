@@ -74,8 +74,8 @@ class FaceData:
         quality = None if self.quality is None else {name: values[index] for name, values in self.quality.items()}
         images = self.images.take(index) if isinstance(self.images, StoredImages) else self.images[index]
         return dataclasses.replace(self, images=images, labels=labels, identities=identities, noisy=noisy,
-                                   quality=quality, files=_pick(self.files, index),
-                                   subfolders=_pick(self.subfolders, index))
+                                   quality=quality, files=pick(self.files, index),
+                                   subfolders=pick(self.subfolders, index))
 
     def to(self, device: torch.device | str) -> "FaceData":
         """The same data with in-memory images on ``device`` (labels stay on the CPU)."""
@@ -91,7 +91,8 @@ class FaceData:
         return dataclasses.replace(self, images=images)
 
 
-def _pick(values: list[str] | None, index: torch.Tensor) -> list[str] | None:
+def pick(values: list[str] | None, index: torch.Tensor | list[int]) -> list[str] | None:
+    """The entries of a per-image list at ``index`` (positions, or a bool mask); None stays None."""
     if values is None:
         return None
     index = torch.as_tensor(index)
