@@ -448,6 +448,9 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
         raise UserError(f"--jobs {jobs}: give 1 or more local worker processes")
     if runner.distributed.from_env(torch.device("cpu")).active:
         raise UserError("mlcompare tune runs in one process; start it without torchrun")
+    if config.crossval.benchmark:  # tune holds out folds of its own; it has no fold loop over a benchmark's splits
+        raise UserError(f"mlcompare tune does not cross-validate over [crossval] benchmark '{config.crossval.benchmark}'; "
+                        "tune on a comparison without [crossval], then run the tuned settings with it")
     spaces = check_search(config)  # before the run directory exists: a bad search leaves nothing
     if resume:
         check_study(out)

@@ -89,3 +89,16 @@ def test_a_method_s_own_train_value_that_tune_searches_is_refused(tmp_path, caps
     assert err == ["mlcompare: error: method 'softmax' sets train.lr for itself, which tune searches; remove it from "
                    "the method's train table, or fix it in [methods.search] instead"]
     assert not out.exists()
+
+
+def test_tune_refuses_a_cross_validated_comparison(tmp_path, capsys):
+    from tests.conftest import TINY
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY + '[[benchmarks]]\nkind = "cfp"\npath = "nowhere"\nprotocol = "FP"\n[crossval]\nbenchmark = "cfp_fp"\n')
+    out = tmp_path / "run"
+    assert main(["tune", str(cfg), "--out", str(out), "--no-progress", "--trials", "1", "--folds", "2"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mlcompare: error")]
+    assert err == ["mlcompare: error: mlcompare tune does not cross-validate over [crossval] benchmark 'cfp_fp'; tune on "
+                   "a comparison without [crossval], then run the tuned settings with it"]
+    assert not out.exists()
