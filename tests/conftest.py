@@ -77,3 +77,15 @@ def cfp() -> Path:
     if not (CFP / "Protocol" / "Split" / "FP").is_dir():
         pytest.skip(f"CFP not found at {CFP} (expected ../shared/data/cfp beside the repo)")
     return CFP
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Values recorded to the bit were computed with one torch thread: a sum split over more threads
+    adds in another order and rounds differently, so a test comparing bits runs on one thread too."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

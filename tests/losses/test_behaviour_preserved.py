@@ -24,6 +24,9 @@ from mlcompare import cli
 from mlcompare import losses as L
 from mlcompare.losses import catalog
 
+# recorded with one torch thread (tests/conftest.py one_torch_thread says why)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FIXTURE = Path(__file__).parent / "behaviour_before.json"
 C, D, B = 6, 16, 12
 # Partial FC's line in `mlcompare losses`: it listed the union of every margin's keywords (m=None, m1=None, ...);
@@ -183,8 +186,12 @@ def test_a_tiny_comparison_gives_the_same_results_and_history(before, tmp_path):
     assert json.loads(json.dumps(tiny_run(tmp_path))) == before["run"]
 
 
-if __name__ == "__main__":  # record the fixture (run with the code before a change)
+if __name__ == "__main__":  # record the fixture (run with the code before a change), on one thread as the tests run
     import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory() as tmp:
         FIXTURE.write_text(json.dumps(record(Path(tmp)), indent=1) + "\n")

@@ -14,8 +14,13 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from mlcompare import cli
 from tests.conftest import TINY
+
+# recorded with one torch thread (tests/conftest.py one_torch_thread says why)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FIXTURE = Path(__file__).parent / "results_before.json"
 TIMING = {"train_seconds", "images_per_s", "seconds", "host"}  # timings, and the machine that ran a trial
@@ -54,8 +59,12 @@ def test_a_tiny_tune_gives_the_same_results_and_trials(tmp_path):
     assert tiny_tune(tmp_path) == before()["tune"]
 
 
-if __name__ == "__main__":  # record the fixture (run with the code before a change)
+if __name__ == "__main__":  # record the fixture (run with the code before a change), on one thread as the tests run
     import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
