@@ -140,15 +140,20 @@ def _people(files: list[str], config: BenchmarkConfig) -> list[str]:
     return [names.get(Path(p).parent.parent.name, Path(p).parent.parent.name) for p in files]
 
 
-def _load_bin(config: BenchmarkConfig, *, size: int) -> Benchmark:
-    """An insightface .bin: aligned 112 x 112 crops already, so only resized (never framed again)."""
-    images, same = evaluations.read_bin(config.path)
+def bin_images(images: np.ndarray, size: int) -> torch.Tensor:
+    """A .bin's uint8 ``[N, H, W, 3]`` images as uint8 ``[N, 3, size, size]``: they are aligned
+    crops already, so only resized (bilinear), never framed again."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def _load_bin(config: BenchmarkConfig, *, size: int) -> Benchmark:
+    """An insightface .bin, its pairs (2i, 2i + 1) in file order."""
+    images, same = evaluations.read_bin(config.path)
     n = len(same)
-    return Benchmark(config.name, f"{Path(config.path).name} (insightface .bin), 10 folds",
-                     x.round().clamp(0, 255).to(torch.uint8), torch.arange(0, 2 * n, 2), torch.arange(1, 2 * n, 2),
-                     same, None, None, None, config.overlap_ok)
+    return Benchmark(config.name, f"{Path(config.path).name} (insightface .bin), 10 folds", bin_images(images, size),
+                     torch.arange(0, 2 * n, 2), torch.arange(1, 2 * n, 2), same, None, None, None, config.overlap_ok)
 
 
 def describe(benchmarks: list[Benchmark]) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import evaluations
 from mlcompare import data as datasets
@@ -97,8 +96,7 @@ def on_bin(model: ResNetFace, size: int, path: Path,
         images, same = evaluations.read_bin(path)
     except ValueError as err:  # the readers' ValueErrors all describe the file (each names it and the problem)
         raise UserError(f"--bin {err}") from err
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    x = benchmarks.bin_images(images, size)
     emb = embed(model, x, device=device)
     return _verification_of(emb, same), lambda: listed_pairs(emb.numpy(), same, [f"#{i}" for i in range(len(x))])
 
