@@ -91,6 +91,40 @@ def load(run_dir: Path) -> dict[Key, dict] | None:
     return {(e["method"], int(e["seed"]), int(e["fold"])): _decode(e["values"]) for e in json.loads(path.read_text())}
 
 
+def by_replicate(inputs: Any) -> tuple[dict[tuple[str, int], dict], list[str], dict[str, list[int]]] | None:
+    """The statistics of a run (``inputs``: its :class:`mlcompare.report_inputs.RunInputs`) keyed as the
+    report draws them, by (method, replicate), with the methods in results order and each one's
+    replicates; None where the comparison did not ask for them or no curves file holds ground truth.
+    Read from ``stats/quality.json``; a run directory written before it existed has them computed here
+    (minutes on all pairs)."""
+    if not inputs.config.get("data", {}).get("quality"):  # asked for by the comparison ([data] quality = true)
+        return None
+    results = inputs.results[inputs.results.status == "ok"]
+    keys = [(r.method, int(r.seed)) for r in results.itertuples()
+            if "test_degradation" in inputs.curves[(r.method, int(r.seed))]]
+    if not keys:
+        return None
+    methods = list(dict.fromkeys(m for m, _ in keys))
+    seeds = {m: sorted(s for mm, s in keys if mm == m) for m in methods}
+    per = _saved(inputs, keys)
+    if per is None:
+        per = {(m, s): per_seed(inputs.curves[(m, s)], bootstrap=BOOTSTRAP if s == seeds[m][0] else 0) for m, s in keys}
+    return per, methods, seeds
+
+
+def _saved(inputs: Any, keys: list[tuple[str, int]]) -> dict | None:
+    """The saved statistics by the report's (method, replicate) keys; None when the run has none for them."""
+    if inputs.quality is None:
+        return None
+    rows = inputs.results[inputs.results.status == "ok"]
+    train_seed = rows.train_seed if "train_seed" in rows else rows.seed  # under cross-validation seed is the replicate
+    fold = rows.fold if "fold" in rows else [0] * len(rows)
+    saved_key = {(m, int(s)): (m, int(t), int(f)) for m, s, t, f in zip(rows.method, rows.seed, train_seed, fold)}
+    if any(saved_key.get(k) not in inputs.quality for k in keys):
+        return None
+    return {k: inputs.quality[saved_key[k]] for k in keys}
+
+
 def _encode(value: Any) -> Any:
     """JSON of :func:`per_seed`'s result: arrays as lists, ``(kind, fmr)`` keys as ``"kind@fmr"``."""
     if isinstance(value, dict):

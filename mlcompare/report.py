@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcompare import (provenance, report_benchmarks, report_inputs, report_quality, report_text,  # noqa: E402
+from mlcompare import (comparison_tests, provenance, report_benchmarks, report_inputs, report_quality, report_text,  # noqa: E402
                        report_tuning, stats)
 from mlcompare.report_style import LINES, Styles, method_styles  # noqa: E402
 from mlcompare.report_section import Figure, Section, html_figure, md_text  # noqa: E402
@@ -35,8 +35,6 @@ COLUMNS = [(m.name, m.header, 3) for m in METRICS if m.table == ALWAYS] + [("ima
 OPTIONAL_COLUMNS = [(m.name, m.header, 3) for m in METRICS if m.table == MEASURED]
 FAMILY_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning",
                 "proxy": "proxy-based metric learning", "baseline": "baseline"}
-# the two sides of the summary sentence: proxy losses (ProxyAnchor, SoftTriple) count as metric learning
-SIDES = {"classification": ("classification",), "pair": ("pair", "proxy")}
 
 
 def columns(results: pd.DataFrame) -> list[tuple[str, str, int]]:
@@ -49,7 +47,7 @@ def columns(results: pd.DataFrame) -> list[tuple[str, str, int]]:
     return COLUMNS[:metrics] + extra + COLUMNS[metrics:]
 
 
-def summarise(results: pd.DataFrame, primary: str = "accuracy") -> pd.DataFrame:
+def summarise(results: pd.DataFrame, primary: str = "accuracy", tests: dict | None = None) -> pd.DataFrame:
     """One row per method, trained methods best first by ``primary`` (the comparison's primary
     metric), then raw pixels, then failed methods: mean and std
     over seeds of every metric (successful runs only), and each method's difference to the best
@@ -73,23 +71,23 @@ def summarise(results: pd.DataFrame, primary: str = "accuracy") -> pd.DataFrame:
     order = sorted(range(len(table)), key=lambda i: (table.status[i] == "failed", table.family[i] == "baseline",
                                                      -table[primary][i] if pd.notna(table[primary][i]) else math.inf))
     table = table.iloc[order].reset_index(drop=True)
-    return table.join(versus_best(results, table, primary), on="method")
+    if tests is None:  # e.g. constructed results; a run's report reads the tests saved when it finished
+        best, differences = comparison_tests.versus_best(results, primary)
+    else:
+        best, differences = tests["best"], tests["versus_best"]
+    return table.join(versus_best(table, best, differences), on="method")
 
 
-def versus_best(results: pd.DataFrame, table: pd.DataFrame, primary: str) -> pd.DataFrame:
-    """Per method: ``versus`` (its difference to the best trained method in ``primary`` over their
-    common seeds, Holm-corrected over every method compared; see :func:`mlcompare.stats.versus_best`)
-    and ``vs_best``, its text. Raw pixels, with one seed and no training, is not compared."""
-    trained = table[(table.family != "baseline") & (table.status != "failed") & table[primary].notna()]
+def versus_best(table: pd.DataFrame, best: str | None, differences: dict[str, stats.Difference]) -> pd.DataFrame:
+    """Per method: ``versus`` (its difference to the ``best`` trained method, from ``differences``:
+    :func:`mlcompare.comparison_tests.versus_best`) and ``vs_best``, its text. Raw pixels, with one seed
+    and no training, is not compared."""
     out = pd.DataFrame({"vs_best": "", "versus": pd.Series([None] * len(table), dtype=object).to_numpy()},
                        index=pd.Index(table.method, name="method"))
-    if trained.empty:
+    if best is None:
         return out
-    best = trained.sort_values(primary, ascending=False, kind="stable").method.iloc[0]
-    ok = results[(results.status == "ok") & results.method.isin(trained.method) & results[primary].notna()]
-    scores = {m: dict(zip(g.seed.astype(int), pd.to_numeric(g[primary]))) for m, g in ok.groupby("method", sort=False)}
     out.loc[best, "vs_best"] = "best"
-    for method, difference in stats.versus_best(scores, best).items():
+    for method, difference in differences.items():
         out.at[method, "versus"] = difference
         out.at[method, "vs_best"] = report_text.versus_best(difference)
     return out
@@ -121,7 +119,7 @@ def summary_sentence(table: pd.DataFrame, primary: str = "accuracy") -> str:
     """The comparison's answer in one sentence, with numbers: the best method of each side by
     ``primary`` (named), and the claim between them only as far as the corrected test carries it."""
     ok = table[table.status != "failed"]  # best first by primary (summarise's order)
-    best = {side: ok[ok.family.isin(fams)].head(1) for side, fams in SIDES.items()}
+    best = {side: ok[ok.family.isin(fams)].head(1) for side, fams in comparison_tests.SIDES.items()}
     raw = ok[ok.family == "baseline"]
     others = [c for c in ("accuracy", "rank_1") if c != primary]
 
@@ -161,18 +159,13 @@ def styles_of(results: pd.DataFrame) -> Styles:
     return method_styles([*results.method, *(results.group.dropna() if "group" in results else ())])
 
 
-def primary_metric(config: dict) -> str:
-    """The comparison's primary metric; runs written before ``[report]`` existed rank by accuracy."""
-    return config.get("report", {}).get("primary", "accuracy")
-
-
 def _figures(inputs: report_inputs.RunInputs, table: pd.DataFrame, styles: Styles, out: Path) -> list[Figure]:
     """Every figure the run has data for, drawn into ``out``, in report order."""
     results, history = inputs.results, inputs.history
     curves: Curves = {}
     for row in results[results.status == "ok"].itertuples():  # the first seed's curves stand for the method
         curves.setdefault(row.method, (row.family, inputs.curves[(row.method, int(row.seed))]))
-    drawn = [_scores(table, primary_metric(inputs.config), styles, out),
+    drawn = [_scores(table, comparison_tests.primary_metric(inputs.config), styles, out),
              _sweep(results, report_inputs.plotted_sweep(inputs.config), styles, out), _roc(curves, styles, out),
              _cmc(curves, styles, out), _loss_curves(history, out), _training_stats(history, styles, out),
              _angles(curves, out), _embeddings(curves, inputs.labels, out),
@@ -471,14 +464,16 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     try:
         (staging / "figures").mkdir()
-        table = summarise(inputs.results, primary_metric(inputs.config))
+        # the tests saved when the run finished; a run directory written before they were saved: computed here
+        tests = inputs.tests if inputs.tests is not None else comparison_tests.compute(run, inputs)
+        table = summarise(inputs.results, comparison_tests.primary_metric(inputs.config), tests)
         styles = styles_of(inputs.results)
         figures = _figures(inputs, table, styles, staging / "figures")
         cols = columns(inputs.results)
-        sections = [s for s in (report_benchmarks.section(inputs.config, inputs.results, styles, staging / "figures"),
-                                report_tuning.section(run, inputs.results, styles, staging / "figures"),
-                                report_tuning.ranking(run, inputs.results)) if s is not None]
-        sections += report_quality.sections(inputs, staging / "figures")  # none for runs without ground truth
+        sections = [s for s in (report_benchmarks.section(inputs.config, inputs.results, styles, staging / "figures", tests),
+                                report_tuning.section(run, inputs.results, styles, staging / "figures", tests),
+                                report_tuning.ranking(run, inputs.results, tests)) if s is not None]
+        sections += report_quality.sections(inputs, staging / "figures", tests)  # none for runs without ground truth
         (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections,
                                                      inputs.provenance))
         (staging / "report.html").write_text(_html(inputs.config, table, figures, cols, sections, inputs.provenance))
@@ -605,7 +600,7 @@ def _results_table(table: pd.DataFrame, cols: list[tuple[str, str, int]], primar
 
 def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Path,
               cols: list[tuple[str, str, int]], sections: list[Section] = (), facts: dict | None = None) -> str:
-    primary = primary_metric(config)
+    primary = comparison_tests.primary_metric(config)
     # every text from the run (names, messages, the config's words) through md_text: report.md may be opened
     # in a renderer that runs raw HTML, and a comparison file is untrusted
     lines = [f"# mlcompare report: {md_text(config['name'])}", "", md_text(config["description"]), "",
@@ -627,7 +622,7 @@ def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Pat
 
 def _html(config: dict, table: pd.DataFrame, figures: list[Figure], cols: list[tuple[str, str, int]],
           sections: list[Section] = (), facts: dict | None = None) -> str:
-    primary = primary_metric(config)
+    primary = comparison_tests.primary_metric(config)
     header, rows = _results_table(table, cols, primary)
     head = "".join(f"<th onclick='sortTable({i})'>{html.escape(h)}</th>" for i, h in enumerate(header))
     body = ["<tr>" + "".join(f"<td>{html.escape(text)}</td>" if key is None else

@@ -13,13 +13,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats as scipy_stats  # noqa: E402
 
 from mlcompare.report_section import Section  # noqa: E402
 from mlcompare.report_text import p_text  # noqa: E402
 from mlcompare.report_style import Styles  # noqa: E402
 
-SIDES = {"classification": ("classification",), "pair": ("pair", "proxy")}
 SIDE_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning"}
 
 
@@ -28,22 +26,8 @@ def names(config: dict) -> list[str]:
     return [b["name"] for b in config.get("benchmarks", [])]
 
 
-def paired_difference(a: pd.Series, b: pd.Series) -> tuple[float, float, float, int]:
-    """Mean of ``a - b`` over the replicates both have, its 95% t-interval half-width and the paired
-    t-test's p-value (NaN with fewer than two pairs), and the number of pairs."""
-    both = pd.concat([a, b], axis=1, join="inner").dropna()
-    d = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(dtype=float)
-    n = len(d)
-    if n < 2:
-        return (float(d.mean()) if n else float("nan")), float("nan"), float("nan"), n
-    sem = d.std(ddof=1) / math.sqrt(n)
-    half = float(scipy_stats.t.ppf(0.975, n - 1) * sem)
-    p = float(scipy_stats.ttest_rel(both.iloc[:, 0], both.iloc[:, 1]).pvalue) if sem > 0 else (0.0 if d.mean() else 1.0)
-    return float(d.mean()), half, p, n
-
-
-def section(config: dict, results: pd.DataFrame, styles: Styles, figures: Path) -> Section | None:
-    """None for a run without benchmarks."""
+def section(config: dict, results: pd.DataFrame, styles: Styles, figures: Path, tests: dict) -> Section | None:
+    """None for a run without benchmarks. ``tests``: the run's tests (:mod:`mlcompare.comparison_tests`)."""
     benches = names(config)
     if not benches:
         return None
@@ -82,40 +66,31 @@ def section(config: dict, results: pd.DataFrame, styles: Styles, figures: Path) 
     if shared:
         paragraphs.append("Names shared by a benchmark and the training set (declared acceptable): "
                           + ", ".join(f"{b} {n}" for b, n in shared.items()) + ".")
-    paragraphs += [_verdict(ok, b) for b in benches]
+    paragraphs += [_verdict(tests["benchmarks"].get(b), b) for b in benches]
     fig_path = _figure(ok, order, benches, styles, figures)
     return Section("Benchmarks", [p for p in paragraphs if p], header, rows,
                    [("Benchmark accuracy per replicate", "Each dot is one seed x fold; bars: the mean.", fig_path)])
 
 
-def _verdict(ok: pd.DataFrame, bench: str) -> str:
+def _verdict(test: dict | None, bench: str) -> str:
     """Which family's best method (by mean accuracy) wins on ``bench``, by how much, and whether the
-    difference is within the noise of the replicates (a paired t-test and its 95% interval)."""
-    column = f"{bench}.accuracy"
-    means = ok.groupby("method")[column].mean()
-    family = ok.groupby("method").family.first()
-    best = {}
-    for side, families in SIDES.items():
-        candidates = means[family.isin(families)].dropna()
-        if not candidates.empty:
-            best[side] = candidates.idxmax()
-    if len(best) < 2:
+    difference is within the noise of the replicates (a paired t-test and its 95% interval); ``test``:
+    :func:`mlcompare.comparison_tests.benchmark`'s, None where one side did not run."""
+    if test is None:
         return ""
-    winner, loser = sorted(best.values(), key=lambda m: -means[m])
-    a = ok[ok.method == winner].set_index("seed")[column]
-    b = ok[ok.method == loser].set_index("seed")[column]
-    diff, half, p, n = paired_difference(a, b)
-    side = {m: s for s, m in best.items()}
-    if n < 2 or math.isnan(p):
+    d = test["difference"]
+    winner, loser = test["winner"], test["loser"]
+    if d.n < 2 or math.isnan(d.p):
         noise = "with one replicate there is no measure of the noise"
-    elif p < 0.05:
-        noise = f"outside the noise (paired t-test over {n} replicates, {p_text(p)})"
+    elif d.p < 0.05:
+        noise = f"outside the noise (paired t-test over {d.n} replicates, {p_text(d.p)})"
     else:
-        noise = f"within the noise (a tie: paired t-test over {n} replicates, {p_text(p)})"
+        noise = f"within the noise (a tie: paired t-test over {d.n} replicates, {p_text(d.p)})"
+    half = (d.high - d.low) / 2
     interval = f" (95% CI ± {100 * half:.2f})" if not math.isnan(half) else ""
-    return (f"{bench}: the best {SIDE_NAMES[side[winner]]} method ({winner}, {100 * means[winner]:.2f}%) is ahead of the "
-            f"best {SIDE_NAMES[side[loser]]} method ({loser}, {100 * means[loser]:.2f}%) by {100 * diff:.2f} points"
-            f"{interval}, {noise}.")
+    return (f"{bench}: the best {SIDE_NAMES[test['winner_side']]} method ({winner}, {100 * test['winner_mean']:.2f}%) is "
+            f"ahead of the best {SIDE_NAMES[test['loser_side']]} method ({loser}, {100 * test['loser_mean']:.2f}%) by "
+            f"{100 * d.mean:.2f} points{interval}, {noise}.")
 
 
 def _figure(ok: pd.DataFrame, order: list[str], benches: list[str], styles: Styles, figures: Path) -> Path:

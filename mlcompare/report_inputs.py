@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcompare import provenance, quality_stats, results_schema
+from mlcompare import comparison_tests, provenance, quality_stats, results_schema
 from mlcompare.config import SWEEPABLE
 from mlcompare.errors import UserError
 from mlcompare.rundir import curves_path
@@ -65,6 +65,8 @@ class RunInputs:
     provenance: dict[str, Any] | None = None  # provenance.json; None for runs written before it existed
     # stats/quality.json by (method, training seed, fold); None for runs without it (mlcompare.quality_stats)
     quality: dict[tuple[str, int, int], dict] | None = None
+    # stats/tests.json: the tests between methods (mlcompare.comparison_tests); None for runs without it
+    tests: dict[str, Any] | None = None
 
 
 def theta_bins(curves: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -96,7 +98,8 @@ def load(run: Path) -> RunInputs:
     results = replicates(results)
     labels = _labels(run, curves)
     return RunInputs(config=config, results=results, history=history, curves=curves, labels=labels,
-                     provenance=provenance.read(run), quality=quality_stats.load(run))
+                     provenance=provenance.read(run), quality=quality_stats.load(run),
+                     tests=comparison_tests.load(run))
 
 
 def replicates(frame: pd.DataFrame, numbered_by: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -18,7 +18,6 @@ pairs of test images (:func:`evaluations.all_pairs`):
 """
 from __future__ import annotations
 
-from itertools import combinations
 from pathlib import Path
 
 import matplotlib
@@ -27,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mlcompare import quality_stats, report_inputs, stats  # noqa: E402
+from mlcompare import quality_stats, report_inputs  # noqa: E402
 from mlcompare.quality_stats import DRIFT_FMR, FMRS, RANDOM_REPEATS  # noqa: E402
 from mlcompare.report_section import Figure, Section  # noqa: E402
 
@@ -37,41 +36,19 @@ BOOTSTRAP = quality_stats.BOOTSTRAP
 _per_seed = quality_stats.per_seed
 
 
-def _saved(inputs: report_inputs.RunInputs, keys: list[tuple[str, int]]) -> dict | None:
-    """The run's saved statistics by the report's (method, replicate) keys; None when it has none for them."""
-    if inputs.quality is None:
-        return None
-    rows = inputs.results[inputs.results.status == "ok"]
-    train_seed = rows.train_seed if "train_seed" in rows else rows.seed  # under cross-validation seed is the replicate
-    fold = rows.fold if "fold" in rows else [0] * len(rows)
-    saved_key = {(m, int(s)): (m, int(t), int(f)) for m, s, t, f in zip(rows.method, rows.seed, train_seed, fold)}
-    if any(saved_key.get(k) not in inputs.quality for k in keys):
-        return None
-    return {k: inputs.quality[saved_key[k]] for k in keys}
-
-
 def _ms(values: list[float], digits: int = 3) -> str:
     v = np.asarray(values, dtype=float)
     return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
 
 
-def sections(inputs: report_inputs.RunInputs, figures_dir: Path) -> list[Section]:
+def sections(inputs: report_inputs.RunInputs, figures_dir: Path, tests: dict) -> list[Section]:
     """The quality sections (curves and correlation, paired tests, threshold drift); none where no
-    curves file holds ground truth."""
-    if not inputs.config.get("data", {}).get("quality"):  # asked for by the comparison ([data] quality = true)
+    curves file holds ground truth. ``tests``: the run's tests (:mod:`mlcompare.comparison_tests`)."""
+    found = quality_stats.by_replicate(inputs)
+    if found is None:
         return []
-    results = inputs.results[inputs.results.status == "ok"]
-    keys = [(r.method, int(r.seed)) for r in results.itertuples()
-            if "test_degradation" in inputs.curves[(r.method, int(r.seed))]]
-    if not keys:
-        return []
-    methods = list(dict.fromkeys(m for m, _ in keys))
-    seeds = {m: sorted(s for mm, s in keys if mm == m) for m in methods}
-    per = _saved(inputs, keys)
-    if per is None:  # a run directory written before the run saved its statistics: computed here (minutes)
-        per = {(m, s): _per_seed(inputs.curves[(m, s)], bootstrap=BOOTSTRAP if s == seeds[m][0] else 0)
-               for m, s in keys}
-    first = per[keys[0]]
+    per, methods, seeds = found
+    first = per[(methods[0], seeds[methods[0]][0])]
     intro = (f"Ground truth: each test image's degradation (synthfaces: the mean of its nine realised nuisance "
              f"strengths, 0 = pristine). Pairs: all pairs of test images ({first['n_genuine']:,} genuine, "
              f"{first['n_impostor']:,} impostor). ERC: the lowest-quality pairs (a pair's quality is the lower of "
@@ -92,17 +69,13 @@ def sections(inputs: report_inputs.RunInputs, figures_dir: Path) -> list[Section
     main = Section("Quality: does the feature norm measure image quality?", [intro, _finding(per, methods, seeds)],
                    header, rows, figures)
 
-    tests = []
-    for a, b in combinations(methods, 2):
-        common = sorted(set(seeds[a]) & set(seeds[b]))
-        va = np.array([per[(a, s)][("norm", FMRS[-1])]["auc"] for s in common])
-        vb = np.array([per[(b, s)][("norm", FMRS[-1])]["auc"] for s in common])
-        p = stats.paired_t(va, vb)
-        tests.append([a, b, f"{float(np.mean(va - vb)):+.4f}", "n/a (1 seed)" if np.isnan(p) else f"{p:.3f}"])
+    tested = tests["quality"]
+    rows_tested = [[t["a"], t["b"], f"{t['difference'].mean:+.4f}",
+                    "n/a (1 seed)" if np.isnan(t["difference"].p) else f"{t['difference'].p:.3f}"] for t in tested["pairs"]]
     paired = Section("Quality: paired tests of AUC-ERC between methods",
                      [f"Paired t-tests across seeds of AUC-ERC by feature norm at FMR {FMRS[-1]:g} (two-sided p; the "
                       f"same seed means the same initial backbone and batches)."],
-                     ["method A", "method B", "mean A − B", "p"], tests)
+                     ["method A", "method B", "mean A − B", "p"], rows_tested)
 
     drift_rows = []
     for m in methods:
@@ -120,9 +93,9 @@ def sections(inputs: report_inputs.RunInputs, figures_dir: Path) -> list[Section
     for m in methods:
         q = [per[(m, s)]["qmagface"] for s in seeds[m]]
         plain, corrected = np.array([x["plain"] for x in q]), np.array([x["corrected"] for x in q])
-        p = stats.paired_t(corrected, plain)
+        change = tested["qmagface"][m]
         q_rows.append([m, _ms([x["alpha"] for x in q], 4), _ms([x["beta"] for x in q], 4), _ms(plain), _ms(corrected),
-                       f"{float(np.mean(corrected - plain)):+.4f}", "n/a (1 seed)" if np.isnan(p) else f"{p:.3f}"])
+                       f"{change.mean:+.4f}", "n/a (1 seed)" if np.isnan(change.p) else f"{change.p:.3f}"])
     qmag = Section("Quality: QMagFace's quality-aware score",
                    [f"QMagFace (Terhörst et al. 2023): score s + min(0, beta s - alpha) min(|x_a|, |x_b|), alpha and "
                     f"beta fitted on the pairs within the calibration half of the test identities (as above), FNMR at "

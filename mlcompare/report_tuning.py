@@ -18,7 +18,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
 
 from mlcompare import stats  # noqa: E402
 from mlcompare.report_section import Figure, Section  # noqa: E402
@@ -27,9 +26,10 @@ from mlcompare.report_text import plural, versus_best  # noqa: E402
 from mlcompare.search_space import EDGE_SHARE, Dim, at_edges  # noqa: E402
 
 
-def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> Section | None:
+def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path, tests: dict) -> Section | None:
     """The tuning section of a ``mlcompare tune`` run; None for a plain run (no ``tuning/trials.csv``).
-    ``styles``: each method's colour and marker, as in the report's other figures."""
+    ``styles``: each method's colour and marker, as in the report's other figures; ``tests``: the run's
+    tests (:mod:`mlcompare.comparison_tests`)."""
     path = run / "tuning" / "trials.csv"
     if not path.exists() or "setting" not in results:
         return None
@@ -48,8 +48,7 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> 
         best = complete.loc[complete["mean"].idxmax()] if len(complete) else None
         default = ok[(ok.method == method)].set_index("seed")[objective]
         tuned = ok[(ok.method == f"{method}-tuned")].set_index("seed")[objective]
-        common = default.index.intersection(tuned.index)
-        p = stats.paired_t(tuned[common].to_numpy(), default[common].to_numpy()) if len(common) >= 2 else math.nan
+        p = tests["tuning"]["tuned_vs_default"][method].p
         val_default = float(first["mean"].iloc[0]) if len(first) else math.nan
         val_tuned = float(best["mean"]) if best is not None else math.nan
         edges = at_edges(json.loads(best.params), spaces.get(method, {})) if best is not None else {}
@@ -76,15 +75,14 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path) -> 
     text += _workers_and_steps(trials, config)
     figures_out = [f for f in (_history(trials, objective, styles, figures),
                                _predictive(points, objective, styles, figures)) if f]
-    finite = [(v, s) for _, _, v, s in points if math.isfinite(v) and math.isfinite(s)]
-    if len(finite) >= 3 and len({v for v, _ in finite}) > 1 and len({s for _, s in finite}) > 1:
-        rho = spearmanr([v for v, _ in finite], [s for _, s in finite]).statistic
+    rho = tests["tuning"]["validation_rho"]
+    if not math.isnan(rho):
         text.append(f"Validation against test {objective} of the final models: Spearman rho = {rho:.2f} over "
-                    f"{len(finite)} settings (is the validation objective predictive here?).")
+                    f"{tests['tuning']['validation_points']} settings (is the validation objective predictive here?).")
     return Section("Tuning", text, header, rows, figures_out)
 
 
-def ranking(run: Path, results: pd.DataFrame) -> Section | None:
+def ranking(run: Path, results: pd.DataFrame, tests: dict) -> Section | None:
     """Tuned against tuned: every method's tuned rows ranked by mean test objective, each paired over
     seeds against the best (the same seed: the same initial backbone and batches), and the best of
     each family; None for a plain run."""
@@ -98,7 +96,7 @@ def ranking(run: Path, results: pd.DataFrame) -> Section | None:
     order = sorted(by_method, key=lambda m: -by_method[m][objective].mean())
     best = by_method[order[0]]
     shown = [c for c in ("accuracy", "tar_far_1e-3", "rank_1", "map_at_r") if c in tuned and c != objective]
-    differences = stats.versus_best({m: g[objective].dropna().to_dict() for m, g in by_method.items()}, order[0])
+    differences = tests["tuning"]["ranking"]
     rows = []
     for m in order:
         g = by_method[m]

@@ -17,7 +17,7 @@ from tqdm import tqdm
 import evaluations
 from mlcompare import data as datasets
 from mlcompare import distributed
-from mlcompare import limits, losses, provenance, quality_stats
+from mlcompare import comparison_tests, limits, losses, provenance, quality_stats, report_inputs
 from mlcompare import backbones, tensorboard_log
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig, TrainConfig, epoch_steps
@@ -408,8 +408,10 @@ def train_entries(session: Session, entries: list[Entry], *, resume: bool, progr
 
 def finish(session: Session) -> None:
     """What the report needs computed from a finished run, saved in the run directory (rank 0): the
-    quality statistics (stats/quality.json, when ``[data] quality`` asks), so that rendering only reads."""
+    quality statistics (stats/quality.json, when ``[data] quality`` asks) and the tests between methods
+    (stats/tests.json), so that rendering only reads."""
     quality_stats.finish(session.rundir.path, session.records.results, quality=session.config.data.quality)
+    comparison_tests.finish(session.rundir.path, report_inputs.load(session.rundir.path))
 
 
 def close_session(session: Session, render: Callable[[Path], Any] | None = None) -> Path:

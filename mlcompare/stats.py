@@ -8,7 +8,8 @@ p-values by Holm's step-down method, so "significant" holds for the family of co
 :data:`ALPHA`. With fewer than two common seeds no test is possible: the variation between seeds is
 unknown, and the spread over test pairs of one trained model says nothing about another training run.
 
-These are pure functions of per-seed scores, cheap enough to compute whenever a report is rendered.
+These are pure functions of per-seed scores; :mod:`mlcompare.comparison_tests` applies them when a run
+finishes and saves what the report shows.
 """
 from __future__ import annotations
 

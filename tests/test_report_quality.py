@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 import evaluations
-from mlcompare import report_quality
+from mlcompare import comparison_tests, quality_stats, report_quality
 from mlcompare.report_inputs import RunInputs
 
 
@@ -32,13 +32,16 @@ def _inputs(curves: dict) -> RunInputs:
 
 def test_runs_without_ground_truth_get_no_section(tmp_path):
     curves = {("softmax", 0): {"fpr": np.zeros(2), "feature_norms": np.ones(3)}}
-    assert report_quality.sections(_inputs(curves), tmp_path) == []
+    assert report_quality.sections(_inputs(curves), tmp_path, {}) == []
 
 
 def test_sections_report_rho_and_auc_erc_per_method(tmp_path, monkeypatch):
     monkeypatch.setattr(report_quality, "BOOTSTRAP", 3)
+    monkeypatch.setattr(quality_stats, "BOOTSTRAP", 3)  # the resamples of the band computed for this run
     curves = {(m, s): _curves(s, norm_tracks_quality=(m == "tracks")) for m in ("tracks", "blind") for s in (0, 1)}
-    main, paired, drift, qmag = report_quality.sections(_inputs(curves), tmp_path)
+    inputs = _inputs(curves)
+    tests = {"quality": comparison_tests.quality(*quality_stats.by_replicate(inputs))}  # as the run saves them
+    main, paired, drift, qmag = report_quality.sections(inputs, tmp_path, tests)
     rows = {row[0]: row for row in main.rows}
     rho = [scipy_stats.spearmanr(curves[("tracks", s)]["feature_norms"], curves[("tracks", s)]["test_degradation"]).statistic
            for s in (0, 1)]

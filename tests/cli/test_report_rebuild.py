@@ -38,7 +38,7 @@ def test_a_report_folder_holds_what_renders_it_again(tiny, tmp_path):
     kept = sorted(str(p.relative_to(first)) for p in first.rglob("*") if p.is_file() and p.parent.name != "figures")
     assert kept == sorted(["config.json", "results.csv", "history.csv", "provenance.json", "test_labels_sample.npy",
                            "report.md", "report.html", "curves/raw-pixels-s0.npz", "curves/softmax-s0.npz",
-                           "curves/triplet-bh-s0.npz"])  # no checkpoints
+                           "curves/triplet-bh-s0.npz", "stats/tests.json"])  # no checkpoints
     assert main(["report", str(first), "--out", str(second)]) == 0
     assert main(["report", str(first)]) == 0  # and in place
     for folder in (first, second):

@@ -1,4 +1,5 @@
-"""Run computes, report renders: a finished run saves the quality statistics (stats/quality.json), and
+"""Run computes, report renders: a finished run saves the quality statistics (stats/quality.json) and the
+tests between methods (stats/tests.json), and
 `mlcompare report` on it trains, embeds and scores nothing (every such function replaced by one that raises)."""
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 import evaluations
-from mlcompare import backbones, evaluate_pairs, quality_stats, report_quality, runner, scoring, trainer
+from mlcompare import (backbones, comparison_tests, evaluate_pairs, quality_stats, report_quality, runner, scoring, stats,
+                       trainer)
 from mlcompare.cli import main
 from mlcompare.rundir import curves_path
 from tests.test_runner_quality import SYNTH
@@ -19,7 +21,8 @@ FORBIDDEN = [(trainer, "train"), (runner, "train"), (runner, "train_and_score"),
              (backbones, "embed"), (backbones.running, "embed"), (scoring, "score"), (scoring, "verify"),
              (evaluations, "pair_scores"), (evaluations, "all_pairs"), (evaluations, "erc"), (evaluations, "erc_random"),
              (evaluate_pairs, "qmagface_on_halves"), (quality_stats, "per_seed"), (quality_stats, "compute"),
-             (report_quality, "_per_seed")]
+             (report_quality, "_per_seed"), (comparison_tests, "compute"), (stats, "versus_best"),
+             (stats, "paired_difference"), (stats, "paired_t")]
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,7 @@ def test_report_on_a_finished_run_computes_nothing(quality_run, tmp_path, monkey
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "## Quality: does the feature norm measure image quality?" in text
     assert (tmp_path / "rep" / quality_stats.PATH).is_file()  # the report folder renders again, reading it
+    assert (tmp_path / "rep" / comparison_tests.PATH).is_file()
     assert main(["report", str(tmp_path / "rep")]) == 0
 
 
@@ -57,7 +61,9 @@ def test_a_run_without_saved_statistics_is_computed_at_render_time_alike(quality
     old = tmp_path / "old"
     shutil.copytree(quality_run, old)
     (old / quality_stats.PATH).unlink()  # as written before the run saved them
+    (old / comparison_tests.PATH).unlink()
     assert main(["report", str(old), "--out", str(tmp_path / "a")]) == 0
     assert main(["report", str(quality_run), "--out", str(tmp_path / "b")]) == 0
     section = lambda p: p.read_text().split("## Quality", 1)[1]  # noqa: E731
     assert section(tmp_path / "a" / "report.md") == section(tmp_path / "b" / "report.md")
+    assert (tmp_path / "a" / "report.md").read_text() == (tmp_path / "b" / "report.md").read_text()

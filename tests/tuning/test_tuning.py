@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlcompare import config, losses, report_tuning, runner, tuning
+from mlcompare import comparison_tests, config, losses, report_tuning, runner, tuning
 from mlcompare.backbones import ResNetFace, embed
 from mlcompare.cli import main
 from mlcompare.search_space import Dim
@@ -102,7 +102,7 @@ def test_every_method_gets_the_same_trials_and_its_own_setting_first(tuned_run):
 def test_tuned_against_tuned_ranks_the_tuned_rows_and_pairs_them_with_the_best(tuned_run):
     root, _ = tuned_run
     results = pd.read_csv(root / "a" / "results.csv")
-    section = report_tuning.ranking(root / "a", results)
+    section = report_tuning.ranking(root / "a", results, comparison_tests.load(root / "a"))  # saved by the run
     tuned = results[results.setting == "tuned"].groupby("method").map_at_r.mean().sort_values(ascending=False)
     assert [row[0] for row in section.rows] == [m.removesuffix("-tuned") for m in tuned.index]
     assert section.rows[0][3] == "best"
@@ -110,7 +110,7 @@ def test_tuned_against_tuned_ranks_the_tuned_rows_and_pairs_them_with_the_best(t
     assert [row[3] for row in section.rows[1:]] == [f"{tuned[m] - tuned.iloc[0]:+.3f} (1 seed: no test)" for m in tuned.index[1:]]
     best_pair = max((m for m in tuned.index if m.startswith("triplet")), key=tuned.get)
     assert f"pair: {best_pair.removesuffix('-tuned')} ({tuned[best_pair]:.3f})" in section.paragraphs[0]
-    assert report_tuning.ranking(root / "a", results.drop(columns="setting")) is None
+    assert report_tuning.ranking(root / "a", results.drop(columns="setting"), {}) is None
 
 
 def test_the_same_seed_gives_the_same_trials(tuned_run, tmp_path):

@@ -6,7 +6,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from mlcompare import report_tuning, tuning
+from mlcompare import comparison_tests, report_tuning, tuning
 from mlcompare.cli import main
 from mlcompare.report_style import method_styles
 from mlcompare.search_space import Dim, at_edges
@@ -60,14 +60,15 @@ def test_the_report_marks_a_chosen_value_at_an_edge(tmp_path):
                             "status": "ok", "setting": ["default", "default", "tuned", "tuned"], "family": "classification",
                             "map_at_r": [0.40, 0.42, 0.50, 0.53]})
     styles = method_styles(["arcface", "arcface-tuned"])
-    section = report_tuning.section(tmp_path, results, styles, tmp_path)
+    tests = {"tuning": comparison_tests.tuning(results, pd.read_csv(tmp_path / "tuning" / "trials.csv"), "map_at_r")}
+    section = report_tuning.section(tmp_path, results, styles, tmp_path, tests)
     row = dict(zip(section.header, section.rows[0]))
     assert row["Tuned setting"] == "lr=0.0098 (at the high end of [0.0001, 0.01]) m=0.3"
     assert row["Default setting"] == "lr=0.001 m=0.35"  # the default is not what was chosen: not marked
     assert any(t.startswith("At a range edge (within 5% of its width from an end, in log space for log dimensions): "
                             "arcface lr.") for t in section.paragraphs)
     (tmp_path / "tuning" / "space.json").unlink()  # a run tuned before the ranges were saved: nothing marked
-    assert "at the" not in dict(zip(section.header, report_tuning.section(tmp_path, results, styles, tmp_path).rows[0]))["Tuned setting"]
+    assert "at the" not in dict(zip(section.header, report_tuning.section(tmp_path, results, styles, tmp_path, tests).rows[0]))["Tuned setting"]
 
 
 def test_mlcompare_tune_warns_at_the_end_and_its_report_marks_it(tmp_path):
