@@ -10,7 +10,7 @@ journal. For a journal this module keeps the same contract with what every stora
 
 - a beat is the worker's clock (``time.time()``, seconds since the epoch) written as the running
   trial's system attribute :data:`STAMP`;
-- a RUNNING trial whose last sign of life (its latest stamp, or its start while it has none) is
+- a RUNNING trial whose last sign of life (its latest stamp, or its start before its first beat) is
   older than :data:`STALE_AFTER` intervals is failed by the worker that sees it; the journal orders
   the writes, so a second worker failing it too is refused (``UpdateFinishedTrialError``) and the
   trial is retried once;
@@ -99,8 +99,12 @@ def beating(storage: Any, trial_id: int, interval: int) -> Iterator[None]:
 def stale(trial: Any, *, now: float, interval: int) -> bool:
     """Whether the RUNNING ``trial`` has shown no sign of life for :data:`STALE_AFTER` intervals at
     ``now`` (``time.time()``): its last stamp, or its start (a worker lost before its first beat)."""
-    last = max(trial.system_attrs.get(STAMP, -float("inf")),
-               trial.datetime_start.timestamp() if trial.datetime_start else -float("inf"))
+    if STAMP in trial.system_attrs:
+        last = trial.system_attrs[STAMP]
+    elif trial.datetime_start is not None:  # written by the same worker's clock when it took the trial
+        last = trial.datetime_start.timestamp()
+    else:
+        return False  # never started: not this worker's to judge
     return now - last > STALE_AFTER * interval
 
 
