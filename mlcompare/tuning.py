@@ -18,7 +18,8 @@ The protocol of "A Metric Learning Reality Check" (Musgrave, Belongie, Lim 2020)
    (:mod:`mlcompare.tune_budget`).
 6. Workers: any number, here (``jobs``, :mod:`mlcompare.tune_workers`) or elsewhere (:func:`join`),
    run trials of the same studies (:mod:`mlcompare.tune_study`, :mod:`mlcompare.study_storage`);
-   each trial claims its place in the budget by its number, and a lost worker's trial is rerun.
+   each trial claims its place in the budget by its number, and a lost worker's trial is rerun
+   (:mod:`mlcompare.trial_heartbeat`).
 5. Final phase: each method's default and tuned settings retrained on all training identities for
    ``seeds`` seeds and scored on the test set (``setting`` column); optionally the best trial's K
    fold models, L2-normalised and concatenated, as one more row (MLRC's "concatenated" embedding).

@@ -139,4 +139,4 @@ def shared_url(request, tmp_path):
     if request.param == "journal":
         (tmp_path / "shared").mkdir()
         return f"journal://{tmp_path / 'shared' / 'tune.log'}"
-    return request.getfixturevalue(f"{request.param}_url")
+    return request.getfixturevalue({"postgresql": "postgres_url", "redis": "redis_url"}[request.param])
