@@ -67,8 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, help="trials per method (overrides [tuning] trials, default 8)")
     tune.add_argument("--folds", type=int, help="identity-disjoint folds of the training identities (default 4)")
     tune.add_argument("--storage", metavar="URL", help="the Optuna storage of the studies, shared by every worker: "
-                      "postgresql://USER@HOST/DB (pip install mlcompare[distributed]), mysql+pymysql://..., sqlite:///FILE "
-                      "(default: SQLite in RUN_DIR/tuning); a password is never written to the run directory")
+                      "postgresql://USER@HOST/DB or redis://HOST:PORT/DB (pip install mlcompare[distributed]), "
+                      "journal:///SHARED/FILE, mysql+pymysql://..., sqlite:///FILE (default: SQLite in RUN_DIR/tuning); "
+                      "a password is never written to the run directory")
     tune.add_argument("--study", metavar="NAME", help="the tune's name in --storage (default: the run directory's name)")
     tune.add_argument("--jobs", type=int, default=1, metavar="N",
                       help="local worker processes running trials in parallel, cores // N threads each (default 1)")

