@@ -7,7 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from mlcompare import limits
+from mlcompare.config import limits
 from mlcompare.errors import UserError
 
 
@@ -171,14 +171,15 @@ def _losses(args: argparse.Namespace) -> None:
 
 
 def _list() -> None:
-    from mlcompare import config
+    from mlcompare.config import comparison as config
 
     for name in config.named():
         print(f"{name:24s} {config.load(name).description}")
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> None:
-    from mlcompare import config, provenance
+    from mlcompare.config import comparison as config
+    from mlcompare.run import provenance
 
     sets = list(args.sets)
     if args.command == "tune":  # --trials / --folds are [tuning] keys: checked like the file
@@ -187,7 +188,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
                "budget": args.budget, "precision": args.precision, "compile": args.compile, "workers": args.workers,
                "tensorboard": args.tensorboard}  # the same edits as --set (config.option_sets), applied after it
     cfg = config.load(args.comparison, sets=sets, options=options)
-    from mlcompare import report, runner, tuning  # after the config is checked: a bad value fails before torch loads
+    from mlcompare.report import render as report  # after the config is checked: a bad value fails before torch loads
+    from mlcompare.run import runner
+    from mlcompare.tune import tuning
 
     if args.command == "tune" and args.join is not None:
         if args.jobs != 1 or args.out or args.force or args.resume:
@@ -211,7 +214,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from mlcompare import report, runlock
+    from mlcompare.report import render as report
+    from mlcompare.run import runlock
 
     running = runlock.holder(args.run_dir)
     if running and (args.out is None or args.out.resolve() == args.run_dir.resolve()):
@@ -245,7 +249,8 @@ def _data(args: argparse.Namespace) -> None:
 def _backbones(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from mlcompare import backbones, config
+    from mlcompare import backbones
+    from mlcompare.config import comparison as config
 
     config.check_range("data.size", args.size, "--size")
     config.check_range("backbone.embedding_dim", args.embedding_dim, "--embedding-dim")
@@ -258,8 +263,8 @@ def _backbones(args: argparse.Namespace) -> None:
 
 
 def _embed(args: argparse.Namespace) -> None:
-    from mlcompare import embed
-    from mlcompare.runner import resolve_device
+    from mlcompare.use import embed
+    from mlcompare.run.runner import resolve_device
 
     written = embed.main(args.checkpoint, args.data, args.out, seed=args.seed, device=resolve_device(args.device),
                          normalize=args.normalize, batch_size=args.batch_size, progress=not args.no_progress,
@@ -268,7 +273,7 @@ def _embed(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from mlcompare import export
+    from mlcompare.use import export
 
     check = export.main(args.checkpoint, args.onnx, seed=args.seed, check_data=args.check_data)
     print(f"{args.onnx}: onnxruntime vs torch on {check.images} images: max abs diff {check.max_abs_diff:.3g} "
@@ -278,8 +283,9 @@ def _export(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     import json
 
-    from mlcompare import evaluate, evaluate_pairs
-    from mlcompare.runner import resolve_device
+    from mlcompare.use import evaluate
+    from mlcompare.run import pairs as evaluate_pairs
+    from mlcompare.run.runner import resolve_device
 
     for fmr in args.fmr or ():
         if not 0 < fmr <= 1:
@@ -376,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command is None:
         parser.error("a command is required (list, run, report, eval, data, doctor, losses)")
-    from mlcompare import runlock
+    from mlcompare.run import runlock
 
     previous_format, locks = warnings.formatwarning, runlock.held()
     warnings.formatwarning = _one_line_warning

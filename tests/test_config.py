@@ -1,8 +1,8 @@
 import pytest
 
-from mlcompare import config
+from mlcompare.config import comparison as config
 from mlcompare.errors import UserError
-from mlcompare.runner import build_loss
+from mlcompare.run.runner import build_loss
 
 
 @pytest.mark.parametrize("name", sorted(config.named()))

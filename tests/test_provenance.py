@@ -18,7 +18,7 @@ import torch
 
 import mlcompare
 from mlcompare import data as datasets
-from mlcompare import provenance
+from mlcompare.run import provenance
 from mlcompare.cli import main
 
 ROOT = Path(mlcompare.__file__).resolve().parents[1]

@@ -7,8 +7,10 @@ import pytest
 from scipy import stats as scipy_stats
 
 import evaluations
-from mlcompare import comparison_tests, quality_stats, report_quality
-from mlcompare.report_inputs import RunInputs
+from mlcompare.run import comparison_tests
+from mlcompare.run import quality_stats
+from mlcompare.report import quality as report_quality
+from mlcompare.run.saved import RunInputs
 
 
 def _curves(seed: int, *, norm_tracks_quality: bool) -> dict[str, np.ndarray]:

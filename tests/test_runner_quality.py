@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from mlcompare import data as datasets
-from mlcompare import report_quality
+from mlcompare.report import quality as report_quality
 from mlcompare.cli import main
-from mlcompare.rundir import curves_path
+from mlcompare.run.rundir import curves_path
 
 SYNTH = """
 description = "tiny synthfaces quality check"

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from mlcompare import results_schema, scoring
+from mlcompare.config import results_schema
+from mlcompare.run import scoring
 
 logging.getLogger("PML").setLevel(logging.ERROR)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from mlcompare.stats import ALPHA, half_width, holm, paired_difference, paired_t, versus_best
+from mlcompare.run.stats import ALPHA, half_width, holm, paired_difference, paired_t, versus_best
 
 
 def test_paired_t_matches_the_formula():

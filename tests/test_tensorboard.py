@@ -7,13 +7,13 @@ import torch
 from mlcompare import data as datasets
 from mlcompare import losses
 from mlcompare.backbones import ResNetFace
-from mlcompare.config import TrainConfig
-from mlcompare.trainer import train
+from mlcompare.config.comparison import TrainConfig
+from mlcompare.train.trainer import train
 
 pytest.importorskip("tensorboard", reason="tensorboard is not installed: --tensorboard needs mlcompare[tensorboard]")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from mlcompare.tensorboard_log import TensorBoardLog  # noqa: E402
+from mlcompare.train.tensorboard_log import TensorBoardLog  # noqa: E402
 
 
 def test_event_files_hold_the_history_the_trainer_returns(tmp_path):
@@ -47,7 +47,7 @@ def test_event_files_hold_the_history_the_trainer_returns(tmp_path):
 def test_missing_tensorboard_is_one_line_naming_the_extra(monkeypatch):
     import builtins
 
-    from mlcompare import tensorboard_log
+    from mlcompare.train import tensorboard_log
     from mlcompare.errors import UserError
 
     real_import = builtins.__import__

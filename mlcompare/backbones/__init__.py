@@ -23,7 +23,7 @@ from mlcompare.backbones.timm_backbone import TimmBackbone
 from mlcompare.errors import UserError
 
 if TYPE_CHECKING:
-    from mlcompare.config import BackboneConfig
+    from mlcompare.config.comparison import BackboneConfig
 
 __all__ = ["REGISTRY", "BasicBlock", "IResNet", "MobileFaceNet", "PRECISIONS", "ResNetFace", "TimmBackbone",
            "autocast", "build_backbone", "check_name", "cost", "cost_text", "count_text", "embed", "to_input"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mlcompare.checkpoints import load_weights_only
+from mlcompare.files.checkpoints import load_weights_only
 from mlcompare.errors import UserError
 
 SHOWN = 3  # mismatches named in the one-line error

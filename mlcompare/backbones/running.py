@@ -6,9 +6,9 @@ import contextlib
 import torch
 from torch import nn
 
-from mlcompare import limits
+from mlcompare.config import limits
 
-# --precision names (mlcompare.limits, in its order) -> autocast dtypes (fp32: no autocast at all).
+# --precision names (mlcompare.config.limits, in its order) -> autocast dtypes (fp32: no autocast at all).
 PRECISIONS: dict[str, torch.dtype | None] = dict(zip(limits.PRECISIONS, (None, torch.bfloat16, torch.float16), strict=True))
 
 

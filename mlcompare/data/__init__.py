@@ -14,7 +14,7 @@ import dataclasses
 
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.framing import Framing
-from mlcompare import limits
+from mlcompare.config import limits
 from mlcompare.errors import UserError
 
 SOURCES = ("synthfaces", "imagefolder", "cfp", "recordio", "digits")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
-from mlcompare.output_files import check_new_files
+from mlcompare.files.outputs import check_new_files
 
 MIN_CELL = 96  # small images are enlarged (nearest neighbour: pixels stay honest) to at least this
 GAP = 2

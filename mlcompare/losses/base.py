@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 FAMILIES = ("classification", "pair")
 

@@ -10,7 +10,7 @@ from mlcompare.losses.classifier import Classifier
 from mlcompare.losses.margins import additive_angular
 from mlcompare.losses.normalized import (angle_stats, check_batch, cosine_logits, replace_target,
                                          target_of, upcast_half)
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class CCL(Classifier):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mlcompare.losses.classifier import CosineClassifier
 from mlcompare.losses.normalized import angle_stats, check_batch
 from mlcompare.losses.scale import Scale
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class Circle(CosineClassifier):

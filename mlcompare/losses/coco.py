@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from mlcompare.losses.classifier import Classifier
 from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 def recommended_alpha(num_classes: int, p: float) -> float:

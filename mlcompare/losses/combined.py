@@ -8,7 +8,7 @@ import torch
 from mlcompare.losses.margins import combined_margin
 from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.scale import Scale
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class Combined(TargetMargin):

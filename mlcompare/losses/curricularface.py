@@ -7,7 +7,7 @@ import torch
 
 from mlcompare.losses.margin_logits import MarginLogits
 from mlcompare.losses.normalized import SumRanks, replace_target, safe_acos, target_cosines, target_of
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class CurricularFace(MarginLogits):

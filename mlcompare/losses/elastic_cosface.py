@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from mlcompare.losses.elasticface import ElasticFace
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class ElasticCosFace(ElasticFace):

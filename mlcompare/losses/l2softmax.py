@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mlcompare.losses.classifier import Classifier
 from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, cosine_logits
 from mlcompare.losses.scale import Scale, make_scale
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class L2Softmax(Classifier):

@@ -8,7 +8,7 @@ from mlcompare.losses.classifier import Classifier
 from mlcompare.losses.margins import angular_psi
 from mlcompare.losses.normalized import (upcast_half, angle_stats, check_batch, cosine_logits,
                                          replace_target, target_of)
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 def check_integer_margin(m: int) -> int:

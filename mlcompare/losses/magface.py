@@ -9,7 +9,7 @@ from mlcompare.losses.margins import additive_angular
 from mlcompare.losses.margin_logits import MarginLogits
 from mlcompare.losses.normalized import SumRanks, replace_target, target_of, upcast_half
 from mlcompare.losses.scale import Scale
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class MagFace(MarginLogits):

@@ -7,7 +7,7 @@ from torch import nn
 
 import miners
 from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class MarginLoss(PairLoss):

@@ -17,7 +17,7 @@ from torch import nn
 
 from mlcompare.losses.normalized import SumRanks, one_rank, replace_target, target_of
 from mlcompare.losses.scale import Scale, make_scale, scale_value
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class MarginLogits(nn.Module):

@@ -5,7 +5,7 @@ import torch
 
 from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.scale import Scale
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class NormFace(TargetMargin):

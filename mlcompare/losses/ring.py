@@ -7,7 +7,7 @@ from torch import nn
 
 from mlcompare.losses.classifier import Classifier
 from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, cosine_logits
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class Ring(Classifier):

@@ -8,7 +8,7 @@ from mlcompare.losses.margins import angular_psi
 from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.normalized import SumRanks
 from mlcompare.losses.scale import Scale
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class SphereFace(TargetMargin):

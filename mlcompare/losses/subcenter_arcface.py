@@ -10,7 +10,7 @@ from mlcompare.losses.margins import additive_angular
 from mlcompare.losses.classifier import CosineClassifier
 from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, replace_target, target_of
 from mlcompare.losses.scale import Scale
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class SubCenterArcFace(CosineClassifier):

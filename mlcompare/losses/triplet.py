@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import miners
 from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances, reduce_losses
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 class TripletLoss(PairLoss):
     """Triplet margin loss, one term per mined triplet.

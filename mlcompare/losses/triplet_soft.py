@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from mlcompare.losses.pair import MinerLike
 from mlcompare.losses.triplet import TripletLoss
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class SoftMarginTripletLoss(TripletLoss):

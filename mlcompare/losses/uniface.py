@@ -9,7 +9,7 @@ from torch import nn
 
 from mlcompare.losses.classifier import CosineClassifier
 from mlcompare.losses.normalized import angle_stats, check_batch
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class UniFace(CosineClassifier):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, upcast_half
 from mlcompare.losses.softmax import Softmax
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class UPLoss(Softmax):

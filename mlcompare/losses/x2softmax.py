@@ -7,7 +7,7 @@ import torch
 
 from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.normalized import safe_acos
-from mlcompare.search_space import Dim
+from mlcompare.config.search_space import Dim
 
 
 class X2Softmax(TargetMargin):

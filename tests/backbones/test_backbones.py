@@ -4,12 +4,13 @@ import dataclasses
 import pytest
 import torch
 
-from mlcompare import backbones, config, losses
+from mlcompare import backbones, losses
+from mlcompare.config import comparison as config
 from mlcompare.backbones import REGISTRY, ResNetFace, build_backbone, cost
-from mlcompare.config import BackboneConfig, TrainConfig
+from mlcompare.config.comparison import BackboneConfig, TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
-from mlcompare.trainer import train
+from mlcompare.train.trainer import train
 
 
 def named(name: str, **change) -> BackboneConfig:
@@ -243,7 +244,7 @@ def test_backbones_trace_into_one_graph_for_compile(name):
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_every_batchnorm_becomes_global_under_ddp(name):
     """What the trainer does under torchrun (BatchNorm2d and the embedding's BatchNorm1d alike)."""
-    from mlcompare.sync_batchnorm import GlobalBatchNorm, synchronise_batchnorm
+    from mlcompare.train.sync_batchnorm import GlobalBatchNorm, synchronise_batchnorm
 
     with torch.device("meta"):
         model = build_backbone(named(name), image_size=32, embedding_dim=8)

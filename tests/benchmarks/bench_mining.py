@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import miners  # noqa: E402
 from bench_train import CPU, GPU, SMOKE, best_time, make_data, make_model, sync  # noqa: E402
 from mlcompare import losses  # noqa: E402
-from mlcompare.config import TrainConfig  # noqa: E402
-from mlcompare.trainer import train  # noqa: E402
+from mlcompare.config.comparison import TrainConfig  # noqa: E402
+from mlcompare.train.trainer import train  # noqa: E402
 
 
 def filled_bank(size: int, dim: int, classes: int, seed: int = 0) -> miners.MemoryBankMiner:

@@ -5,7 +5,7 @@ Run: ``python tests/benchmarks/bench_scale.py`` (about 3 minutes on 2 cores), op
 small sizes (well under a minute), ``--smoke`` the tiniest run of every part, one method and world
 sizes 1 and 2 (what tests/test_benchmarks_smoke.py runs; its figures mean nothing).
 
-Part A, throughput. Our trainer (``mlcompare.trainer.train``, fp32, flips and clipping off) trains
+Part A, throughput. Our trainer (``mlcompare.train.trainer.train``, fp32, flips and clipping off) trains
 quick.toml's backbone (``ResNetFace``, widths 16-32-64, 128-d, 32 px synthfaces) on the same global
 P x K batch in 1 process and in 2 (gloo; each process gets the RANK / WORLD_SIZE / LOCAL_RANK /
 MASTER_* variables torchrun sets and joins through ``distributed.from_env``). On the same cores: the
@@ -58,11 +58,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from mlcompare import data as datasets  # noqa: E402
 from mlcompare import losses  # noqa: E402
 from mlcompare.backbones import ResNetFace  # noqa: E402
-from mlcompare.config import MethodConfig, TrainConfig  # noqa: E402
-from mlcompare.distributed import from_env  # noqa: E402
+from mlcompare.config.comparison import MethodConfig, TrainConfig  # noqa: E402
+from mlcompare.train.distributed import from_env  # noqa: E402
 from mlcompare.losses.partial_fc import shard_range  # noqa: E402
-from mlcompare.runner import build_loss  # noqa: E402
-from mlcompare.trainer import make_optimizer, train  # noqa: E402
+from mlcompare.run.runner import build_loss  # noqa: E402
+from mlcompare.train.trainer import make_optimizer, train  # noqa: E402
 
 # quick.toml's backbone and methods (partial_fc, not in quick.toml, with half of each shard sampled)
 BACKBONE = dict(image_size=32, widths=(16, 32, 64), blocks=(1, 1, 1), embedding_dim=128)

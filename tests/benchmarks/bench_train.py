@@ -31,10 +31,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import miners  # noqa: E402
 from mlcompare import losses  # noqa: E402
 from mlcompare.backbones import ResNetFace, to_input  # noqa: E402
-from mlcompare.config import TrainConfig  # noqa: E402
+from mlcompare.config.comparison import TrainConfig  # noqa: E402
 from mlcompare.data.facedata import FaceData  # noqa: E402
 from mlcompare.data.sampler import PKSampler  # noqa: E402
-from mlcompare.trainer import train  # noqa: E402
+from mlcompare.train.trainer import train  # noqa: E402
 
 CPU = dict(image_size=32, widths=(32, 64, 128, 256), blocks=(1, 2, 2, 1), dim=128, p=16, k=4, classes=200, images_per_class=8)
 GPU = dict(image_size=112, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), dim=512, p=64, k=4, classes=2000, images_per_class=8)

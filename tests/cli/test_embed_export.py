@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from mlcompare import data as datasets
-from mlcompare import evaluate
+from mlcompare.use import evaluate
 from mlcompare.backbones import embed, to_input
 from mlcompare.cli import main
 

@@ -5,7 +5,8 @@ import warnings
 import pytest
 
 import mlcompare
-from mlcompare import cli, config
+from mlcompare import cli
+from mlcompare.config import comparison as config
 from mlcompare.errors import UserError
 
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import evaluations
-from mlcompare import evaluate
+from mlcompare.use import evaluate
 from mlcompare.cli import main
 from mlcompare.data import load
 from mlcompare.backbones import embed

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import evaluations
-from mlcompare import evaluate
+from mlcompare.use import evaluate
 from mlcompare.backbones import embed
 from mlcompare.cli import main
 from mlcompare.data import load

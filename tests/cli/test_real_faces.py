@@ -255,7 +255,7 @@ path = "{binary}"
 
 
 def test_every_fold_and_seed_is_one_replicate_in_results_and_history():
-    from mlcompare.report_inputs import replicates
+    from mlcompare.run.saved import replicates
 
     results = pd.DataFrame({"method": ["a", "a", "a", "a", "raw pixels", "raw pixels"], "fold": [1, 1, 2, 2, 1, 2],
                             "seed": [0, 1, 0, 1, 0, 0]})

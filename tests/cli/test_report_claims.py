@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from mlcompare import report, report_text
+from mlcompare.report import render as report
+from mlcompare.report import text as report_text
 from mlcompare.cli import main
-from mlcompare.stats import holm
+from mlcompare.run.stats import holm
 
 
 @pytest.mark.parametrize("value, text", [(12.999655558336613, "13"), (0.18116398756644217, "0.181"), (0.00533, "0.00533"),

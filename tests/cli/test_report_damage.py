@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from mlcompare import report
+from mlcompare.report import render as report
 from mlcompare.cli import main
 
 REPORT_FILES = ("report.md", "report.html")

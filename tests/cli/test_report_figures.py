@@ -7,7 +7,8 @@ import matplotlib.figure
 import numpy as np
 import pytest
 
-from mlcompare import report, report_inputs
+from mlcompare.report import render as report
+from mlcompare.run import saved as report_inputs
 from mlcompare.cli import main
 from mlcompare.errors import UserError
 

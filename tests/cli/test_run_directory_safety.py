@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlcompare import runlock
+from mlcompare.run import runlock
 from mlcompare.cli import main
 from tests.cli.test_bad_input import error_line
 from tests.conftest import TINY

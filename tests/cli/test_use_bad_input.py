@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlcompare import output_files
+from mlcompare.files import outputs as output_files
 from mlcompare.cli import main
 from tests.cli.test_bad_input import error_line
 from tests.cli.test_checkpoint_safety import WritesAFile
@@ -54,7 +54,7 @@ def read_only(tmp_path, monkeypatch) -> Path:
 
 
 def test_export_into_a_read_only_folder_is_refused_before_the_export(tiny_run, read_only, capsys, monkeypatch):
-    from mlcompare import export
+    from mlcompare.use import export
 
     monkeypatch.setattr(export, "export_onnx", lambda *a, **k: pytest.fail("the export ran"))
     assert main(["export", "--checkpoint", str(tiny_run / "softmax"), "--onnx", str(read_only / "m.onnx")]) == 2

@@ -1,7 +1,7 @@
 """``extends``: a base file deep-merged under the extending one."""
 import pytest
 
-from mlcompare import config
+from mlcompare.config import comparison as config
 from mlcompare.errors import UserError
 
 METHOD = '[[methods]]\nname = "a"\nloss = "softmax"\n'

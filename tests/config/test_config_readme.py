@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from mlcompare import config
+from mlcompare.config import comparison as config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

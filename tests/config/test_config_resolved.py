@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 import miners
-from mlcompare import config, losses
-from mlcompare.runner import _params_text
+from mlcompare import losses
+from mlcompare.config import comparison as config
+from mlcompare.run.runner import _params_text
 
 BEFORE = json.loads((Path(__file__).parent / "resolved_before.json").read_text())
 # The one deliberate difference: margins' CosFace margin sweep is now declared ([sweep] key =

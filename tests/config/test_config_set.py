@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from mlcompare import config
+from mlcompare.config import comparison as config
 from mlcompare.cli import main
 from mlcompare.errors import UserError
 

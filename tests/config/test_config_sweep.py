@@ -1,7 +1,7 @@
 """``[sweep]``: methods expanded over one field's values; the old ``sweep = "FIELD"`` still works."""
 import pytest
 
-from mlcompare import config
+from mlcompare.config import comparison as config
 from mlcompare.errors import UserError
 
 TWO = 'methods = [{ loss = "arcface" }, { name = "tri", loss = "triplet", miner = "batch_hard", group = "metric" }]\n'

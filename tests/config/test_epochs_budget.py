@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from mlcompare import config
+from mlcompare.config import comparison as config
 from mlcompare.cli import main
 from mlcompare.errors import UserError
 
@@ -42,7 +42,7 @@ def test_epochs_train_the_batches_of_the_equivalent_steps_and_grow_with_the_data
 
 def four_images(tiny) -> int:
     """Images of the 4-identity subset the runner trains softmax-4 on (seed 0)."""
-    from mlcompare import runner
+    from mlcompare.run import runner
 
     cfg = config.load(str(tiny))
     train_set, _, _ = runner.prepare_data(cfg)

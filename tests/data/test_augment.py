@@ -74,6 +74,7 @@ def test_test_images_are_never_augmented(tiny_run):
     # run with augmentation come from the same, unaugmented images (the trainer alone calls Augmentation).
     import inspect
 
-    from mlcompare import runner, scoring
+    from mlcompare.run import runner
+    from mlcompare.run import scoring
 
     assert "Augmentation" not in inspect.getsource(scoring) and "augment" not in inspect.getsource(runner)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import evaluations
-from mlcompare import benchmarks, config
+from mlcompare.config import comparison as config
+from mlcompare.run import benchmarks
 from mlcompare.data import leakage, load
 
 

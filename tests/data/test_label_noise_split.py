@@ -1,9 +1,9 @@
 """Label noise on the data spec corrupts training labels only: the test set keeps its true identities."""
 import torch
 
-from mlcompare import config
-from mlcompare.config import apply_overrides
-from mlcompare.runner import prepare_data
+from mlcompare.config import comparison as config
+from mlcompare.config.comparison import apply_overrides
+from mlcompare.run.runner import prepare_data
 
 SPEC = "synthfaces:identities=30,images_per_identity=5"
 

@@ -10,10 +10,10 @@ from mlcompare import data as datasets
 from mlcompare import losses
 from mlcompare.backbones import ResNetFace
 from mlcompare.cli import main
-from mlcompare.config import TrainConfig
+from mlcompare.config.comparison import TrainConfig
 from mlcompare.data.recordio import write_recordio
 from mlcompare.data.stored import StoredImages, loaded_batches
-from mlcompare.trainer import train
+from mlcompare.train.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import mlcompare.losses as L
-from mlcompare.config import TrainConfig
+from mlcompare.config.comparison import TrainConfig
 from mlcompare.backbones import ResNetFace
 from mlcompare.losses.margin_logits import TargetMargin
-from mlcompare.search_space import Dim
-from mlcompare.trainer import train
+from mlcompare.config.search_space import Dim
+from mlcompare.train.trainer import train
 from tests.losses.margin_cases import ce_from_logits
 from tests.trainer.test_trainer import tiny_data
 

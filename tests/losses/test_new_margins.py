@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 import mlcompare.losses as L
 from mlcompare.backbones import ResNetFace
-from mlcompare.config import TrainConfig
-from mlcompare.trainer import train
+from mlcompare.config.comparison import TrainConfig
+from mlcompare.train.trainer import train
 from tests.losses.margin_cases import angles_atan2, ce_from_logits, features_2d, weights_2d
 from tests.trainer.test_trainer import tiny_data
 

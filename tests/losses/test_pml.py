@@ -7,12 +7,13 @@ import pytest
 import torch
 from pytorch_metric_learning import losses as pml_losses, miners as pml_miners
 
-from mlcompare import config, losses
+from mlcompare import losses
+from mlcompare.config import comparison as config
 from mlcompare.backbones import ResNetFace
-from mlcompare.checkpoints import load_checkpoint
-from mlcompare.config import TrainConfig
+from mlcompare.files.checkpoints import load_checkpoint
+from mlcompare.config.comparison import TrainConfig
 from mlcompare.errors import UserError
-from mlcompare.trainer import train
+from mlcompare.train.trainer import train
 from tests.trainer.test_trainer import tiny_data
 
 CFG = TrainConfig(steps=1, p=4, k=3, lr=1e-3, loss_lr=1e-2, warmup_steps=0, log_every=1, checkpoint_every=1)
@@ -63,7 +64,7 @@ def test_mlrc_pml_losses_train_and_match_the_library(tmp_path, method):
 
 def test_proxies_are_trained_at_loss_lr():
     loss = losses.get("pml:ProxyAnchorLoss", num_classes=8, embedding_dim=16)
-    from mlcompare.trainer import make_optimizer
+    from mlcompare.train.trainer import make_optimizer
 
     opt = make_optimizer([torch.nn.Parameter(torch.zeros(2))], loss.head_parameters(), CFG)
     assert [g["lr"] for g in opt.param_groups] == [CFG.lr, CFG.loss_lr]

@@ -8,9 +8,9 @@ import torch
 
 from mlcompare import losses
 from mlcompare.backbones import ResNetFace
-from mlcompare.config import TrainConfig
+from mlcompare.config.comparison import TrainConfig
 from mlcompare.losses.base import FAMILIES
-from mlcompare.trainer import train
+from mlcompare.train.trainer import train
 from tests.trainer.test_trainer import tiny_data
 
 CFG = TrainConfig(steps=2, p=4, k=3, lr=1e-3, warmup_steps=1, log_every=1, checkpoint_every=10)

@@ -12,8 +12,8 @@ import torch
 from torch.func import functional_call
 
 import mlcompare.losses as L
-from mlcompare import runner
-from mlcompare.config import MethodConfig
+from mlcompare.run import runner
+from mlcompare.config.comparison import MethodConfig
 from mlcompare.data import FaceData
 
 X = np.array([[1.0, 2.0], [-1.5, 0.5], [0.3, -2.0], [2.0, 1.0]])

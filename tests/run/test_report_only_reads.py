@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 
 import evaluations
-from mlcompare import (backbones, comparison_tests, evaluate_pairs, quality_stats, report_quality, runner, scoring, stats,
-                       trainer)
+from mlcompare import backbones
+from mlcompare.run import comparison_tests
+from mlcompare.run import pairs as evaluate_pairs
+from mlcompare.run import quality_stats
+from mlcompare.report import quality as report_quality
+from mlcompare.run import runner
+from mlcompare.run import scoring
+from mlcompare.run import stats
+from mlcompare.train import trainer
 from mlcompare.cli import main
-from mlcompare.rundir import curves_path
+from mlcompare.run.rundir import curves_path
 from tests.test_runner_quality import SYNTH
 
 # what rendering must never call: training, embedding, pair scoring, and the quality statistics

@@ -1,11 +1,15 @@
 """One results schema: scoring, results.csv, the report, its inputs and the tuning objectives read the
-same tuple of metrics (mlcompare.results_schema.METRICS)."""
+same tuple of metrics (mlcompare.config.results_schema.METRICS)."""
 import csv
 
 import pytest
 
-from mlcompare import config, report, report_inputs, report_text, results_schema
-from mlcompare.results_schema import ResultRow
+from mlcompare.config import comparison as config
+from mlcompare.report import render as report
+from mlcompare.run import saved as report_inputs
+from mlcompare.report import text as report_text
+from mlcompare.config import results_schema
+from mlcompare.config.results_schema import ResultRow
 
 
 def test_every_rankable_metric_is_higher_is_better_and_the_config_ranks_by_them():

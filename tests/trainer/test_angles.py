@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mlcompare import losses
 from mlcompare.backbones import ResNetFace
 from mlcompare.data.facedata import FaceData
-from mlcompare.runner import ANGLE_BINS, angle_histograms
+from mlcompare.run.runner import ANGLE_BINS, angle_histograms
 from mlcompare.backbones import embed
 
 

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 import miners
 from mlcompare import losses
 from mlcompare.data.sampler import PKSampler
-from mlcompare.distributed import Context, average_gradients, gather_keep_grad
+from mlcompare.train.distributed import Context, average_gradients, gather_keep_grad
 
 
 def free_port() -> int:
@@ -116,7 +116,7 @@ def test_partial_fc_trains_sharded_over_two_processes_and_checkpoints_each_shard
 
 
 def _batchnorm_worker(rank: int, world: int, port: int, x: torch.Tensor, out: dict) -> None:
-    from mlcompare.sync_batchnorm import GlobalBatchNorm
+    from mlcompare.train.sync_batchnorm import GlobalBatchNorm
 
     _env(rank, world, port)
     dist.init_process_group("gloo")
@@ -164,7 +164,7 @@ def test_global_batchnorm_over_two_ranks_equals_batchnorm_on_the_whole_batch(sha
 
 def _train_step_worker(rank: int, world: int, port: int, loss_name: str, data, cfg, out: dict,
                        backbone: str = "") -> None:
-    from mlcompare.distributed import from_env
+    from mlcompare.train.distributed import from_env
 
     _env(rank, world, port)
     torch.set_num_threads(1)
@@ -175,8 +175,8 @@ def _train_step_worker(rank: int, world: int, port: int, loss_name: str, data, c
 
 def _one_train_step(loss_name: str, data, cfg, ctx=Context(), *, backbone: str = "") -> dict:
     from mlcompare.backbones import ResNetFace, build_backbone
-    from mlcompare.config import BackboneConfig
-    from mlcompare.trainer import train
+    from mlcompare.config.comparison import BackboneConfig
+    from mlcompare.train.trainer import train
 
     torch.manual_seed(0)
     if backbone:  # a named one at its own widths, on the same tiny images
@@ -199,7 +199,7 @@ def test_a_step_on_two_ranks_is_the_single_process_step(loss_name, sync, backbon
     import dataclasses
 
     from mlcompare import data as datasets
-    from mlcompare.config import TrainConfig
+    from mlcompare.config.comparison import TrainConfig
 
     data = datasets.load("digits", size=16)
     # SGD: Adam's first step is lr * sign(g), which turns rounding noise on gradients that are zero in

@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import evaluations
-from mlcompare.distributed import Context, gather_rows, knn_over_ranks, share
+from mlcompare.train.distributed import Context, gather_rows, knn_over_ranks, share
 from test_distributed import _env, free_port
 
 

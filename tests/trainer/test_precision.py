@@ -17,8 +17,8 @@ import torch
 from mlcompare import losses
 from mlcompare.backbones import ResNetFace, autocast
 from mlcompare.cli import main
-from mlcompare.config import TrainConfig
-from mlcompare.trainer import train
+from mlcompare.config.comparison import TrainConfig
+from mlcompare.train.trainer import train
 from tests.trainer.test_trainer import tiny_data
 
 VALUE_RTOL = 1e-2
@@ -159,9 +159,9 @@ def test_gpu_reduced_precision_training_tracks_fp32(precision: str) -> None:
 
 @pytest.mark.gpu
 def test_synthfaces_train_set_lives_on_the_gpu_and_the_test_set_on_the_host(tiny):
-    from mlcompare import config
-    from mlcompare.config import apply_overrides
-    from mlcompare.runner import prepare_data
+    from mlcompare.config import comparison as config
+    from mlcompare.config.comparison import apply_overrides
+    from mlcompare.run.runner import prepare_data
 
     cfg = apply_overrides(config.load(str(tiny)), data="synthfaces:identities=12,images_per_identity=4")
     train_set, test_set, _ = prepare_data(cfg, torch.device("cuda"))
@@ -169,9 +169,9 @@ def test_synthfaces_train_set_lives_on_the_gpu_and_the_test_set_on_the_host(tiny
 
 
 def test_prepare_data_on_the_cpu_keeps_everything_on_the_cpu(tiny):
-    from mlcompare import config
-    from mlcompare.config import apply_overrides
-    from mlcompare.runner import prepare_data
+    from mlcompare.config import comparison as config
+    from mlcompare.config.comparison import apply_overrides
+    from mlcompare.run.runner import prepare_data
 
     cfg = apply_overrides(config.load(str(tiny)), data="synthfaces:identities=12,images_per_identity=4")
     train_set, test_set, _ = prepare_data(cfg, torch.device("cpu"))

@@ -5,9 +5,9 @@ import torch
 
 from mlcompare import losses
 from mlcompare.backbones import ResNetFace, embed
-from mlcompare.config import TrainConfig
+from mlcompare.config.comparison import TrainConfig
 from mlcompare.data.facedata import FaceData
-from mlcompare.trainer import TrainingDiverged, lr_factor, train
+from mlcompare.train.trainer import TrainingDiverged, lr_factor, train
 
 
 def tiny_data() -> FaceData:

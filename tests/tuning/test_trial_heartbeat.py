@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
-from mlcompare import study_storage, trial_heartbeat, tune_budget
+from mlcompare.tune import storage as study_storage
+from mlcompare.tune import heartbeat as trial_heartbeat
+from mlcompare.tune import budget as tune_budget
 from mlcompare.errors import UserError
-from mlcompare.trial_heartbeat import STAMP
+from mlcompare.tune.heartbeat import STAMP
 
 
 def _journal(tmp_path):

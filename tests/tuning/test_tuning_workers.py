@@ -13,7 +13,11 @@ import optuna
 import pandas as pd
 import pytest
 
-from mlcompare import config, study_storage, tune_budget, tune_study, tuning
+from mlcompare.config import comparison as config
+from mlcompare.tune import storage as study_storage
+from mlcompare.tune import budget as tune_budget
+from mlcompare.tune import study as tune_study
+from mlcompare.tune import tuning
 from mlcompare.cli import main
 from mlcompare.errors import UserError
 from tests.tuning.test_tuning import STEPS, TUNE
@@ -150,7 +154,7 @@ def test_a_worker_with_another_comparison_or_data_is_refused(tmp_path, capsys):
     run = tmp_path / "run"
     (run / "tuning").mkdir(parents=True)
     url = study_storage.default_url(run / "tuning")
-    from mlcompare import runner
+    from mlcompare.run import runner
 
     train_set, _, _ = runner.prepare_data(cfg)
     tune_study.create_once(_storage(url), "run", tune_study.fingerprint(cfg, train_set),
