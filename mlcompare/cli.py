@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
                "budget": args.budget, "precision": args.precision, "compile": args.compile, "workers": args.workers,
                "tensorboard": args.tensorboard}  # the same edits as --set (config.option_sets), applied after it
     cfg = config.load(args.comparison, sets=sets, options=options)
-    from mlcompare.report import render as report  # after the config is checked: a bad value fails before torch loads
+    from mlcompare.report.render import render  # after the config is checked: a bad value fails before torch loads
     from mlcompare.run import runner
     from mlcompare.tune import tuning
 
@@ -203,7 +203,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
     options = {"storage": args.storage, "study": args.study, "jobs": args.jobs} if args.command == "tune" else {}
     try:
         done = command(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress,
-                       command=provenance.command_line(argv), render=report.render, **options)
+                       command=provenance.command_line(argv), render=render, **options)
     finally:
         import torch.distributed as dist
 
@@ -214,7 +214,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from mlcompare.report import render as report
+    from mlcompare.report.render import render
     from mlcompare.run import runlock
 
     running = runlock.holder(args.run_dir)
@@ -224,7 +224,7 @@ def _report(args: argparse.Namespace) -> None:
     if running:
         warnings.warn(f"the run in '{args.run_dir}' is still going ({running}): this report shows only its rows so far",
                       stacklevel=1)
-    print(report.render(args.run_dir, args.out, force=args.force) / "report.md")
+    print(render(args.run_dir, args.out, force=args.force) / "report.md")
 
 
 def _data(args: argparse.Namespace) -> None:

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mlcompare.run import quality_stats  # noqa: E402
-from mlcompare.run import saved as report_inputs
+from mlcompare.run import saved
 from mlcompare.run.quality_stats import DRIFT_FMR, FMRS, RANDOM_REPEATS  # noqa: E402
 from mlcompare.report.section import Figure, Section  # noqa: E402
 
@@ -42,7 +42,7 @@ def _ms(values: list[float], digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
 
 
-def sections(inputs: report_inputs.RunInputs, figures_dir: Path, tests: dict) -> list[Section]:
+def sections(inputs: saved.RunInputs, figures_dir: Path, tests: dict) -> list[Section]:
     """The quality sections (curves and correlation, paired tests, threshold drift); none where no
     curves file holds ground truth. ``tests``: the run's tests (:mod:`mlcompare.run.comparison_tests`)."""
     found = quality_stats.by_replicate(inputs)

@@ -21,14 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcompare import # noqa: E402                        report_tuning
-from mlcompare.run import comparison_tests
-from mlcompare.run import provenance
-from mlcompare.report import benchmarks as report_benchmarks
-from mlcompare.run import saved as report_inputs
-from mlcompare.report import quality as report_quality
-from mlcompare.report import text as report_text
-from mlcompare.run import stats
+from mlcompare.report import benchmarks, quality  # noqa: E402
+from mlcompare.report import text as report_text  # noqa: E402
+from mlcompare.report import tuning as report_tuning  # noqa: E402
+from mlcompare.run import comparison_tests, provenance, saved, stats  # noqa: E402
 from mlcompare.report.style import LINES, Styles, method_styles  # noqa: E402
 from mlcompare.report.section import Figure, Section, html_figure, md_text  # noqa: E402
 from mlcompare.errors import UserError  # noqa: E402
@@ -165,14 +161,14 @@ def styles_of(results: pd.DataFrame) -> Styles:
     return method_styles([*results.method, *(results.group.dropna() if "group" in results else ())])
 
 
-def _figures(inputs: report_inputs.RunInputs, table: pd.DataFrame, styles: Styles, out: Path) -> list[Figure]:
+def _figures(inputs: saved.RunInputs, table: pd.DataFrame, styles: Styles, out: Path) -> list[Figure]:
     """Every figure the run has data for, drawn into ``out``, in report order."""
     results, history = inputs.results, inputs.history
     curves: Curves = {}
     for row in results[results.status == "ok"].itertuples():  # the first seed's curves stand for the method
         curves.setdefault(row.method, (row.family, inputs.curves[(row.method, int(row.seed))]))
     drawn = [_scores(table, comparison_tests.primary_metric(inputs.config), styles, out),
-             _sweep(results, report_inputs.plotted_sweep(inputs.config), styles, out), _roc(curves, styles, out),
+             _sweep(results, saved.plotted_sweep(inputs.config), styles, out), _roc(curves, styles, out),
              _cmc(curves, styles, out), _loss_curves(history, out), _training_stats(history, styles, out),
              _angles(curves, out), _embeddings(curves, inputs.labels, out),
              _cost(results, inputs.config["device"], styles, out)]
@@ -293,7 +289,7 @@ def _angles(curves: Curves, out: Path) -> Figure | None:
     rows = math.ceil(len(angles) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
     for ax, (method, c) in zip(axes.flat, angles.items()):
-        edges = report_inputs.theta_bins(c)
+        edges = saved.theta_bins(c)
         centres = (edges[:-1] + edges[1:]) / 2
         for key, colour, label in (("theta_target_hist", "tab:blue", "target"), ("theta_other_hist", "tab:gray", "non-target")):
             counts = c[key].astype(float)
@@ -460,8 +456,8 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
     """
     run = Path(run)
     out = Path(out) if out else run
-    inputs = report_inputs.load(run)
-    missing = report_inputs.missing_rows(inputs)
+    inputs = saved.load(run)
+    missing = saved.missing_rows(inputs)
     if missing and (out / "report.md").exists() and not force:
         raise UserError(f"'{run / 'results.csv'}' lacks {len(missing)} method x seed row(s) of config.json "
                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): not replacing "
@@ -476,19 +472,19 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
         styles = styles_of(inputs.results)
         figures = _figures(inputs, table, styles, staging / "figures")
         cols = columns(inputs.results)
-        sections = [s for s in (report_benchmarks.section(inputs.config, inputs.results, styles, staging / "figures", tests),
+        sections = [s for s in (benchmarks.section(inputs.config, inputs.results, styles, staging / "figures", tests),
                                 report_tuning.section(run, inputs.results, styles, staging / "figures", tests),
                                 report_tuning.ranking(run, inputs.results, tests)) if s is not None]
-        sections += report_quality.sections(inputs, staging / "figures", tests)  # none for runs without ground truth
+        sections += quality.sections(inputs, staging / "figures", tests)  # none for runs without ground truth
         (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections,
                                                      inputs.provenance))
         (staging / "report.html").write_text(_html(inputs.config, table, figures, cols, sections, inputs.provenance))
         if out.resolve() != run.resolve():  # the report folder holds what renders it again
-            for name in report_inputs.REPORT_FILES:
+            for name in saved.REPORT_FILES:
                 if (run / name).is_file():
                     (staging / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(run / name, staging / name)
-            for name in report_inputs.REPORT_FOLDERS:
+            for name in saved.REPORT_FOLDERS:
                 if (run / name).is_dir():
                     shutil.copytree(run / name, staging / name)
         _publish(staging, out)
@@ -503,12 +499,12 @@ def _publish(staging: Path, out: Path) -> None:
     figures/ and curves/ are replaced as a whole (a figure the new report lacks must not linger); the
     old ones are moved into the staging folder, which the caller removes.
     """
-    for folder in ("figures", *report_inputs.REPORT_FOLDERS):
+    for folder in ("figures", *saved.REPORT_FOLDERS):
         if (staging / folder).exists():
             if (out / folder).exists():
                 os.replace(out / folder, staging / f"{folder}.old")
             os.replace(staging / folder, out / folder)
-    for name in (*report_inputs.REPORT_FILES, "report.html", "report.md"):  # report.md last: it names the figures
+    for name in (*saved.REPORT_FILES, "report.html", "report.md"):  # report.md last: it names the figures
         if (staging / name).exists():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / name, out / name)
@@ -553,7 +549,7 @@ def _augmentation_text(train: dict) -> str:
 
 def _setup_lines(config: dict, facts: dict | None = None) -> list[str]:
     """The setup in three lines, and the run's provenance (``facts``, see :mod:`mlcompare.run.provenance`) in
-    two more; indexes only keys of :data:`report_inputs.CONFIG_KEYS` (checked present), and reads with a
+    two more; indexes only keys of :data:`saved.CONFIG_KEYS` (checked present), and reads with a
     default the keys older run directories lack."""
     d, b, t = config["data"], config["backbone"], config["train"]
     folds = config.get("folds", [])

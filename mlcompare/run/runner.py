@@ -22,7 +22,7 @@ from mlcompare.run import comparison_tests
 from mlcompare.config import limits
 from mlcompare.run import provenance
 from mlcompare.run import quality_stats
-from mlcompare.run import saved as report_inputs
+from mlcompare.run import saved
 from mlcompare import backbones
 from mlcompare.train import tensorboard_log
 from mlcompare.backbones import build_backbone, embed
@@ -417,7 +417,7 @@ def finish(session: Session) -> None:
     quality statistics (stats/quality.json, when ``[data] quality`` asks) and the tests between methods
     (stats/tests.json), so that rendering only reads."""
     quality_stats.finish(session.rundir.path, session.records.results, quality=session.config.data.quality)
-    comparison_tests.finish(session.rundir.path, report_inputs.load(session.rundir.path))
+    comparison_tests.finish(session.rundir.path, saved.load(session.rundir.path))
 
 
 def close_session(session: Session, render: Callable[[Path], Any] | None = None) -> Path:

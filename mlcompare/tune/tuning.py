@@ -55,7 +55,7 @@ from mlcompare.tune import storage as study_storage
 from mlcompare.tune import heartbeat as trial_heartbeat
 from mlcompare.tune import budget as tune_budget
 from mlcompare.tune import study as tune_study
-from mlcompare.tune import workers as tune_workers
+from mlcompare.tune import workers
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config.comparison import ComparisonConfig, MethodConfig
 from mlcompare.data.facedata import FaceData
@@ -464,7 +464,7 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
         bar.update(done - bar.n)
 
     after_trial()
-    with tune_workers.local_workers(jobs, config, url, name, device=device, best_dir=best_dir):
+    with workers.local_workers(jobs, config, url, name, device=device, best_dir=best_dir):
         work(Tuner(config, session.device, folds, best_dir, worker="w0"), studies, spaces, after_trial=after_trial)
     bar.close()
     write_csv_atomic(tuning_dir / "trials.csv", trials_table(studies, config.tuning.folds))

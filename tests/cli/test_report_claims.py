@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from mlcompare.report import render as report
+from mlcompare.report import render
 from mlcompare.report import text as report_text
 from mlcompare.cli import main
 from mlcompare.run.stats import holm
@@ -45,15 +45,15 @@ DISAGREE = results([(m, fam, s, acc + d, mapr + d) for s, d in enumerate((0.0, 0
 
 
 def test_the_primary_metric_names_the_best():
-    by_accuracy = report.summary_sentence(report.summarise(DISAGREE, "accuracy"), "accuracy")
-    by_map = report.summary_sentence(report.summarise(DISAGREE, "map_at_r"), "map_at_r")
+    by_accuracy = render.summary_sentence(render.summarise(DISAGREE, "accuracy"), "accuracy")
+    by_map = render.summary_sentence(render.summarise(DISAGREE, "map_at_r"), "map_at_r")
     assert by_accuracy.startswith("By verification accuracy (this comparison's primary metric), on held-out identities "
                                   "the best metric learning method (triplet-a) reaches 0.950 (rank-1 0.500), against "
                                   "0.930 (0.500) for the best margin-softmax classification method (arcface)")
     assert by_map.startswith("By MAP@R (this comparison's primary metric), on held-out identities the best metric "
                              "learning method (triplet-b) reaches 0.600 (verification accuracy 0.940, rank-1 0.500), "
                              "against 0.520 (0.900, 0.500) for the best margin-softmax classification method (softmax)")
-    table = report.summarise(DISAGREE, "map_at_r")
+    table = render.summarise(DISAGREE, "map_at_r")
     assert table.method.tolist() == ["triplet-b", "triplet-a", "softmax", "arcface"]  # sorted by the primary metric
     assert table.vs_best.iloc[0] == "best"
 
@@ -65,25 +65,25 @@ def noisy(gap: float, noise: tuple[float, ...]) -> pd.DataFrame:
 
 
 def test_tie_where_the_corrected_test_is_not_significant():
-    tie = report.summarise(noisy(0.01, (0.02, -0.025, 0.015)), "accuracy")
+    tie = render.summarise(noisy(0.01, (0.02, -0.025, 0.015)), "accuracy")
     d = tie.set_index("method").versus["triplet"]
     ref = scipy_stats.ttest_rel([0.95 - 0.01 + e for e in (0.02, -0.025, 0.015)], [0.95] * 3)
     ci = ref.confidence_interval(0.95)
     assert (d.mean, d.low, d.high, d.p_holm) == pytest.approx((-0.01 + 0.01 / 3, ci.low, ci.high, ref.pvalue))
-    sentence = report.summary_sentence(tie, "accuracy")
+    sentence = render.summary_sentence(tie, "accuracy")
     assert (f"softmax ties with triplet: the difference of +0.007 verification accuracy is not significant (95% CI "
             f"over 3 seeds [{-ci.high:+.3f}, {-ci.low:+.3f}], Holm-corrected p={ref.pvalue:.3f})") in sentence
     assert "beats" not in sentence
     assert tie.set_index("method").vs_best["triplet"] == f"-0.007 [{ci.low:+.3f}, {ci.high:+.3f}] tie (p={ref.pvalue:.3f})"
 
-    clear = report.summarise(noisy(0.05, (0.001, -0.002, 0.0015)), "accuracy")
-    sentence = report.summary_sentence(clear, "accuracy")
+    clear = render.summarise(noisy(0.05, (0.001, -0.002, 0.0015)), "accuracy")
+    sentence = render.summary_sentence(clear, "accuracy")
     assert "softmax beats triplet by +0.050 verification accuracy (95% CI over 3 seeds [" in sentence
     assert "ties with" not in sentence and "tie" not in clear.vs_best.iloc[1]
 
-    one_seed = report.summarise(noisy(0.05, (0.0,)), "accuracy")
+    one_seed = render.summarise(noisy(0.05, (0.0,)), "accuracy")
     assert "softmax leads triplet by +0.050 verification accuracy on one seed, too few for a test between methods" \
-        in report.summary_sentence(one_seed, "accuracy")
+        in render.summary_sentence(one_seed, "accuracy")
     assert one_seed.vs_best.iloc[1] == "-0.050 (1 seed: no test)"
 
 
@@ -91,7 +91,7 @@ def test_holm_counts_every_comparison_with_the_best():
     three = results([row for s, e in enumerate((0.004, -0.003, 0.002, -0.001)) for row in
                      (("softmax", "classification", s, 0.95, 0.5), ("arcface", "classification", s, 0.945 + e, 0.5),
                       ("triplet", "pair", s, 0.94 - e, 0.5))])
-    table = report.summarise(three, "accuracy").set_index("method")
+    table = render.summarise(three, "accuracy").set_index("method")
     raw = [scipy_stats.ttest_rel(three[three.method == m].accuracy, three[three.method == "softmax"].accuracy).pvalue
            for m in ("arcface", "triplet")]
     assert [table.versus[m].p_holm for m in ("arcface", "triplet")] == pytest.approx(list(holm(raw)))
@@ -118,8 +118,8 @@ def test_a_rendered_report_writes_no_float_beyond_4_significant_figures(tiny_run
     config["train"]["lr"] = 0.0012345678
     (run / "config.json").write_text(json.dumps(config))
     assert main(["report", str(run)]) == 0
-    md = (run / "report.md").read_text()
-    page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", (run / "report.html").read_text())
+    md = (run / "render.md").read_text()
+    page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", (run / "render.html").read_text())
     for text in (md, page):
         long = [n for n in FLOAT.findall(text) if significant_figures(n) > 4]
         assert not long, long[:5]

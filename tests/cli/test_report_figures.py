@@ -7,8 +7,8 @@ import matplotlib.figure
 import numpy as np
 import pytest
 
-from mlcompare.report import render as report
-from mlcompare.run import saved as report_inputs
+from mlcompare.report import render
+from mlcompare.run import saved
 from mlcompare.cli import main
 from mlcompare.errors import UserError
 
@@ -23,22 +23,22 @@ def run(tiny_run, tmp_path):
 
 
 def titles(run):
-    return re.findall(r"^### (.+)$", (run / "report.md").read_text(), re.M)
+    return re.findall(r"^### (.+)$", (run / "render.md").read_text(), re.M)
 
 
 def test_each_figure_function_draws_what_the_report_shows(run, tmp_path):
-    inputs = report_inputs.load(run)
-    table = report.summarise(inputs.results)
-    styles = report.styles_of(inputs.results)
+    inputs = saved.load(run)
+    table = render.summarise(inputs.results)
+    styles = render.styles_of(inputs.results)
     curves = {"raw pixels": ("baseline", inputs.curves[("raw pixels", 0)]),
               "softmax": ("classification", inputs.curves[("softmax", 0)]),
               "triplet-bh": ("pair", inputs.curves[("triplet-bh", 0)])}
     alone = tmp_path / "alone"
     alone.mkdir()
-    drawn = [report._scores(table, "accuracy", styles, alone), report._sweep(inputs.results, "", styles, alone),
-             report._roc(curves, styles, alone), report._cmc(curves, styles, alone), report._loss_curves(inputs.history, alone),
-             report._training_stats(inputs.history, styles, alone), report._angles(curves, alone),
-             report._embeddings(curves, inputs.labels, alone), report._cost(inputs.results, inputs.config["device"], styles, alone)]
+    drawn = [render._scores(table, "accuracy", styles, alone), render._sweep(inputs.results, "", styles, alone),
+             render._roc(curves, styles, alone), render._cmc(curves, styles, alone), render._loss_curves(inputs.history, alone),
+             render._training_stats(inputs.history, styles, alone), render._angles(curves, alone),
+             render._embeddings(curves, inputs.labels, alone), render._cost(inputs.results, inputs.config["device"], styles, alone)]
     assert [f[0] if f else None for f in drawn] == ["Scores", None, *ORDER[1:]]
     assert titles(run) == ORDER
     for _, _, path in filter(None, drawn):
@@ -51,8 +51,8 @@ def test_sweep_figure_comes_second(run):
     (run / "config.json").write_text(config.replace('"sweep": ""', '"sweep": "embedding_dim"'))
     assert main(["report", str(run)]) == 0
     assert titles(run) == ["Scores", "Sweep", *ORDER[1:]]
-    inputs = report_inputs.load(run)
-    alone = report._sweep(inputs.results, "embedding_dim", report.styles_of(inputs.results), run.parent)
+    inputs = saved.load(run)
+    alone = render._sweep(inputs.results, "embedding_dim", render.styles_of(inputs.results), run.parent)
     assert alone is not None and alone[2].read_bytes() == (run / "figures" / "sweep.png").read_bytes()
 
 
@@ -87,7 +87,7 @@ def test_angles_are_drawn_on_the_bins_the_run_saved(run):
 def test_angle_histogram_that_does_not_fit_its_bins_is_refused(run):
     rewrite_curves(run, "softmax", theta_bins=np.linspace(0.0, 180.0, 46))
     with pytest.raises(UserError, match="theta_target_hist has 90 bins but theta_bins 46 edges"):
-        report.render(run)
+        render.render(run)
 
 
 def test_embedding_title_counts_the_sampled_identities(run, monkeypatch):
@@ -101,7 +101,7 @@ def test_embedding_title_counts_the_sampled_identities(run, monkeypatch):
     monkeypatch.setattr(matplotlib.figure.Figure, "suptitle", record)
     identities = len(np.unique(np.load(run / "test_labels_sample.npy")))
     assert identities == 4  # the tiny run holds out 4 of the 10 digits
-    report.render(run)
+    render.render(run)
     assert "Test embeddings of 4 held-out identities\n(PCA of the L2-normalised embeddings)" in shown
 
 
@@ -112,6 +112,6 @@ def test_p_at_1_is_shown_beside_r_precision_only():
 
     new = pd.DataFrame({"precision_at_1": [0.8], "r_precision": [0.6]})
     old = pd.DataFrame({"precision_at_1": [0.8], "r_precision": [float("nan")]})
-    assert [c for c, _, _ in report.columns(new) if c in ("precision_at_1", "r_precision")] == ["precision_at_1", "r_precision"]
-    assert not {"precision_at_1", "r_precision"} & {c for c, _, _ in report.columns(old)}
-    assert not {"precision_at_1", "r_precision"} & {c for c, _, _ in report.columns(old.drop(columns="r_precision"))}
+    assert [c for c, _, _ in render.columns(new) if c in ("precision_at_1", "r_precision")] == ["precision_at_1", "r_precision"]
+    assert not {"precision_at_1", "r_precision"} & {c for c, _, _ in render.columns(old)}
+    assert not {"precision_at_1", "r_precision"} & {c for c, _, _ in render.columns(old.drop(columns="r_precision"))}

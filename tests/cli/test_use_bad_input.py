@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlcompare.files import outputs as output_files
+from mlcompare.files import outputs
 from mlcompare.cli import main
 from tests.cli.test_bad_input import error_line
 from tests.cli.test_checkpoint_safety import WritesAFile
@@ -47,7 +47,7 @@ def read_only(tmp_path, monkeypatch) -> Path:
     locked.chmod(0o500)
     if os.geteuid() == 0:
         real = os.access
-        monkeypatch.setattr(output_files.os, "access",
+        monkeypatch.setattr(outputs.os, "access",
                             lambda p, mode: False if Path(p) == locked and mode & os.W_OK else real(p, mode))
     yield locked
     locked.chmod(0o700)

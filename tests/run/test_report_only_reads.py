@@ -12,7 +12,7 @@ import pytest
 import evaluations
 from mlcompare import backbones
 from mlcompare.run import comparison_tests
-from mlcompare.run import pairs as evaluate_pairs
+from mlcompare.run import pairs
 from mlcompare.run import quality_stats
 from mlcompare.report import quality as report_quality
 from mlcompare.run import runner
@@ -27,7 +27,7 @@ from tests.test_runner_quality import SYNTH
 FORBIDDEN = [(trainer, "train"), (runner, "train"), (runner, "train_and_score"), (runner, "embed"),
              (backbones, "embed"), (backbones.running, "embed"), (scoring, "score"), (scoring, "verify"),
              (evaluations, "pair_scores"), (evaluations, "all_pairs"), (evaluations, "erc"), (evaluations, "erc_random"),
-             (evaluate_pairs, "qmagface_on_halves"), (quality_stats, "per_seed"), (quality_stats, "compute"),
+             (pairs, "qmagface_on_halves"), (quality_stats, "per_seed"), (quality_stats, "compute"),
              (report_quality, "_per_seed"), (comparison_tests, "compute"), (stats, "versus_best"),
              (stats, "paired_difference"), (stats, "paired_t")]
 

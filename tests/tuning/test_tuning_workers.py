@@ -15,7 +15,7 @@ import pytest
 
 from mlcompare.config import comparison as config
 from mlcompare.tune import storage as study_storage
-from mlcompare.tune import budget as tune_budget
+from mlcompare.tune import budget
 from mlcompare.tune import study as tune_study
 from mlcompare.tune import tuning
 from mlcompare.cli import main
@@ -176,22 +176,22 @@ class _T:
 
     def __init__(self, number, state, steps=None, retry_of=None, over=False):
         self.number, self.state = number, optuna.trial.TrialState[state]
-        self.user_attrs = ({} if steps is None else {"steps": steps}) | ({tune_budget.OVER_BUDGET: True} if over else {})
+        self.user_attrs = ({} if steps is None else {"steps": steps}) | ({budget.OVER_BUDGET: True} if over else {})
         self.system_attrs = {"retry_history": [retry_of]} if retry_of is not None else {}
 
 
 def test_the_budget_in_steps_counts_what_trials_spent_and_what_running_ones_may():
-    b = tune_budget.Budget(total=30, full=10, unit="steps")
+    b = budget.Budget(total=30, full=10, unit="steps")
     trials = [_T(0, "COMPLETE", 10), _T(1, "PRUNED", 3), _T(2, "FAIL"), _T(3, "RUNNING"), _T(4, "FAIL", retry_of=None, over=True)]
     # 10 + 3 + 10 (failed: a full trial) + 10 (running: may still spend a full trial) = 33 > 30 - 10
-    assert tune_budget.spent(b, trials) == 33 and not tune_budget.has_room(b, trials)
-    assert tune_budget.index(b, trials, trials[3]) is None  # 23 before it + 10 > 30: it was refused its place
-    assert tune_budget.index(b, trials[:2] + trials[3:4], trials[3]) == 2  # 13 + 10 <= 30: index 2
+    assert budget.spent(b, trials) == 33 and not budget.has_room(b, trials)
+    assert budget.index(b, trials, trials[3]) is None  # 23 before it + 10 > 30: it was refused its place
+    assert budget.index(b, trials[:2] + trials[3:4], trials[3]) == 2  # 13 + 10 <= 30: index 2
     lost_and_retried = [_T(0, "COMPLETE", 10), _T(1, "FAIL"), _T(2, "RUNNING", retry_of=1)]
-    assert tune_budget.index(b, lost_and_retried, lost_and_retried[2]) == 1  # the retry holds the lost trial's place
-    assert tune_budget.spent(b, lost_and_retried) == 20  # the lost trial costs nothing once retried
-    counts = tune_budget.Budget(total=2, full=1, unit="trials")
-    assert tune_budget.has_room(counts, [_T(0, "PRUNED", 3)]) and not tune_budget.has_room(counts, [_T(0, "PRUNED", 3), _T(1, "RUNNING")])
+    assert budget.index(b, lost_and_retried, lost_and_retried[2]) == 1  # the retry holds the lost trial's place
+    assert budget.spent(b, lost_and_retried) == 20  # the lost trial costs nothing once retried
+    counts = budget.Budget(total=2, full=1, unit="trials")
+    assert budget.has_room(counts, [_T(0, "PRUNED", 3)]) and not budget.has_room(counts, [_T(0, "PRUNED", 3), _T(1, "RUNNING")])
 
 
 def test_multifidelity_pruning_spends_at_most_each_methods_steps(tmp_path):
