@@ -118,8 +118,8 @@ def test_a_rendered_report_writes_no_float_beyond_4_significant_figures(tiny_run
     config["train"]["lr"] = 0.0012345678
     (run / "config.json").write_text(json.dumps(config))
     assert main(["report", str(run)]) == 0
-    md = (run / "render.md").read_text()
-    page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", (run / "render.html").read_text())
+    md = (run / "report.md").read_text()
+    page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", (run / "report.html").read_text())
     for text in (md, page):
         long = [n for n in FLOAT.findall(text) if significant_figures(n) > 4]
         assert not long, long[:5]

@@ -1,5 +1,5 @@
 """`mlcompare report` on a damaged run directory: one error line naming what is missing, and the
-previous report left exactly as it was; a good run re-renders over its own render."""
+previous report left exactly as it was; a good run re-renders over its own report."""
 import json
 import shutil
 
@@ -8,7 +8,7 @@ import pytest
 from mlcompare.report import render
 from mlcompare.cli import main
 
-REPORT_FILES = ("render.md", "render.html")
+REPORT_FILES = ("report.md", "report.html")
 
 
 def one_error_line(capsys) -> str:
@@ -20,7 +20,7 @@ def one_error_line(capsys) -> str:
 
 @pytest.fixture
 def run(tiny_run, tmp_path):
-    """A private copy of the finished tiny run, with its render."""
+    """A private copy of the finished tiny run, with its report."""
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy)
     return copy
@@ -125,17 +125,17 @@ def test_unfinished_run_renders_with_force_or_where_no_report_exists(run, tmp_pa
     keep_first_row(run)
     fresh = tmp_path / "fresh"
     assert main(["report", str(run), "--out", str(fresh)]) == 0  # nothing to replace: the partial report is fine
-    assert "| raw pixels |" in (fresh / "render.md").read_text()
-    assert "| softmax |" not in (fresh / "render.md").read_text()
+    assert "| raw pixels |" in (fresh / "report.md").read_text()
+    assert "| softmax |" not in (fresh / "report.md").read_text()
     assert main(["report", str(run), "--force"]) == 0
-    assert "| softmax |" not in (run / "render.md").read_text()
+    assert "| softmax |" not in (run / "report.md").read_text()
 
 
 def test_good_run_rerenders_over_its_own_report_and_replaces_figures_whole(run, capsys):
     before = snapshot(run)
     (run / "figures" / "sweep.png").write_bytes(b"a figure an earlier report had")
     assert main(["report", str(run)]) == 0
-    assert capsys.readouterr().out.strip() == str(run / "render.md")
+    assert capsys.readouterr().out.strip() == str(run / "report.md")
     assert snapshot(run) == before  # same run, same report; the stale figure is gone
     assert [p.name for p in run.iterdir() if p.name.startswith(".report-")] == []
 
@@ -147,7 +147,7 @@ def test_crash_mid_render_leaves_the_old_report(run, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(render, "_html", crash)  # every figure and render.md are drawn by then
+    monkeypatch.setattr(render, "_html", crash)  # every figure and report.md are drawn by then
     with pytest.raises(RuntimeError, match="disk full"):
         render.render(run)
     assert snapshot(run) == before

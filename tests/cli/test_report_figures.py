@@ -23,7 +23,7 @@ def run(tiny_run, tmp_path):
 
 
 def titles(run):
-    return re.findall(r"^### (.+)$", (run / "render.md").read_text(), re.M)
+    return re.findall(r"^### (.+)$", (run / "report.md").read_text(), re.M)
 
 
 def test_each_figure_function_draws_what_the_report_shows(run, tmp_path):

@@ -1,4 +1,4 @@
-"""One results schema: scoring, results.csv, the render, its inputs and the tuning objectives read the
+"""One results schema: scoring, results.csv, the report, its inputs and the tuning objectives read the
 same tuple of metrics (mlcompare.config.results_schema.METRICS)."""
 import csv
 
@@ -7,7 +7,7 @@ import pytest
 from mlcompare.config import comparison as config
 from mlcompare.report import render
 from mlcompare.run import saved
-from mlcompare.report import text
+from mlcompare.report import text as report_text
 from mlcompare.config import results_schema
 from mlcompare.config.results_schema import ResultRow
 
@@ -16,14 +16,14 @@ def test_every_rankable_metric_is_higher_is_better_and_the_config_ranks_by_them(
     assert results_schema.RANK_BY and all(results_schema.BY_NAME[n].higher_is_better for n in results_schema.RANK_BY)
     assert not results_schema.BY_NAME["eer"].higher_is_better
     assert config.OBJECTIVES == results_schema.RANK_BY
-    assert config.RULES["tuning.objective"][1] == config.RULES["render.primary"][1] == "one of " + ", ".join(config.OBJECTIVES)
+    assert config.RULES["tuning.objective"][1] == config.RULES["report.primary"][1] == "one of " + ", ".join(config.OBJECTIVES)
 
 
 def test_the_report_and_its_inputs_read_the_schemas_columns():
     shown = [m.name for m in results_schema.METRICS if m.table == results_schema.ALWAYS]
     assert [c for c, _, _ in render.COLUMNS] == shown + ["images_per_s", "train_seconds"]
     assert list(saved.METRIC_COLUMNS) == shown + ["images_per_s", "train_seconds"]
-    assert text.metric_name("map_at_r") == "MAP@R" and text.metric_name("cfp_fp.accuracy") == "cfp_fp.accuracy"
+    assert report_text.metric_name("map_at_r") == "MAP@R" and report_text.metric_name("cfp_fp.accuracy") == "cfp_fp.accuracy"
 
 
 def test_a_row_lays_out_its_columns_in_the_files_order():
@@ -40,7 +40,7 @@ def test_a_row_lays_out_its_columns_in_the_files_order():
 
 @pytest.mark.parametrize("primary", results_schema.RANK_BY)
 def test_every_rankable_metric_is_accepted_as_primary_and_objective(tiny, primary):
-    cfg = config.load(str(tiny), sets=[f"render.primary={primary}", f"tuning.objective={primary}"])
+    cfg = config.load(str(tiny), sets=[f"report.primary={primary}", f"tuning.objective={primary}"])
     assert (cfg.report.primary, cfg.tuning.objective) == (primary, primary)
 
 
