@@ -84,3 +84,23 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     """L2-normalised float32 copy; zero rows stay zero (cosine 0 to everything)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def scores_and_same(scores: Any, same: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Pair scores as float64 and their genuine flags as bool: finite, as long as each other, not empty."""
+    s = vector(scores, "scores")
+    if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)):
+        raise ValueError(f"scores must hold numbers; got dtype {s.dtype}")
+    s = s.astype(np.float64)
+    if not np.isfinite(s).all():
+        raise ValueError(f"scores contains NaN or inf (first at index {int(np.flatnonzero(~np.isfinite(s))[0])}); fix those pairs' embeddings")
+    y = vector(same, "same")
+    if y.shape[0] != s.shape[0]:
+        raise ValueError(f"same has {y.shape[0]} entries but scores has {s.shape[0]}; they must match (one flag per pair)")
+    if y.dtype != np.bool_:
+        if not np.isin(y, (0, 1)).all():
+            raise ValueError("same must hold booleans (or 0/1): True for a genuine pair, False for an impostor pair")
+        y = y.astype(bool)
+    if s.shape[0] == 0:
+        raise ValueError("scores is empty; verification needs at least one pair")
+    return s, y

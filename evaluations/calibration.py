@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from evaluations import _inputs
 from evaluations.metric_warnings import UndefinedMetricWarning
-from evaluations.verification import _check_scores_same
 
 
 def check_fmr(fmr: Any) -> float:
@@ -66,7 +66,7 @@ def calibrate_threshold(scores: Any, same: Any, fmr: float) -> float:
     >>> calibrate_threshold([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 0, 0, 0, 0, 1], fmr=0.25)
     0.7
     """
-    s, y = _check_scores_same(scores, same)
+    s, y = _inputs.scores_and_same(scores, same)
     fmr = check_fmr(fmr)
     impostor = np.sort(s[~y])[::-1]
     if impostor.shape[0] == 0:
@@ -92,7 +92,7 @@ def operating_point(scores: Any, same: Any, threshold: float) -> dict:
     >>> r["fmr"], r["fnmr"]
     (0.25, 0.5)
     """
-    s, y = _check_scores_same(scores, same)
+    s, y = _inputs.scores_and_same(scores, same)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) or math.isnan(float(threshold)):
         raise ValueError(f"threshold={threshold!r} must be a number (not NaN); calibrate it on pairs with impostors")
     accept = s > float(threshold)

@@ -13,7 +13,6 @@ import numpy as np
 
 from evaluations import _inputs
 from evaluations.calibration import check_fmr, weighted_threshold
-from evaluations.verification import _check_scores_same
 
 THRESHOLD_RULES = ("fixed", "recomputed")
 DEFAULT_REJECT = tuple(round(0.05 * i, 2) for i in range(11))  # 0, 0.05, ..., 0.5
@@ -124,7 +123,7 @@ def erc(
     >>> r["fnmr"].tolist(), r["threshold"].tolist(), r["auc"]
     ([0.5, 0.0], [0.1, 0.1], 0.0625)
     """
-    s, y = _check_scores_same(scores, same)
+    s, y = _inputs.scores_and_same(scores, same)
     q = np.minimum(_check_quality(quality_a, "quality_a", s.shape[0]), _check_quality(quality_b, "quality_b", s.shape[0]))
     fmr = check_fmr(fmr)
     r = _check_reject(reject)
@@ -168,7 +167,7 @@ def erc_random(
         dict with ``reject``, ``fnmr`` (mean over repeats), ``fnmr_std`` and ``auc``
         (of the mean curve).
     """
-    s, y = _check_scores_same(scores, same)
+    s, y = _inputs.scores_and_same(scores, same)
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats={repeats!r} must be a number of random orders >= 1")
     rng = np.random.default_rng(seed)

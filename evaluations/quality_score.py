@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from evaluations import _inputs
 from evaluations.calibration import allowed_false_matches, check_fmr
-from evaluations.verification import _check_scores_same
 
 
 def qmagface_scores(scores: Any, quality_a: Any, quality_b: Any, *, alpha: float, beta: float) -> np.ndarray:
@@ -81,7 +81,7 @@ def fit_qmagface(
         dict with ``alpha``, ``beta`` (floats), and the points fitted: ``fmrs``,
         ``thresholds``, ``omegas`` (float64 arrays).
     """
-    s, y = _check_scores_same(scores, same)
+    s, y = _inputs.scores_and_same(scores, same)
     q = np.minimum(np.asarray(quality_a, dtype=np.float64), np.asarray(quality_b, dtype=np.float64))
     if q.shape != s.shape:
         raise ValueError(f"quality_a and quality_b must be [P] = [{s.shape[0]}] like scores, got {q.shape}")

@@ -11,25 +11,6 @@ from evaluations import _inputs
 from evaluations.metric_warnings import UndefinedMetricWarning
 
 
-def _check_scores_same(scores: Any, same: Any) -> tuple[np.ndarray, np.ndarray]:
-    s = _inputs.vector(scores, "scores")
-    if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)):
-        raise ValueError(f"scores must hold numbers; got dtype {s.dtype}")
-    s = s.astype(np.float64)
-    if not np.isfinite(s).all():
-        raise ValueError(f"scores contains NaN or inf (first at index {int(np.flatnonzero(~np.isfinite(s))[0])}); fix those pairs' embeddings")
-    y = _inputs.vector(same, "same")
-    if y.shape[0] != s.shape[0]:
-        raise ValueError(f"same has {y.shape[0]} entries but scores has {s.shape[0]}; they must match (one flag per pair)")
-    if y.dtype != np.bool_:
-        if not np.isin(y, (0, 1)).all():
-            raise ValueError("same must hold booleans (or 0/1): True for a genuine pair, False for an impostor pair")
-        y = y.astype(bool)
-    if s.shape[0] == 0:
-        raise ValueError("scores is empty; verification needs at least one pair")
-    return s, y
-
-
 def roc(scores: Any, same: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full ROC curve (every distinct threshold), as ``sklearn.metrics.roc_curve``
     with ``drop_intermediate=False``: a pair is accepted when score >= threshold.
@@ -37,7 +18,7 @@ def roc(scores: Any, same: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Returns ``(fpr, tpr, thresholds)``, float64, starting at (0, 0, +inf).
     Without impostor (genuine) pairs, fpr (tpr) is NaN with an UndefinedMetricWarning.
     """
-    s, y = _check_scores_same(scores, same)
+    s, y = _inputs.scores_and_same(scores, same)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     last_of_value = np.r_[np.flatnonzero(np.diff(s)), s.shape[0] - 1]
@@ -107,7 +88,7 @@ def kfold_accuracy(scores: Any, same: Any, *, folds: int = 10) -> tuple[float, f
     """LFW protocol accuracy: ``folds`` contiguous blocks of the pairs in the given
     order (``np.array_split``); for each, the threshold maximising accuracy on the
     other blocks is applied to it. Returns (mean, std with ddof=0, per-fold accuracies)."""
-    s, y = _check_scores_same(scores, same)
+    s, y = _inputs.scores_and_same(scores, same)
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not 2 <= folds <= s.shape[0]:
         raise ValueError(f"folds={folds!r} must be an integer in [2, number of pairs = {s.shape[0]}]")
     blocks = np.array_split(np.arange(s.shape[0]), folds)
@@ -150,7 +131,7 @@ def verification(
     >>> round(r["auc"], 4), round(r["eer"], 4), r["tar_at_far"]
     (0.8889, 0.3333, {0.5: 1.0, 0.1: None})
     """
-    s, y = _check_scores_same(scores, same)
+    s, y = _inputs.scores_and_same(scores, same)
     far = tuple(float(f) for f in far)
     for f in far:
         if not 0.0 < f <= 1.0:

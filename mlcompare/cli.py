@@ -190,6 +190,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
     cfg = config.load(args.comparison, sets=sets, options=options)
     from mlcompare.report.render import render  # after the config is checked: a bad value fails before torch loads
     from mlcompare.run import runner
+    from mlcompare.train import distributed
     from mlcompare.tune import tuning
 
     if args.command == "tune" and args.join is not None:
@@ -205,10 +206,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> None:
         done = command(cfg, out, device=args.device, force=args.force, resume=args.resume, progress=not args.no_progress,
                        command=provenance.command_line(argv), render=render, **options)
     finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        distributed.leave()
     if os.environ.get("RANK", "0") == "0":
         print(f"report: {done / 'report.md'} and {done / 'report.html'}")
 
@@ -263,8 +261,8 @@ def _backbones(args: argparse.Namespace) -> None:
 
 
 def _embed(args: argparse.Namespace) -> None:
-    from mlcompare.use import embed
     from mlcompare.run.runner import resolve_device
+    from mlcompare.use import embed
 
     written = embed.main(args.checkpoint, args.data, args.out, seed=args.seed, device=resolve_device(args.device),
                          normalize=args.normalize, batch_size=args.batch_size, progress=not args.no_progress,
@@ -284,67 +282,19 @@ def _eval(args: argparse.Namespace) -> None:
     import json
 
     from mlcompare.use import evaluate
-    from mlcompare.run import pairs as evaluate_pairs
-    from mlcompare.run.runner import resolve_device
 
-    for fmr in args.fmr or ():
-        if not 0 < fmr <= 1:
-            raise UserError(f"--fmr {fmr:g}: a false match rate is in (0, 1]")
-    device = resolve_device(args.device)
-    model, size = evaluate.load_model(args.checkpoint.parent, args.checkpoint.name, seed=args.seed, fold=args.fold)
-    if args.data:
-        scores, pairs_of = evaluate.on_data(model, size, args.data, device)
-    elif args.bin:
-        scores, pairs_of = evaluate.on_bin(model, size, args.bin, device)
-    elif args.cfp:
-        scores, pairs_of = evaluate.on_cfp(model, size, args.cfp, args.cfp_protocol, device,
-                                           run_dir=args.checkpoint.parent, fold=args.fold)
-    else:
-        if args.root is None:
-            raise UserError("--pairs needs --root, the folder its names refer to")
-        scores, pairs_of = evaluate.on_pairs(model, size, args.pairs, args.root, device)
-    extra: dict = {}
-    fmrs = args.fmr or [1e-2, 1e-3]
-    wanted = args.fmr or args.threshold is not None or args.erc or args.qmagface
-    pairs = pairs_of() if wanted else None
-    if args.fmr:
-        extra["operating_points"] = evaluate_pairs.operating_points(pairs, args.fmr)
-    if args.threshold is not None:
-        extra["at_threshold"] = evaluate_pairs.at_threshold(pairs, args.threshold)
-    if args.erc:
-        extra["erc"] = evaluate_pairs.reject_curves(pairs, evaluate_pairs.image_quality(pairs, args.erc), fmrs)
-        extra["erc_quality"] = args.erc
-    if args.qmagface:
-        extra["qmagface"] = evaluate_pairs.qmagface(pairs, fmrs)
+    source = evaluate.Source(data=args.data, bin=args.bin, cfp=args.cfp, cfp_protocol=args.cfp_protocol, pairs=args.pairs,
+                             root=args.root)
+    scores, extra, pairs = evaluate.evaluate(args.checkpoint, source, args.device, seed=args.seed,
+                                             fold=args.fold, fmr=args.fmr, threshold=args.threshold, erc=args.erc,
+                                             qmagface=args.qmagface)
     if args.json:
         print(json.dumps(scores | extra, indent=2, default=float))
         return
     for key, value in scores.items():
         print(f"{key:16s} {'not measurable' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
     if pairs is not None:
-        for line in _pair_lines(extra, len(pairs.same), int(pairs.same.sum())):
-            print(line)
-
-
-def _pair_lines(extra: dict, n_pairs: int, n_genuine: int) -> list[str]:
-    """The operating-point, ERC and QMagFace results as aligned lines."""
-    lines = [f"pairs            {n_pairs:,} ({n_genuine:,} genuine, {n_pairs - n_genuine:,} impostor)"]
-    for p in extra.get("operating_points", []):
-        lines.append(f"at FMR {p['target_fmr']:<8g}  threshold {p['threshold']:.4f}  FMR {p['fmr']:.2e}  FNMR {p['fnmr']:.4f}")
-    if "at_threshold" in extra:
-        p = extra["at_threshold"]
-        lines.append(f"threshold {p['threshold']:.4f}   FMR {p['fmr']:.2e}  FNMR {p['fnmr']:.4f}")
-    for c in extra.get("erc", []):
-        steps = "  ".join(f"{r:.0%}: {f:.4f}" for r, f in zip(c["reject"], c["fnmr"]))
-        lines.append(f"ERC at FMR {c['fmr']:g} ({extra['erc_quality']}): FNMR after rejecting {steps}")
-        lines.append(f"    AUC-ERC {c['auc']:.4f} (random rejection {c['auc_random']:.4f}; lower is better)")
-    if "qmagface" in extra:
-        q = extra["qmagface"]
-        lines.append(f"QMagFace fitted on {q['fit_pairs']:,} pairs: alpha {q['alpha']:.4g}, beta {q['beta']:.4g}; "
-                     f"on the other {q['test_pairs']:,}:")
-        for r in q["rows"]:
-            lines.append(f"    FNMR at FMR {r['fmr']:g}: {r['fnmr_plain']:.4f} plain, {r['fnmr_qmagface']:.4f} QMagFace")
-    return lines
+        print("\n".join(evaluate.pair_lines(extra, len(pairs.same), int(pairs.same.sum()))))
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *rest: object) -> str:

@@ -18,8 +18,9 @@ import torch
 
 import mlcompare
 from mlcompare import data as datasets
-from mlcompare.run import provenance
 from mlcompare.cli import main
+from mlcompare.report import text as report_text
+from mlcompare.run import provenance
 
 ROOT = Path(mlcompare.__file__).resolve().parents[1]
 
@@ -62,7 +63,7 @@ def test_without_git_the_commit_is_unknown_and_nothing_fails(monkeypatch):
     monkeypatch.setenv("PATH", "")  # no git binary to be found
     assert provenance.git_state() == ("unknown", "unknown")
     facts = provenance.collect({"train": "digits", "test": ""}, device="cpu", command="mlcompare run quick")
-    assert facts["git_commit"] == "unknown" and "commit unknown" in provenance.lines(facts)[0]
+    assert facts["git_commit"] == "unknown" and "commit unknown" in report_text.provenance_lines(facts)[0]
 
 
 def test_a_folder_outside_a_git_checkout_is_not_credited_with_a_commit(tmp_path):
@@ -94,11 +95,11 @@ def test_a_resumed_run_adds_up_its_sessions():
     assert [s["started"][11:19] for s in third["earlier"]] == ["10:00:00", "11:00:00"]
     assert third["earlier"][1]["finished"].startswith("interrupted, last result saved")
     assert provenance.total_wall_seconds(third) == 100.0 + 20.5 + 0.5
-    assert "121 s wall time over 3 sessions (--resume) made by different commits" in provenance.lines(third)[0]
+    assert "121 s wall time over 3 sessions (--resume) made by different commits" in report_text.provenance_lines(third)[0]
 
 
 def test_a_run_from_before_provenance_reports_none_and_a_damaged_one_is_refused(tmp_path):
-    assert provenance.read(tmp_path) is None and provenance.lines(None) == []
+    assert provenance.read(tmp_path) is None and report_text.provenance_lines(None) == []
     (tmp_path / "provenance.json").write_text("{not json")
     with pytest.raises(mlcompare.errors.UserError, match="provenance.json' is not valid JSON"):
         provenance.read(tmp_path)

@@ -7,9 +7,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 import evaluations
-from mlcompare.run import comparison_tests
-from mlcompare.run import quality_stats
 from mlcompare.report import quality as report_quality
+from mlcompare.run import comparison_tests, quality_stats
 from mlcompare.run.saved import RunInputs
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from mlcompare import data as datasets
-from mlcompare.report import quality as report_quality
 from mlcompare.cli import main
+from mlcompare.report import quality as report_quality
 from mlcompare.run.rundir import curves_path
 
 SYNTH = """

@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from mlcompare import data as datasets
 from mlcompare import losses
+from mlcompare import data as datasets
 from mlcompare.backbones import ResNetFace
 from mlcompare.config.comparison import TrainConfig
 from mlcompare.train.trainer import train
@@ -47,8 +47,8 @@ def test_event_files_hold_the_history_the_trainer_returns(tmp_path):
 def test_missing_tensorboard_is_one_line_naming_the_extra(monkeypatch):
     import builtins
 
-    from mlcompare.train import tensorboard_log
     from mlcompare.errors import UserError
+    from mlcompare.train import tensorboard_log
 
     real_import = builtins.__import__
 

@@ -6,24 +6,34 @@ normalised: normalisation belongs to the loss and the evaluation.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mlcompare.backbones.iresnet import LAYOUTS, IResNet
+from mlcompare.backbones.iresnet import IResNet, LAYOUTS
 from mlcompare.backbones.mobilefacenet import MobileFaceNet
 from mlcompare.backbones.pretrained import read_pretrained
 from mlcompare.backbones.resnet_face import BasicBlock, ResNetFace
 from mlcompare.backbones.running import PRECISIONS, autocast, embed, to_input
-from mlcompare.backbones.timm_backbone import PREFIX as TIMM_PREFIX
 from mlcompare.backbones.timm_backbone import TimmBackbone
+from mlcompare.backbones.timm_backbone import PREFIX as TIMM_PREFIX
 from mlcompare.errors import UserError
 
-if TYPE_CHECKING:
-    from mlcompare.config.comparison import BackboneConfig
+
+class BackboneSpec(Protocol):
+    """What a backbone is built from: the fields of a comparison's ``[backbone]`` section
+    (:class:`mlcompare.config.comparison.BackboneConfig`), declared here so that the backbones do not
+    import the config that checks their names."""
+
+    name: str
+    widths: Sequence[int]
+    blocks: Sequence[int]
+    dropout: float
+    embedding_dim: int
+    pretrained: str
 
 __all__ = ["REGISTRY", "BasicBlock", "IResNet", "MobileFaceNet", "PRECISIONS", "ResNetFace", "TimmBackbone",
            "autocast", "build_backbone", "check_name", "cost", "cost_text", "count_text", "embed", "to_input"]
@@ -31,18 +41,18 @@ __all__ = ["REGISTRY", "BasicBlock", "IResNet", "MobileFaceNet", "PRECISIONS", "
 Builder = Callable[..., nn.Module]  # (config, *, image_size, embedding_dim) -> the backbone
 
 
-def _resnet_face(config: "BackboneConfig", *, image_size: int, embedding_dim: int) -> nn.Module:
+def _resnet_face(config: BackboneSpec, *, image_size: int, embedding_dim: int) -> nn.Module:
     return ResNetFace(image_size=image_size, widths=tuple(config.widths), blocks=tuple(config.blocks),
                       embedding_dim=embedding_dim, dropout=config.dropout)
 
 
 def _iresnet(layers: tuple[int, ...]) -> Builder:
-    def build(config: "BackboneConfig", *, image_size: int, embedding_dim: int) -> nn.Module:
+    def build(config: BackboneSpec, *, image_size: int, embedding_dim: int) -> nn.Module:
         return IResNet(layers=layers, image_size=image_size, embedding_dim=embedding_dim, dropout=config.dropout)
     return build
 
 
-def _mobilefacenet(config: "BackboneConfig", *, image_size: int, embedding_dim: int) -> nn.Module:
+def _mobilefacenet(config: BackboneSpec, *, image_size: int, embedding_dim: int) -> nn.Module:
     return MobileFaceNet(image_size=image_size, embedding_dim=embedding_dim, dropout=config.dropout)
 
 
@@ -58,7 +68,7 @@ def check_name(name: str) -> None:
                         "(any timm model, pip install mlcompare[timm])")
 
 
-def _build(config: "BackboneConfig", *, image_size: int, embedding_dim: int) -> nn.Module:
+def _build(config: BackboneSpec, *, image_size: int, embedding_dim: int) -> nn.Module:
     check_name(config.name)
     if config.name.startswith(TIMM_PREFIX):
         return TimmBackbone(model_name=config.name.removeprefix(TIMM_PREFIX), image_size=image_size,
@@ -66,7 +76,7 @@ def _build(config: "BackboneConfig", *, image_size: int, embedding_dim: int) -> 
     return REGISTRY[config.name](config, image_size=image_size, embedding_dim=embedding_dim)
 
 
-def build_backbone(config: "BackboneConfig", *, image_size: int, embedding_dim: int | None = None) -> nn.Module:
+def build_backbone(config: BackboneSpec, *, image_size: int, embedding_dim: int | None = None) -> nn.Module:
     """The backbone a comparison's ``[backbone]`` section describes (``embedding_dim``: a method's own
     size, default the section's), with the weights of ``config.pretrained`` when it names a file;
     used alike by training (``mlcompare run``) and scoring (``mlcompare eval``)."""
@@ -76,7 +86,7 @@ def build_backbone(config: "BackboneConfig", *, image_size: int, embedding_dim: 
     return model
 
 
-def cost(config: "BackboneConfig", *, image_size: int, embedding_dim: int | None = None) -> dict[str, Any]:
+def cost(config: BackboneSpec, *, image_size: int, embedding_dim: int | None = None) -> dict[str, Any]:
     """Parameters and forward FLOPs (multiply-adds count 2, per image, at ``image_size``) of the backbone,
     counted on the meta device (no memory, no RNG draws, no arithmetic); checks ``config.pretrained``
     fits it. Keys: name, image_size, embedding_dim, parameters, flops.

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mlcompare.files.checkpoints import load_weights_only
 from mlcompare.errors import UserError
+from mlcompare.files.checkpoints import load_weights_only
 
 SHOWN = 3  # mismatches named in the one-line error
 

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlcompare.config import limits
-from mlcompare.config import results_schema
+from mlcompare.config import limits, results_schema
 from mlcompare.config import names as names_on_disk
 from mlcompare.errors import UserError
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from mlcompare.config import limits
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.framing import Framing
-from mlcompare.config import limits
 from mlcompare.errors import UserError
 
 SOURCES = ("synthfaces", "imagefolder", "cfp", "recordio", "digits")

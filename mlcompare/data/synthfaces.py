@@ -34,7 +34,13 @@ import torch
 
 from mlcompare.data import synthfaces_random as rng
 from mlcompare.data.facedata import FaceData
-from mlcompare.data.synthfaces_render import FACE_PARAMS, NUISANCES, SHOT_VARS, Strengths, degradation, realised_strengths, render
+from mlcompare.data.synthfaces_render import FACE_PARAMS
+from mlcompare.data.synthfaces_render import NUISANCES
+from mlcompare.data.synthfaces_render import SHOT_VARS
+from mlcompare.data.synthfaces_render import Strengths
+from mlcompare.data.synthfaces_render import degradation
+from mlcompare.data.synthfaces_render import realised_strengths
+from mlcompare.data.synthfaces_render import render
 from mlcompare.errors import UserError
 
 FAMILY_SIZE = 4

@@ -12,18 +12,26 @@ from typing import Any
 import torch
 
 import miners
-from mlcompare.losses.base import Loss
 from mlcompare.losses import pml
+from mlcompare.losses.base import Loss
 from mlcompare.losses.margin_logits import MarginLogits
 from mlcompare.losses.margin_softmax import MarginSoftmax
 from mlcompare.losses.parameters import check_known, keywords
 
 # classification (margin-softmax) losses
+from mlcompare.losses.adacos import AdaCos
+from mlcompare.losses.adaface import AdaFace
 from mlcompare.losses.arcface import ArcFace
+from mlcompare.losses.ccl import CCL
 from mlcompare.losses.center import Center
 from mlcompare.losses.circle import Circle
+from mlcompare.losses.coco import COCO
 from mlcompare.losses.combined import Combined
 from mlcompare.losses.cosface import CosFace
+from mlcompare.losses.curricularface import CurricularFace
+from mlcompare.losses.deepvisage import DeepVisage
+from mlcompare.losses.elastic_arcface import ElasticArcFace
+from mlcompare.losses.elastic_cosface import ElasticCosFace
 from mlcompare.losses.l2softmax import L2Softmax
 from mlcompare.losses.lsoftmax import LSoftmax
 from mlcompare.losses.magface import MagFace
@@ -32,19 +40,11 @@ from mlcompare.losses.partial_fc import PartialFC
 from mlcompare.losses.ring import Ring
 from mlcompare.losses.softmax import Softmax
 from mlcompare.losses.sphereface import SphereFace
-from mlcompare.losses.subcenter_arcface import SubCenterArcFace
-from mlcompare.losses.adaface import AdaFace
-from mlcompare.losses.adacos import AdaCos
-from mlcompare.losses.curricularface import CurricularFace
-from mlcompare.losses.elastic_arcface import ElasticArcFace
-from mlcompare.losses.elastic_cosface import ElasticCosFace
 from mlcompare.losses.sphereface2 import SphereFace2
+from mlcompare.losses.subcenter_arcface import SubCenterArcFace
 from mlcompare.losses.uniface import UniFace
-from mlcompare.losses.x2softmax import X2Softmax
-from mlcompare.losses.coco import COCO
 from mlcompare.losses.uploss import UPLoss
-from mlcompare.losses.ccl import CCL
-from mlcompare.losses.deepvisage import DeepVisage
+from mlcompare.losses.x2softmax import X2Softmax
 
 # pair losses
 from mlcompare.losses.contrastive import ContrastiveLoss

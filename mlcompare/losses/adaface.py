@@ -5,9 +5,9 @@ import math
 
 import torch
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.margin_logits import MarginLogits
 from mlcompare.losses.normalized import SumRanks, replace_target, safe_acos, target_of, upcast_half
-from mlcompare.config.search_space import Dim
 
 EPS = 1e-3  # the official code's clamp of cosines, angles and the std denominator
 

@@ -5,10 +5,10 @@ import math
 
 import torch
 
-from mlcompare.losses.margins import additive_angular
-from mlcompare.losses.margin_logits import TargetMargin
-from mlcompare.losses.scale import Scale
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.margin_logits import TargetMargin
+from mlcompare.losses.margins import additive_angular
+from mlcompare.losses.scale import Scale
 
 
 class ArcFace(TargetMargin):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mlcompare.losses.classifier import Classifier
-from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, cosine_logits
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.classifier import Classifier
+from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, upcast_half
 
 
 class Center(Classifier):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.classifier import CosineClassifier
 from mlcompare.losses.normalized import angle_stats, check_batch
 from mlcompare.losses.scale import Scale
-from mlcompare.config.search_space import Dim
 
 
 class Circle(CosineClassifier):

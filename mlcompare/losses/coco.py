@@ -6,9 +6,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.classifier import Classifier
 from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits
-from mlcompare.config.search_space import Dim
 
 
 def recommended_alpha(num_classes: int, p: float) -> float:

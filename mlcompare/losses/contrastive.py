@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 import miners
 from miners.distances import distance_matrix
-from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances, reduce_losses
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances, reduce_losses
 
 
 class ContrastiveLoss(PairLoss):

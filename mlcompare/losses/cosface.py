@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from mlcompare.losses.margins import additive_cosine
-from mlcompare.losses.margin_logits import TargetMargin
-from mlcompare.losses.scale import Scale
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.margin_logits import TargetMargin
+from mlcompare.losses.margins import additive_cosine
+from mlcompare.losses.scale import Scale
 
 
 class CosFace(TargetMargin):

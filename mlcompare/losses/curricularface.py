@@ -5,9 +5,9 @@ import math
 
 import torch
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.margin_logits import MarginLogits
 from mlcompare.losses.normalized import SumRanks, replace_target, safe_acos, target_cosines, target_of
-from mlcompare.config.search_space import Dim
 
 
 class CurricularFace(MarginLogits):

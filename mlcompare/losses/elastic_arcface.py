@@ -5,9 +5,9 @@ import math
 
 import torch
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.elasticface import ElasticFace
 from mlcompare.losses.normalized import safe_acos
-from mlcompare.config.search_space import Dim
 
 
 class ElasticArcFace(ElasticFace):

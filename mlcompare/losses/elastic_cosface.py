@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from mlcompare.losses.elasticface import ElasticFace
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.elasticface import ElasticFace
 
 
 class ElasticCosFace(ElasticFace):

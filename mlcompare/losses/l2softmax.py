@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mlcompare.losses.classifier import Classifier
-from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, cosine_logits
-from mlcompare.losses.scale import Scale, make_scale
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.classifier import Classifier
+from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, upcast_half
+from mlcompare.losses.scale import Scale, make_scale
 
 
 class L2Softmax(Classifier):

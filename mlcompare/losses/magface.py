@@ -5,11 +5,11 @@ import math
 
 import torch
 
-from mlcompare.losses.margins import additive_angular
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.margin_logits import MarginLogits
+from mlcompare.losses.margins import additive_angular
 from mlcompare.losses.normalized import SumRanks, replace_target, target_of, upcast_half
 from mlcompare.losses.scale import Scale
-from mlcompare.config.search_space import Dim
 
 
 class MagFace(MarginLogits):

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import miners
-from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances
 
 
 class MarginLoss(PairLoss):

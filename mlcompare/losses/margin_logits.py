@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.normalized import SumRanks, one_rank, replace_target, target_of
 from mlcompare.losses.scale import Scale, make_scale, scale_value
-from mlcompare.config.search_space import Dim
 
 
 class MarginLogits(nn.Module):

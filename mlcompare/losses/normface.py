@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.losses.scale import Scale
-from mlcompare.config.search_space import Dim
 
 
 class NormFace(TargetMargin):

@@ -9,10 +9,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.margin_logits import MarginLogits
 from mlcompare.losses.margin_softmax import MarginSoftmax
 from mlcompare.losses.normalized import angle_stats, check_batch, check_sizes, cosine_logits, one_rank, target_of
-from mlcompare.config.search_space import Dim
 
 def shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
     """``(class_start, num_local)``: the contiguous block of classes that ``rank`` holds.

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlcompare.losses.classifier import Classifier
-from mlcompare.losses.normalized import upcast_half, angle_stats, check_batch, cosine_logits
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.classifier import Classifier
+from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, upcast_half
 
 
 class Ring(Classifier):

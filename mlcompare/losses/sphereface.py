@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.lsoftmax import LambdaAnnealing, annealed, check_integer_margin
-from mlcompare.losses.margins import angular_psi
 from mlcompare.losses.margin_logits import TargetMargin
+from mlcompare.losses.margins import angular_psi
 from mlcompare.losses.normalized import SumRanks
 from mlcompare.losses.scale import Scale
-from mlcompare.config.search_space import Dim
 
 
 class SphereFace(TargetMargin):

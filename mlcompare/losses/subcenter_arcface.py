@@ -6,11 +6,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mlcompare.losses.margins import additive_angular
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.classifier import CosineClassifier
+from mlcompare.losses.margins import additive_angular
 from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, replace_target, target_of
 from mlcompare.losses.scale import Scale
-from mlcompare.config.search_space import Dim
 
 
 class SubCenterArcFace(CosineClassifier):

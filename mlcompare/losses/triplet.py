@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import miners
-from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances, reduce_losses
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.pair import MinerLike, PairLoss, mined_triplet_distances, reduce_losses
 
 class TripletLoss(PairLoss):
     """Triplet margin loss, one term per mined triplet.

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.pair import MinerLike
 from mlcompare.losses.triplet import TripletLoss
-from mlcompare.config.search_space import Dim
 
 
 class SoftMarginTripletLoss(TripletLoss):

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.classifier import CosineClassifier
 from mlcompare.losses.normalized import angle_stats, check_batch
-from mlcompare.config.search_space import Dim
 
 
 class UniFace(CosineClassifier):

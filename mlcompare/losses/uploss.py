@@ -6,9 +6,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from mlcompare.config.search_space import Dim
 from mlcompare.losses.normalized import angle_stats, check_batch, cosine_logits, upcast_half
 from mlcompare.losses.softmax import Softmax
-from mlcompare.config.search_space import Dim
 
 
 class UPLoss(Softmax):

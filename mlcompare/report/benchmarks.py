@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mlcompare.report.section import Section  # noqa: E402
-from mlcompare.report.text import p_text  # noqa: E402
 from mlcompare.report.style import Styles  # noqa: E402
+from mlcompare.report.text import p_text  # noqa: E402
 
 SIDE_NAMES = {"classification": "margin-softmax classification", "pair": "metric learning"}
 

@@ -26,10 +26,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mlcompare.report.section import Figure, Section  # noqa: E402
 from mlcompare.run import quality_stats  # noqa: E402
 from mlcompare.run import saved
 from mlcompare.run.quality_stats import DRIFT_FMR, FMRS, RANDOM_REPEATS  # noqa: E402
-from mlcompare.report.section import Figure, Section  # noqa: E402
 
 # The statistics are computed when the run finishes (mlcompare.run.quality_stats); BOOTSTRAP here is what an
 # older run directory, written without them, is computed with at render time.

@@ -21,14 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mlcompare.config.results_schema import ALWAYS, MEASURED, METRICS  # noqa: E402
+from mlcompare.errors import UserError  # noqa: E402
 from mlcompare.report import benchmarks, quality  # noqa: E402
 from mlcompare.report import text as report_text  # noqa: E402
 from mlcompare.report import tuning as report_tuning  # noqa: E402
-from mlcompare.run import comparison_tests, provenance, saved, stats  # noqa: E402
-from mlcompare.report.style import LINES, Styles, method_styles  # noqa: E402
 from mlcompare.report.section import Figure, Section, html_figure, md_text  # noqa: E402
-from mlcompare.errors import UserError  # noqa: E402
-from mlcompare.config.results_schema import ALWAYS, MEASURED, METRICS  # noqa: E402
+from mlcompare.report.style import LINES, Styles, method_styles  # noqa: E402
+from mlcompare.run import comparison_tests, saved, stats  # noqa: E402
 
 # (column, header, digits) of the summary table, from the results schema: the metrics always shown,
 # then the cost columns; OPTIONAL_COLUMNS are shown when measured (P@1 only with R-Precision)
@@ -576,7 +576,7 @@ def _setup_lines(config: dict, facts: dict | None = None) -> list[str]:
            "in results.csv)" if t.get("epochs") else f"for {report_text.plural(t['steps'], 'step')}")
         + f", {report_text.plural(config['seeds'], 'seed')}, on {config['device']} in {t.get('precision', 'fp32')}"
         + (f", {config['world_size']} torchrun processes." if config.get("world_size", 1) > 1 else "."),
-        *provenance.lines(facts),
+        *report_text.provenance_lines(facts),
     ]
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import html
 import math
 import re
+from typing import Any
 
 from mlcompare.config import results_schema
-from mlcompare.run import stats
+from mlcompare.run import provenance, stats
 
 # Floats as Python prints them ("12.999655558336613", "1e-05"), the numbers :func:`round_numbers` rewrites.
 FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.])|(?<![\w.])-?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
@@ -84,3 +85,33 @@ def difference_clause(winner: str, loser: str, metric: str, d: stats.Difference)
     if d.significant:
         return f"{winner} beats {loser} by {gap} ({ci})"
     return f"{winner} ties with {loser}: the difference of {gap} is not significant ({ci})"
+
+
+def provenance_lines(record: dict[str, Any] | None) -> list[str]:
+    """The report's provenance lines from the run's provenance.json record (:mod:`mlcompare.run.provenance`;
+    none for a run that predates it); a key that a record written by an older mlcompare lacks reads "unknown"."""
+    if record is None:
+        return []
+    r = {key: provenance.UNKNOWN for key in ("mlcompare", "git_commit", "git_dirty", "python", "torch", "numpy", "faiss",
+                                  "faiss_build", "optuna", "pytorch_metric_learning", "cpu", "threads", "cpus",
+                                  "device", "command", "started")} | record
+    code = f"mlcompare {r['mlcompare']} at commit {r['git_commit'][:12]}"
+    if r["git_dirty"] == "yes":
+        code += " with uncommitted changes"
+    sessions = [record, *record.get("earlier", [])]
+    when = f"started {r['started']}, finished {r.get('finished') or 'not yet'}"
+    total = provenance.total_wall_seconds(record)
+    if total is not None:
+        when += f", {total:,.0f} s wall time"
+    if len(sessions) > 1:
+        when += f" over {len(sessions)} sessions (--resume)"
+        if len({s.get("git_commit") for s in sessions}) > 1:
+            when += " made by different commits"
+    machine = f"{r['cpu']}, {plural(r['threads'], 'torch thread')} of {r['cpus']} CPUs, device {r['device']}"
+    if r.get("gpu"):
+        machine += f" ({r['gpu']})"
+    data = "; ".join(f"{role} `{spec}`" for role, spec in r.get("data", {}).items() if spec)
+    return [f"Provenance: {code}; Python {r['python']}, torch {r['torch']}, numpy {r['numpy']}, faiss {r['faiss']} "
+            f"({r['faiss_build']} build), optuna {r['optuna']}, pytorch-metric-learning {r['pytorch_metric_learning']}; "
+            f"{machine}; {when}; command `{r['command']}`.",
+            f"Data knobs: {data or 'not recorded'}."]

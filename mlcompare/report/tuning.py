@@ -19,11 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mlcompare.run import stats  # noqa: E402
+from mlcompare.config.search_space import Dim, EDGE_SHARE, at_edges  # noqa: E402
 from mlcompare.report.section import Figure, Section  # noqa: E402
 from mlcompare.report.style import Styles  # noqa: E402
 from mlcompare.report.text import plural, versus_best  # noqa: E402
-from mlcompare.config.search_space import EDGE_SHARE, Dim, at_edges  # noqa: E402
+from mlcompare.run import stats  # noqa: E402
 
 
 def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path, tests: dict) -> Section | None:

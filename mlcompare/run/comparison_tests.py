@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from mlcompare.run import quality_stats
-from mlcompare.run import stats
+from mlcompare.run import quality_stats, stats
 from mlcompare.run.rundir import write_text_atomic
 
 PATH = Path("stats") / "tests.json"  # in the run directory

@@ -23,7 +23,6 @@ from typing import Any
 
 import mlcompare
 from mlcompare.errors import UserError
-from mlcompare.report.text import plural
 
 FILE = "provenance.json"
 UNKNOWN = "unknown"
@@ -145,36 +144,6 @@ def resumed(record: dict[str, Any], previous: dict[str, Any] | None, *, last_sav
         previous["finished"] = "interrupted" + (f", last result saved {_now(saved)}" if saved is not None else "")
         previous["wall_seconds"] = round(max(0.0, saved - begun), 1) if saved is not None else 0.0
     return record | {"earlier": earlier}
-
-
-def lines(record: dict[str, Any] | None) -> list[str]:
-    """The report's provenance lines (none for a run that predates provenance.json); a key that a record
-    written by an older mlcompare lacks reads "unknown"."""
-    if record is None:
-        return []
-    r = {key: UNKNOWN for key in ("mlcompare", "git_commit", "git_dirty", "python", "torch", "numpy", "faiss",
-                                  "faiss_build", "optuna", "pytorch_metric_learning", "cpu", "threads", "cpus",
-                                  "device", "command", "started")} | record
-    code = f"mlcompare {r['mlcompare']} at commit {r['git_commit'][:12]}"
-    if r["git_dirty"] == "yes":
-        code += " with uncommitted changes"
-    sessions = [record, *record.get("earlier", [])]
-    when = f"started {r['started']}, finished {r.get('finished') or 'not yet'}"
-    total = total_wall_seconds(record)
-    if total is not None:
-        when += f", {total:,.0f} s wall time"
-    if len(sessions) > 1:
-        when += f" over {len(sessions)} sessions (--resume)"
-        if len({s.get("git_commit") for s in sessions}) > 1:
-            when += " made by different commits"
-    machine = f"{r['cpu']}, {plural(r['threads'], 'torch thread')} of {r['cpus']} CPUs, device {r['device']}"
-    if r.get("gpu"):
-        machine += f" ({r['gpu']})"
-    data = "; ".join(f"{role} `{spec}`" for role, spec in r.get("data", {}).items() if spec)
-    return [f"Provenance: {code}; Python {r['python']}, torch {r['torch']}, numpy {r['numpy']}, faiss {r['faiss']} "
-            f"({r['faiss_build']} build), optuna {r['optuna']}, pytorch-metric-learning {r['pytorch_metric_learning']}; "
-            f"{machine}; {when}; command `{r['command']}`.",
-            f"Data knobs: {data or 'not recorded'}."]
 
 
 def _now(timestamp: float | None = None) -> str:

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcompare.run import runlock
+from mlcompare.config.names import slug
 from mlcompare.errors import UserError
 from mlcompare.files.outputs import check_writable
-from mlcompare.config.names import slug
+from mlcompare.run import runlock
 
 
 def _stem(method: str, seed: int, fold: int) -> str:
@@ -90,9 +90,9 @@ class RunDir:
     def check_resumable(self, config: dict[str, Any]) -> None:
         """``--resume`` continues the saved run only with the same settings: a run trained to 200 steps
         and resumed as 5 would be reported as what it is not. Refuses with the differences listed."""
-        saved = _flatten(json.loads((self.final / "config.json").read_text()))
+        saved = flatten(json.loads((self.final / "config.json").read_text()))
         # A key the saved run lacks was added to mlcompare since, at a default that keeps old behaviour.
-        changed = [f"{key}: {saved[key]!r} -> {value!r}" for key, value in _flatten(config).items()
+        changed = [f"{key}: {saved[key]!r} -> {value!r}" for key, value in flatten(config).items()
                    if key in saved and saved[key] != value]
         if changed:
             raise UserError(f"--resume with settings that differ from the saved run ({'; '.join(changed)}); "
@@ -134,12 +134,12 @@ class RunDir:
         write_text_atomic(self.path / "config.json", json.dumps(config, indent=2, default=str))
 
 
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"p": 8}}`` -> ``{"train.p": 8}`` (lists of methods compared whole, as JSON)."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         if isinstance(value, dict):
-            out |= _flatten(value, f"{prefix}{key}.")
+            out |= flatten(value, f"{prefix}{key}.")
         else:
             out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
     return out

@@ -15,32 +15,25 @@ import torch
 from tqdm import tqdm
 
 import evaluations
+from mlcompare import backbones, losses
 from mlcompare import data as datasets
-from mlcompare.train import distributed
-from mlcompare import losses
-from mlcompare.run import comparison_tests
-from mlcompare.config import limits
-from mlcompare.run import provenance
-from mlcompare.run import quality_stats
-from mlcompare.run import saved
-from mlcompare import backbones
-from mlcompare.train import tensorboard_log
 from mlcompare.backbones import build_backbone, embed
+from mlcompare.config import limits
 from mlcompare.config.comparison import ComparisonConfig, MethodConfig, TrainConfig, epoch_steps
-from mlcompare.run import benchmarks
-from mlcompare.run.benchmarks import Benchmark
+from mlcompare.config.names import RAW_PIXELS
+from mlcompare.config.results_schema import ResultRow
 from mlcompare.data import leakage
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.framing import Framing
 from mlcompare.data.noise import flip_labels
 from mlcompare.errors import UserError
-from mlcompare.config.names import RAW_PIXELS
-from mlcompare.config.results_schema import ResultRow
+from mlcompare.run import benchmarks, comparison_tests, provenance, quality_stats, saved
+from mlcompare.run.benchmarks import Benchmark
 from mlcompare.run.rundir import (RunDir, checkpoint_path, curves_path, read_history, read_results, write_csv_atomic,
-                              write_npz_atomic)
+                                  write_npz_atomic)
 from mlcompare.run.scoring import TestProtocol, score, validation_accuracy
+from mlcompare.train import distributed, tensorboard_log
 from mlcompare.train.trainer import TrainingDiverged, train
-
 
 
 def resolve_device(name: str) -> torch.device:
@@ -331,7 +324,7 @@ def open_session(config: ComparisonConfig, out: Path, *, device: str, force: boo
     first = folds[0]
     if ctx.is_main:
         rundir.create()
-        np.save(rundir.path / "test_labels_sample.npy", first.protocol.labels[_projection_sample(first.protocol.labels)].numpy())
+        np.save(rundir.path / "test_labels_sample.npy", first.protocol.labels[projection_sample(first.protocol.labels)].numpy())
         rundir.save_config(config.to_dict() | {
             "device": str(dev), "world_size": ctx.world_size, "train_identities": first.train_set.num_identities,
             "train_images": len(first.train_set), "test_identities": first.test_set.num_identities,
@@ -483,7 +476,7 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     loss = build_loss(method, num_classes=train_set.num_identities, embedding_dim=dim, class_counts=class_counts(train_set),
                       ctx=ctx)
     row = ResultRow(method.name, method.group or method.name, seed, method.loss, loss.family, setup={
-        "params": _params_text(method), "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p,
+        "params": params_text(method), "label_noise": method.label_noise, "embedding_dim": dim, "p": train_cfg.p,
         "k": train_cfg.k, "train_identities": train_set.num_identities, "precision": train_cfg.precision})
     bar = _ProgressBar(method.name, seed, train_cfg, enabled=progress and ctx.is_main)
     held_out = (lambda: validate(model)) if validate is not None else (
@@ -517,7 +510,7 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     bar.close()
     if not ctx.is_main:
         return MethodResult(row)
-    curves["embeddings"] = embeddings[_projection_sample(protocol.labels)].numpy()
+    curves["embeddings"] = embeddings[projection_sample(protocol.labels)].numpy()
     # Inputs of the report's quality section (report_quality): every test image's feature norm; with
     # ground-truth quality (synthfaces) also the degradation, embeddings and labels, for all-pairs ERCs.
     curves["feature_norms"] = embeddings.norm(dim=1).numpy()
@@ -526,7 +519,7 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
                    "test_embeddings": embeddings.numpy()}
     if board is not None:
         board.test_scores(metrics)
-        board.projector(embeddings[_projection_sample(protocol.labels)], protocol.labels[_projection_sample(protocol.labels)])
+        board.projector(embeddings[projection_sample(protocol.labels)], protocol.labels[projection_sample(protocol.labels)])
         board.close()
     curves |= angle_histograms(model, loss, train_set, device)
     return MethodResult(dataclasses.replace(row, metrics=metrics, train_seconds=result.seconds,
@@ -581,12 +574,14 @@ def angle_histograms(model: torch.nn.Module, loss: losses.Loss, train_set: FaceD
             "theta_other_hist": np.histogram(theta[~target].numpy(), ANGLE_BINS)[0], "theta_bins": ANGLE_BINS}
 
 
-def _projection_sample(labels: torch.Tensor, identities: int = 8) -> torch.Tensor:
+def projection_sample(labels: torch.Tensor, identities: int = 8) -> torch.Tensor:
     """Test images of the first ``identities`` identities: kept per method for the report's 2-D view."""
     return torch.nonzero(labels < identities).squeeze(1)
 
 
-def _params_text(method: MethodConfig) -> str:
+def params_text(method: MethodConfig) -> str:
+    """A method's setting as results.csv's params column shows it: its loss parameters, its own train keys,
+    the swept fields it sets and its miner (the tuned rows add the tuned train keys, tune.tuning.setting_text)."""
     parts = [f"{k}={v}" for k, v in method.params.items()]
     parts += [f"{k}={v}" for k, v in method.train.items()]
     parts += [f"{k}={getattr(method, k)}" for k in ("label_noise", "embedding_dim", "p", "k") if getattr(method, k)]

@@ -17,12 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcompare.run import comparison_tests
-from mlcompare.run import provenance
-from mlcompare.run import quality_stats
 from mlcompare.config import results_schema
 from mlcompare.config.comparison import SWEEPABLE
 from mlcompare.errors import UserError
+from mlcompare.run import comparison_tests, provenance, quality_stats
 from mlcompare.run.rundir import curves_path
 
 # The config.json keys the report's setup lines and title read, per section ("" is the top level).

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 import evaluations
-from mlcompare.config import results_schema
 from mlcompare.backbones import embed
+from mlcompare.config import results_schema
 from mlcompare.data.protocol import VerificationPairs, identification_split, verification_pairs
 
 @dataclass(frozen=True)

@@ -57,6 +57,14 @@ def from_env(device: torch.device) -> Context:
     return Context(rank, world_size, local_rank)
 
 
+
+def leave() -> None:
+    """Leave the process group :func:`from_env` joined, if it joined one (a plain run has none): called once
+    the command is done, failed or interrupted, so that torchrun's processes exit cleanly."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def gather_keep_grad(x: torch.Tensor, ctx: Context) -> torch.Tensor:
     """Every rank's ``x`` concatenated in rank order; only this rank's slice carries gradient.
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from mlcompare.errors import UserError
 from mlcompare.config.names import slug
+from mlcompare.errors import UserError
 
 INSTALL = "pip install mlcompare[tensorboard]"
 

@@ -20,16 +20,16 @@ from torch.nn.parallel import DistributedDataParallel
 from miners import NonFiniteEmbeddings
 from mlcompare.backbones import autocast, to_input
 from mlcompare.config import limits
-from mlcompare.files.checkpoints import load_checkpoint
 from mlcompare.config.comparison import TrainConfig
+from mlcompare.config.search_space import Dim
 from mlcompare.data.augment import Augmentation
 from mlcompare.data.facedata import FaceData
 from mlcompare.data.sampler import PKSampler
 from mlcompare.data.stored import loaded_batches
-from mlcompare.train.distributed import Context, average_gradients, gather_keep_grad, share
 from mlcompare.errors import UserError
+from mlcompare.files.checkpoints import load_checkpoint
 from mlcompare.losses import Loss
-from mlcompare.config.search_space import Dim
+from mlcompare.train.distributed import Context, average_gradients, gather_keep_grad, share
 from mlcompare.train.sync_batchnorm import synchronise_batchnorm
 
 

@@ -108,11 +108,10 @@ def stale(trial: Any, *, now: float, interval: int) -> bool:
     return now - last > STALE_AFTER * interval
 
 
-def fail_stale(study: Any, *, interval: int) -> None:
-    """Fail ``study``'s lost trials and enqueue their retries."""
+def fail_stale(study: Any, storage: Any, *, interval: int) -> None:
+    """Fail ``study``'s lost trials and enqueue their retries (``storage``: the one ``study`` was opened on)."""
     import optuna
 
-    storage = study._storage
     if native(storage):  # the storage's own heartbeat, grace period and retry callback (study_storage)
         optuna.storages.fail_stale_trials(study)
         return
@@ -127,12 +126,12 @@ def fail_stale(study: Any, *, interval: int) -> None:
         retry(study, storage.get_trial(trial._trial_id))
 
 
-def abandon(study: Any, trial_id: int) -> None:
+def abandon(study: Any, storage: Any, trial_id: int) -> None:
     """Fail the trial this worker is leaving (interrupted, or a bug) and enqueue its retry, unless it
-    was already told."""
+    was already told (``storage``: the one ``study`` was opened on)."""
     import optuna
 
-    trial = study._storage.get_trial(trial_id)
+    trial = storage.get_trial(trial_id)
     if trial.state == optuna.trial.TrialState.RUNNING:
-        study._storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
-        retry(study, study._storage.get_trial(trial_id))
+        storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
+        retry(study, storage.get_trial(trial_id))

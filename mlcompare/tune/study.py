@@ -18,7 +18,7 @@ from typing import Any
 from mlcompare.config.comparison import ComparisonConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
-from mlcompare.run.rundir import _flatten
+from mlcompare.run.rundir import flatten
 
 # Keys a worker may set for itself: where its copy of the data lives and how it is read, its logging.
 PER_WORKER = ("data.train", "data.test", "data.workers", "logging.tensorboard")
@@ -42,7 +42,7 @@ def names(study: str, methods: list[str]) -> tuple[str, dict[str, str]]:
 def fingerprint(config: ComparisonConfig, train_set: FaceData) -> dict[str, Any]:
     """What every worker of one tune must share: the comparison (bar :data:`PER_WORKER`) and the
     training data's size, identities and labels (a hash of each, so another path to the same data joins)."""
-    flat = {k: v for k, v in _flatten(config.to_dict()).items() if k not in PER_WORKER}
+    flat = {k: v for k, v in flatten(config.to_dict()).items() if k not in PER_WORKER}
     identities = hashlib.sha256("\n".join(train_set.identities).encode()).hexdigest()[:16]
     labels = hashlib.sha256(train_set.labels.cpu().numpy().tobytes()).hexdigest()[:16]
     return flat | {"training data images": len(train_set), "training data identities (hash)": identities,

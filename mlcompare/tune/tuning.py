@@ -50,22 +50,23 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mlcompare import losses
-from mlcompare.run import runner
-from mlcompare.tune import storage as study_storage
-from mlcompare.tune import heartbeat as trial_heartbeat
-from mlcompare.tune import budget as tune_budget
-from mlcompare.tune import study as tune_study
-from mlcompare.tune import workers
 from mlcompare.backbones import build_backbone, embed
 from mlcompare.config.comparison import ComparisonConfig, MethodConfig
-from mlcompare.data.facedata import FaceData
-from mlcompare.errors import UserError
 from mlcompare.config.names import RAW_PIXELS, check_distinct, slug
 from mlcompare.config.results_schema import ResultRow
+from mlcompare.config.search_space import Dim, at_edges, override
+from mlcompare.data.facedata import FaceData
+from mlcompare.errors import UserError
+from mlcompare.run import runner
 from mlcompare.run.rundir import write_csv_atomic
 from mlcompare.run.scoring import TestProtocol, score
-from mlcompare.config.search_space import Dim, at_edges, override
+from mlcompare.train import distributed
 from mlcompare.train.trainer import LOSS_LR_SEARCH, SEARCH_SPACE, save_atomic
+from mlcompare.tune import workers
+from mlcompare.tune import budget as tune_budget
+from mlcompare.tune import heartbeat as trial_heartbeat
+from mlcompare.tune import storage as study_storage
+from mlcompare.tune import study as tune_study
 
 TRAIN_KEYS = ("lr", "weight_decay", "loss_lr")  # dimensions that belong to the train section
 
@@ -203,7 +204,7 @@ def apply_setting(config: ComparisonConfig, method: MethodConfig, values: dict[s
 def setting_text(method: MethodConfig, values: dict[str, Any]) -> str:
     """The params column of a tuned row: the loss's parameters then the trainer's, as tuned."""
     train = " ".join(f"{k}={_short(v)}" for k, v in values.items() if k in TRAIN_KEYS)
-    return " ".join(filter(None, [runner._params_text(method), train]))
+    return " ".join(filter(None, [runner.params_text(method), train]))
 
 
 def _short(value: Any) -> str:
@@ -252,15 +253,16 @@ class Tuner:
     folds: list[Fold]
     best_dir: Path | None
     worker: str
+    storage: Any  # the Optuna storage the studies were opened on (by tune_study, from study_storage.open_storage)
 
     def run_trial(self, method_index: int, method: MethodConfig, space: Space, study) -> None:
         """Ask ``study`` for a trial (a waiting retry first) and run it if the budget has its place."""
         trial = study.ask()
-        with trial_heartbeat.beating(study._storage, trial._trial_id, self.config.tuning.heartbeat):
+        with trial_heartbeat.beating(self.storage, trial._trial_id, self.config.tuning.heartbeat):
             try:
                 self._run(method_index, method, space, study, trial)
             except BaseException:  # interrupted or a bug: the trial is run again, with the same parameters
-                trial_heartbeat.abandon(study, trial._trial_id)
+                trial_heartbeat.abandon(study, self.storage, trial._trial_id)
                 raise
 
     def _run(self, method_index: int, method: MethodConfig, space: Space, study, trial) -> None:
@@ -374,7 +376,7 @@ def work(tuner: Tuner, studies: dict[str, Any], spaces: dict[str, Space], *, aft
         busy = False
         for i, method in enumerate(tuner.config.methods):
             study = studies[method.name]
-            trial_heartbeat.fail_stale(study, interval=tuner.config.tuning.heartbeat)
+            trial_heartbeat.fail_stale(study, tuner.storage, interval=tuner.config.tuning.heartbeat)
             trials = study.get_trials(deepcopy=False)
             if tune_budget.has_room(plan, trials):
                 tuner.run_trial(i, method, spaces[method.name], study)
@@ -428,7 +430,7 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
     _optuna()
     if jobs < 1:
         raise UserError(f"--jobs {jobs}: give 1 or more local worker processes")
-    if runner.distributed.from_env(torch.device("cpu")).active:
+    if distributed.from_env(torch.device("cpu")).active:
         raise UserError("mlcompare tune runs in one process; start it without torchrun")
     if config.crossval.benchmark:  # tune holds out folds of its own; it has no fold loop over a benchmark's splits
         raise UserError(f"mlcompare tune does not cross-validate over [crossval] benchmark '{config.crossval.benchmark}'; "
@@ -464,8 +466,8 @@ def tune(config: ComparisonConfig, out: Path, *, device: str = "auto", force: bo
         bar.update(done - bar.n)
 
     after_trial()
-    with workers.local_workers(jobs, config, url, name, device=device, best_dir=best_dir):
-        work(Tuner(config, session.device, folds, best_dir, worker="w0"), studies, spaces, after_trial=after_trial)
+    with workers.local_workers(jobs, join, config, url, name, device=device, best_dir=best_dir):
+        work(Tuner(config, session.device, folds, best_dir, worker="w0", storage=opened), studies, spaces, after_trial=after_trial)
     bar.close()
     write_csv_atomic(tuning_dir / "trials.csv", trials_table(studies, config.tuning.folds))
     entries = []
@@ -576,12 +578,13 @@ def join(config: ComparisonConfig, run_dir: Path | None, *, device: str = "auto"
     dev = runner.resolve_device(device)
     runner.check_precision(config.train.precision, dev)
     train_set, _, _ = runner.prepare_data(config, dev)
-    runner.check_methods(config, train_set, runner.distributed.Context())
+    runner.check_methods(config, train_set, distributed.Context())
     check_folds(train_set, config)
     opened = study_storage.open_storage(storage, heartbeat=config.tuning.heartbeat)
     studies = tune_study.join(opened, study, tune_study.fingerprint(config, train_set),
                               [m.name for m in config.methods], pruner=pruner(config))
-    tuner = Tuner(config, dev, make_folds(train_set, config), best_dir, worker=worker or f"join-{os.getpid()}")
+    tuner = Tuner(config, dev, make_folds(train_set, config), best_dir, worker=worker or f"join-{os.getpid()}",
+                  storage=opened)
     return work(tuner, studies, spaces)
 
 
@@ -626,5 +629,5 @@ def ensemble_result(session: runner.Session, method: MethodConfig, best_dir: Pat
         models.append(model.to(session.device, memory_format=torch.channels_last))
     emb = ensemble_embeddings(models, session.test_set.images, device=session.device, precision=config.train.precision)
     metrics, curves = score(emb, session.protocol)
-    curves["embeddings"] = emb[runner._projection_sample(session.protocol.labels)].numpy()
+    curves["embeddings"] = emb[runner.projection_sample(session.protocol.labels)].numpy()
     return runner.MethodResult(dataclasses.replace(row, metrics=metrics), curves)

@@ -1,6 +1,6 @@
 """``mlcompare tune --jobs N``: N - 1 more worker processes on this machine, beside the one that started them.
 
-Each is a :func:`mlcompare.tune.tuning.join` of the same study (spawned: a fresh interpreter, so that no
+Each runs ``join`` (:func:`mlcompare.tune.tuning.join`, passed in) on the same study (spawned: a fresh interpreter, so that no
 torch thread pool or CUDA context is inherited). The cores are shared out: every worker, the
 starting one included, runs ``cores // N`` torch threads, so that N workers do not oversubscribe
 the machine. One job leaves the thread count alone (exactly today's single-process run).
@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -31,13 +31,14 @@ def threads_per_worker(jobs: int) -> int:
     return max(1, cores // jobs)
 
 
-def _worker(config: ComparisonConfig, url: str, study: str, device: str, worker: str, threads: int,
-            best_dir: Path | None) -> None:
-    from mlcompare.tune import tuning
+Join = Callable[..., int]  # tuning.join: (config, run_dir, *, device, storage, study, worker, best_dir) -> trials run
 
+
+def _worker(join: Join, config: ComparisonConfig, url: str, study: str, device: str, worker: str, threads: int,
+            best_dir: Path | None) -> None:
     torch.set_num_threads(threads)
     try:
-        tuning.join(config, None, device=device, storage=url, study=study, worker=worker, best_dir=best_dir)
+        join(config, None, device=device, storage=url, study=study, worker=worker, best_dir=best_dir)
     except UserError as err:
         print(f"mlcompare: worker {worker}: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -46,10 +47,11 @@ def _worker(config: ComparisonConfig, url: str, study: str, device: str, worker:
 
 
 @contextlib.contextmanager
-def local_workers(jobs: int, config: ComparisonConfig, url: str, study: str, *, device: str,
+def local_workers(jobs: int, join: Join, config: ComparisonConfig, url: str, study: str, *, device: str,
                   best_dir: Path | None) -> Iterator[None]:
-    """Workers ``w1 .. w{jobs-1}`` running while the block (worker ``w0``'s own trials) runs; on
-    leaving, wait for them, each finished once every method's budget is spent."""
+    """Workers ``w1 .. w{jobs-1}``, each running ``join``, while the block (worker ``w0``'s own trials)
+    runs; on leaving, wait for them, each finished once every method's budget is spent. ``join`` is
+    pickled by name for the spawned interpreters: a module-level function."""
     if jobs == 1:
         yield
         return
@@ -57,7 +59,7 @@ def local_workers(jobs: int, config: ComparisonConfig, url: str, study: str, *, 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     spawn = multiprocessing.get_context("spawn")
-    procs = [spawn.Process(target=_worker, args=(config, url, study, device, f"w{i}", threads, best_dir),
+    procs = [spawn.Process(target=_worker, args=(join, config, url, study, device, f"w{i}", threads, best_dir),
                            name=f"mlcompare-tune-w{i}") for i in range(1, jobs)]
     for p in procs:
         p.start()

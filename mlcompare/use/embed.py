@@ -26,6 +26,7 @@ from mlcompare.data.imagefolder import ImageFiles
 from mlcompare.data.stored import StoredImages
 from mlcompare.errors import UserError
 from mlcompare.files.outputs import check_new_files
+from mlcompare.use.model import load_model
 
 FORMATS = (".npy", ".parquet")
 
@@ -118,8 +119,6 @@ def main(checkpoint: Path, spec: str, out: Path, *, seed: int, device: torch.dev
     check_new_files([out, out.with_suffix(".csv")] if out.suffix == ".npy" else [out], option="--out", force=force)
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-    from mlcompare.use.evaluate import load_model  # evaluate embeds through this module: import it here, not at the top
-
     model, size = load_model(checkpoint.parent, checkpoint.name, seed=seed)
     result = embed_spec(model, size, spec, device=device, precision=run_precision(checkpoint.parent),
                         batch_size=batch_size, normalize=normalize, progress=progress)

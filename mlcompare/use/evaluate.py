@@ -1,8 +1,8 @@
 """Score a trained model on a user's benchmark, without training: ``mlcompare eval``."""
 from __future__ import annotations
 
-import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,60 +11,19 @@ import torch
 
 import evaluations
 from mlcompare import data as datasets
-from mlcompare.backbones import ResNetFace, build_backbone, embed
-from mlcompare.files.checkpoints import load_checkpoint
-from mlcompare.run import benchmarks
-from mlcompare.config.comparison import BackboneConfig, BenchmarkConfig
+from mlcompare.backbones import ResNetFace, embed
+from mlcompare.config.comparison import BenchmarkConfig
 from mlcompare.data.framing import Framing
 from mlcompare.data.imagefolder import read_image
 from mlcompare.data.protocol import VerificationPairs
-from mlcompare.use.embed import embed_data
 from mlcompare.errors import UserError
+from mlcompare.run import benchmarks
+from mlcompare.run import pairs as pair_stats
 from mlcompare.run.pairs import PairSet, all_pairs_of, listed_pairs
-from mlcompare.run.rundir import checkpoint_path
+from mlcompare.run.runner import resolve_device
 from mlcompare.run.scoring import TestProtocol, score, verify
-
-
-def load_model(run_dir: Path, method: str, *, seed: int = 0, fold: int = 0) -> tuple[torch.nn.Module, int]:
-    """The backbone of ``method`` (seed ``seed``; cross-validation fold ``fold``, 0 for a run without
-    folds) from a run directory, and its input size.
-
-    The backbone is the one config.json's ``backbone`` section names (``resnet-face`` for runs written
-    before backbones had names), at the method's own embedding size where it set one.
-
-    The checkpoint is read with :func:`~mlcompare.files.checkpoints.load_checkpoint` (no code in it runs);
-    a run directory whose config.json and checkpoint do not fit together is a one-line
-    :class:`~mlcompare.errors.UserError`, as is a missing or unreadable config.json.
-    """
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise UserError(f"'{run_dir}' holds no config.json: not a run directory")
-    checkpoint = checkpoint_path(run_dir, method, seed, fold)
-    if not checkpoint.exists():
-        stems = sorted({p.stem.rsplit("-s", 1)[0] for p in (run_dir / "checkpoints").glob("*.pt")})
-        folds = sorted({int(m.rsplit("-f", 1)[1]) for m in stems if m.rsplit("-f", 1)[-1].isdigit()})
-        methods = sorted({m.rsplit("-f", 1)[0] for m in stems}) if folds else stems
-        hint = f"; a cross-validated run: give --fold, one of {', '.join(map(str, folds))}" if folds and not fold else ""
-        raise UserError(f"no checkpoint for method '{method}' seed {seed}{f' fold {fold}' if fold else ''} in {run_dir}; "
-                        f"methods there: {', '.join(methods) or 'none'}{hint}")
-    try:
-        config = json.loads(config_path.read_text())
-        b, size = config["backbone"], config["data"]["size"]
-        fields = {f.name for f in dataclasses.fields(BackboneConfig)}
-        # The checkpoint holds the weights: a pretrained file named in the config is not read again.
-        backbone = BackboneConfig(**{k: v for k, v in b.items() if k in fields} | {"pretrained": ""})
-        dims = [m.get("embedding_dim", 0) for m in config.get("methods", []) if m.get("name") == method]
-        model = build_backbone(backbone, image_size=size, embedding_dim=(dims[0] if dims else 0) or backbone.embedding_dim)
-    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError; so are ResNetFace's size checks
-        raise UserError(f"{config_path} is not the config.json of an mlcompare run ({type(err).__name__}: {err}); "
-                        "give the run directory that `mlcompare run` wrote") from err
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:  # load_state_dict lists every mismatched key on its own line
-        raise UserError(f"checkpoint {checkpoint} does not fit the backbone in {config_path} "
-                        f"({str(err).strip().splitlines()[0]}); was the config.json edited or copied from another run?") from err
-    return model, size
+from mlcompare.use.embed import embed_data
+from mlcompare.use.model import load_model
 
 
 def _verification_of(emb: torch.Tensor, same: np.ndarray) -> dict[str, Any]:
@@ -146,3 +105,75 @@ def on_cfp(model: torch.nn.Module, size: int, root: Path, protocol: str, device:
     pair_emb = emb[images]
     return _verification_of(pair_emb, same), lambda: listed_pairs(
         pair_emb.numpy(), same, [bench.files[i] for i in images.tolist()])
+
+
+@dataclass(frozen=True)
+class Source:
+    """The pairs ``mlcompare eval`` scores: one of ``data`` (a data spec), ``bin`` (an insightface .bin),
+    ``cfp`` (CFP's root, with ``cfp_protocol``) or ``pairs`` (LFW's pairs.txt, with ``root``)."""
+
+    data: str | None = None
+    bin: Path | None = None
+    cfp: Path | None = None
+    cfp_protocol: str = "FP"
+    pairs: Path | None = None
+    root: Path | None = None
+
+
+def evaluate(checkpoint: Path, source: Source, device: str = "auto", *, seed: int = 0, fold: int = 0,
+             fmr: list[float] | None = None, threshold: float | None = None, erc: str | None = None,
+             qmagface: bool = False) -> tuple[dict[str, Any], dict[str, Any], PairSet | None]:
+    """``mlcompare eval``: the model at ``checkpoint`` (RUN_DIR/METHOD) scored on ``source``, and what the
+    deployment's questions ask of its pairs (``fmr``: operating points at these false match rates;
+    ``threshold``; ``erc``: reject curves by this quality; ``qmagface``); returns the scores, those
+    answers (keys ``operating_points``, ``at_threshold``, ``erc`` + ``erc_quality``, ``qmagface``) and the
+    pairs (None when no question needs them)."""
+    for rate in fmr or ():
+        if not 0 < rate <= 1:
+            raise UserError(f"--fmr {rate:g}: a false match rate is in (0, 1]")
+    device = resolve_device(device)
+    model, size = load_model(checkpoint.parent, checkpoint.name, seed=seed, fold=fold)
+    if source.data:
+        scores, pairs_of = on_data(model, size, source.data, device)
+    elif source.bin:
+        scores, pairs_of = on_bin(model, size, source.bin, device)
+    elif source.cfp:
+        scores, pairs_of = on_cfp(model, size, source.cfp, source.cfp_protocol, device, run_dir=checkpoint.parent, fold=fold)
+    else:
+        if source.root is None:
+            raise UserError("--pairs needs --root, the folder its names refer to")
+        scores, pairs_of = on_pairs(model, size, source.pairs, source.root, device)
+    extra: dict[str, Any] = {}
+    fmrs = fmr or [1e-2, 1e-3]
+    pairs = pairs_of() if fmr or threshold is not None or erc or qmagface else None
+    if fmr:
+        extra["operating_points"] = pair_stats.operating_points(pairs, fmr)
+    if threshold is not None:
+        extra["at_threshold"] = pair_stats.at_threshold(pairs, threshold)
+    if erc:
+        extra["erc"] = pair_stats.reject_curves(pairs, pair_stats.image_quality(pairs, erc), fmrs)
+        extra["erc_quality"] = erc
+    if qmagface:
+        extra["qmagface"] = pair_stats.qmagface(pairs, fmrs)
+    return scores, extra, pairs
+
+
+def pair_lines(extra: dict[str, Any], n_pairs: int, n_genuine: int) -> list[str]:
+    """The operating-point, ERC and QMagFace results of :func:`evaluate` as aligned lines."""
+    lines = [f"pairs            {n_pairs:,} ({n_genuine:,} genuine, {n_pairs - n_genuine:,} impostor)"]
+    for p in extra.get("operating_points", []):
+        lines.append(f"at FMR {p['target_fmr']:<8g}  threshold {p['threshold']:.4f}  FMR {p['fmr']:.2e}  FNMR {p['fnmr']:.4f}")
+    if "at_threshold" in extra:
+        p = extra["at_threshold"]
+        lines.append(f"threshold {p['threshold']:.4f}   FMR {p['fmr']:.2e}  FNMR {p['fnmr']:.4f}")
+    for c in extra.get("erc", []):
+        steps = "  ".join(f"{r:.0%}: {f:.4f}" for r, f in zip(c["reject"], c["fnmr"]))
+        lines.append(f"ERC at FMR {c['fmr']:g} ({extra['erc_quality']}): FNMR after rejecting {steps}")
+        lines.append(f"    AUC-ERC {c['auc']:.4f} (random rejection {c['auc_random']:.4f}; lower is better)")
+    if "qmagface" in extra:
+        q = extra["qmagface"]
+        lines.append(f"QMagFace fitted on {q['fit_pairs']:,} pairs: alpha {q['alpha']:.4g}, beta {q['beta']:.4g}; "
+                     f"on the other {q['test_pairs']:,}:")
+        for r in q["rows"]:
+            lines.append(f"    FNMR at FMR {r['fmr']:g}: {r['fnmr_plain']:.4f} plain, {r['fnmr_qmagface']:.4f} QMagFace")
+    return lines

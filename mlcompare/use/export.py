@@ -22,6 +22,8 @@ import torch
 from mlcompare.backbones import to_input
 from mlcompare.errors import UserError
 from mlcompare.files.outputs import check_new_files
+from mlcompare.use.embed import load_every_image
+from mlcompare.use.model import load_model
 
 RELATIVE_TOLERANCE = 1e-4
 OPSET = 18
@@ -99,9 +101,6 @@ def export_onnx(model: torch.nn.Module, out: Path, *, size: int, check_images: t
 def main(checkpoint: Path, out: Path, *, seed: int, check_data: str | None, check_images: int = 32) -> ExportCheck:
     """``mlcompare export``: checked on ``check_images`` images of ``check_data`` (default: the run's test
     data, or its training data when it held out identities)."""
-    from mlcompare.use.embed import load_every_image
-    from mlcompare.use.evaluate import load_model
-
     if out.suffix != ".onnx":
         raise UserError(f"--onnx {out}: give a FILE.onnx")
     check_new_files([out], option="--onnx", force=True)  # an .onnx file is replaced, as before; a folder never

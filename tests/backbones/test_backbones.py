@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mlcompare import backbones, losses
-from mlcompare.config import comparison as config
 from mlcompare.backbones import REGISTRY, ResNetFace, build_backbone, cost
+from mlcompare.config import comparison as config
 from mlcompare.config.comparison import BackboneConfig, TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError

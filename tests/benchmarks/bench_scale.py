@@ -55,13 +55,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # run as a script from anywhere
-from mlcompare import data as datasets  # noqa: E402
 from mlcompare import losses  # noqa: E402
+from mlcompare import data as datasets  # noqa: E402
 from mlcompare.backbones import ResNetFace  # noqa: E402
 from mlcompare.config.comparison import MethodConfig, TrainConfig  # noqa: E402
-from mlcompare.train.distributed import from_env  # noqa: E402
 from mlcompare.losses.partial_fc import shard_range  # noqa: E402
 from mlcompare.run.runner import build_loss  # noqa: E402
+from mlcompare.train.distributed import from_env  # noqa: E402
 from mlcompare.train.trainer import make_optimizer, train  # noqa: E402
 
 # quick.toml's backbone and methods (partial_fc, not in quick.toml, with half of each shard sampled)

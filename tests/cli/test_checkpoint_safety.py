@@ -11,11 +11,11 @@ import torch
 import miners
 from mlcompare import losses
 from mlcompare.backbones import ResNetFace
-from mlcompare.files.checkpoints import load_checkpoint
 from mlcompare.cli import main
 from mlcompare.config.comparison import TrainConfig
 from mlcompare.data.facedata import FaceData
 from mlcompare.errors import UserError
+from mlcompare.files.checkpoints import load_checkpoint
 from mlcompare.train.trainer import train
 
 BACKBONE = {"widths": [8, 16], "blocks": [1, 1], "embedding_dim": 16, "dropout": 0.0}

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from mlcompare import data as datasets
-from mlcompare.use import evaluate
 from mlcompare.backbones import embed, to_input
 from mlcompare.cli import main
+from mlcompare.use.model import load_model
 
 ONE_METHOD = """
 description = "tiny run for embed and export"
@@ -61,7 +61,7 @@ def test_embed_writes_what_the_backbone_embeds(run, folder, tmp_path, capsys):
                  "--no-progress"]) == 0
     got, table = np.load(out), pd.read_csv(tmp_path / "e.csv")
     assert len(got) == len(table) == 9 and "solo" in set(table.identity)
-    model, size = evaluate.load_model(run, "softmax")
+    model, size = load_model(run, "softmax")
     images = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in table.path])
     want = embed(model, images, device=torch.device("cpu"))
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
@@ -75,7 +75,7 @@ def test_embed_normalised_to_parquet(run, tmp_path):
                  "--no-progress"]) == 0
     table = pd.read_parquet(out)
     digits = datasets.load("digits", size=16)
-    model, _ = evaluate.load_model(run, "softmax")
+    model, _ = load_model(run, "softmax")
     want = torch.nn.functional.normalize(embed(model, digits.images, device=torch.device("cpu")), dim=1)
     got = np.stack(table.embedding.to_numpy())
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
@@ -96,7 +96,7 @@ def test_export_matches_torch_at_any_batch_size(run, tmp_path, capsys):
     assert "max abs diff" in capsys.readouterr().out
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["mlcompare.input_size"] == "16" and "127.5" in meta["mlcompare.normalisation"]
-    model, size = evaluate.load_model(run, "softmax")
+    model, size = load_model(run, "softmax")
     images = datasets.load("digits", size=16).images[:5]  # a batch size the export never saw
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": to_input(images).numpy()})[0]
@@ -106,6 +106,6 @@ def test_export_matches_torch_at_any_batch_size(run, tmp_path, capsys):
 
 def test_the_run_recorded_its_backbone_cost_and_tensorboard_logs(run):
     config = json.loads((run / "config.json").read_text())
-    assert config["backbone_cost"]["parameters"] == sum(p.numel() for p in evaluate.load_model(run, "softmax")[0].parameters())
+    assert config["backbone_cost"]["parameters"] == sum(p.numel() for p in load_model(run, "softmax")[0].parameters())
     assert "parameters" in (run / "report.md").read_text()
     assert list((run / "tensorboard" / "softmax-s0").glob("events.out.tfevents.*"))

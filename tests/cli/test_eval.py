@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 import evaluations
-from mlcompare.use import evaluate
+from mlcompare.backbones import embed
 from mlcompare.cli import main
 from mlcompare.data import load
-from mlcompare.backbones import embed
+from mlcompare.use.model import load_model
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -33,7 +33,7 @@ def digit_pairs():
 
 
 def expected_accuracy(run, images, same):
-    model, size = evaluate.load_model(run, "softmax")
+    model, size = load_model(run, "softmax")
     emb = embed(model, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), device=torch.device("cpu"))
     return evaluations.verification(evaluations.pair_scores(emb[0::2], emb[1::2]), same)["accuracy"]
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import evaluations
-from mlcompare.use import evaluate
 from mlcompare.backbones import embed
 from mlcompare.cli import main
 from mlcompare.data import load
+from mlcompare.use.model import load_model
 
 SPEC = "synthfaces:identities=24,images_per_identity=6"
 
@@ -17,7 +17,7 @@ SPEC = "synthfaces:identities=24,images_per_identity=6"
 @pytest.fixture(scope="module")
 def every_pair(tiny_run):
     """What eval must compute from: raw embeddings of every image of SPEC and all their pairs."""
-    model, size = evaluate.load_model(tiny_run, "softmax")
+    model, size = load_model(tiny_run, "softmax")
     data = load(SPEC, size=size)
     emb = embed(model, data.images, device=torch.device("cpu")).numpy()
     pairs = evaluations.all_pairs(emb, data.labels.numpy())

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from mlcompare.cli import main
 from mlcompare.report import render
 from mlcompare.report import text as report_text
-from mlcompare.cli import main
 from mlcompare.run.stats import holm
 
 

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from mlcompare.report import render
 from mlcompare.cli import main
+from mlcompare.report import render
 
 REPORT_FILES = ("report.md", "report.html")
 

@@ -7,10 +7,10 @@ import matplotlib.figure
 import numpy as np
 import pytest
 
-from mlcompare.report import render
-from mlcompare.run import saved
 from mlcompare.cli import main
 from mlcompare.errors import UserError
+from mlcompare.report import render
+from mlcompare.run import saved
 
 ORDER = ["Scores", "ROC", "CMC", "Loss curves", "Training statistics", "Angles", "Embeddings", "Cost"]
 

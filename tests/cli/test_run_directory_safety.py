@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlcompare.run import runlock
 from mlcompare.cli import main
+from mlcompare.run import runlock
 from tests.cli.test_bad_input import error_line
 from tests.conftest import TINY
 

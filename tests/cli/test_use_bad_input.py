@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlcompare.files import outputs
 from mlcompare.cli import main
+from mlcompare.files import outputs
 from tests.cli.test_bad_input import error_line
 from tests.cli.test_checkpoint_safety import WritesAFile
 from tests.cli.test_run_directory_safety import files_under

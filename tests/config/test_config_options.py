@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from mlcompare.config import comparison as config
+from mlcompare.cli import _parser, main
 from mlcompare.config import limits
+from mlcompare.config import comparison as config
 from mlcompare.run import runner
 from mlcompare.tune import tuning
-from mlcompare.cli import _parser, main
 
 # (options, the --set edits they stand for, on the CLI tests' TINY comparison: 12 steps, warm-up 2, digits)
 EQUIVALENT = [

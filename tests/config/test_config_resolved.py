@@ -17,7 +17,7 @@ import pytest
 import miners
 from mlcompare import losses
 from mlcompare.config import comparison as config
-from mlcompare.run.runner import _params_text
+from mlcompare.run.runner import params_text
 
 BEFORE = json.loads((Path(__file__).parent / "resolved_before.json").read_text())
 # The one deliberate difference: margins' CosFace margin sweep is now declared ([sweep] key =
@@ -90,7 +90,7 @@ def test_resolves_as_before(name):
 def test_report_params_text_unchanged(name):
     new = config.load(name).methods
     old = [config.MethodConfig(**m) for m in BEFORE[name]["methods"]]
-    assert [_params_text(m) for m in new] == [_params_text(m) for m in old]
+    assert [params_text(m) for m in new] == [params_text(m) for m in old]
 
 
 def test_shown_params_of_every_loss_and_miner_have_real_defaults():

@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from mlcompare.config import comparison as config
 from mlcompare.cli import main
+from mlcompare.config import comparison as config
 from mlcompare.errors import UserError
 
 METHOD = '[[methods]]\nname = "a"\nloss = "softmax"\n'

@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from mlcompare.config import comparison as config
 from mlcompare.cli import main
+from mlcompare.config import comparison as config
 from mlcompare.errors import UserError
 
 

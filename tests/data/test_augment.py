@@ -74,7 +74,6 @@ def test_test_images_are_never_augmented(tiny_run):
     # run with augmentation come from the same, unaugmented images (the trainer alone calls Augmentation).
     import inspect
 
-    from mlcompare.run import runner
-    from mlcompare.run import scoring
+    from mlcompare.run import runner, scoring
 
     assert "Augmentation" not in inspect.getsource(scoring) and "augment" not in inspect.getsource(runner)

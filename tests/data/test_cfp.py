@@ -5,8 +5,8 @@ import torch
 
 import evaluations
 from mlcompare.config import comparison as config
-from mlcompare.run import benchmarks
 from mlcompare.data import leakage, load
+from mlcompare.run import benchmarks
 
 
 @pytest.mark.parametrize("protocol, second", [("FF", "frontal"), ("FP", "profile")])

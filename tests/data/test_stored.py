@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mlcompare import data as datasets
 from mlcompare import losses
+from mlcompare import data as datasets
 from mlcompare.backbones import ResNetFace
 from mlcompare.cli import main
 from mlcompare.config.comparison import TrainConfig

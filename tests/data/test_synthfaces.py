@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mlcompare.data import synthfaces
-from mlcompare.errors import UserError
 from mlcompare.data.synthfaces_random import hash32
+from mlcompare.errors import UserError
 
 
 def raw_pixel_rank1(data) -> float:

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import mlcompare.losses as L
-from mlcompare.config.comparison import TrainConfig
 from mlcompare.backbones import ResNetFace
-from mlcompare.losses.margin_logits import TargetMargin
+from mlcompare.config.comparison import TrainConfig
 from mlcompare.config.search_space import Dim
+from mlcompare.losses.margin_logits import TargetMargin
 from mlcompare.train.trainer import train
 from tests.losses.margin_cases import ce_from_logits
 from tests.trainer.test_trainer import tiny_data

@@ -8,11 +8,11 @@ import torch
 from pytorch_metric_learning import losses as pml_losses, miners as pml_miners
 
 from mlcompare import losses
-from mlcompare.config import comparison as config
 from mlcompare.backbones import ResNetFace
-from mlcompare.files.checkpoints import load_checkpoint
+from mlcompare.config import comparison as config
 from mlcompare.config.comparison import TrainConfig
 from mlcompare.errors import UserError
+from mlcompare.files.checkpoints import load_checkpoint
 from mlcompare.train.trainer import train
 from tests.trainer.test_trainer import tiny_data
 

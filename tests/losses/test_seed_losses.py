@@ -12,9 +12,9 @@ import torch
 from torch.func import functional_call
 
 import mlcompare.losses as L
-from mlcompare.run import runner
 from mlcompare.config.comparison import MethodConfig
 from mlcompare.data import FaceData
+from mlcompare.run import runner
 
 X = np.array([[1.0, 2.0], [-1.5, 0.5], [0.3, -2.0], [2.0, 1.0]])
 Y = np.array([0, 1, 2, 1])

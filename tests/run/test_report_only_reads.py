@@ -11,16 +11,11 @@ import pytest
 
 import evaluations
 from mlcompare import backbones
-from mlcompare.run import comparison_tests
-from mlcompare.run import pairs
-from mlcompare.run import quality_stats
-from mlcompare.report import quality as report_quality
-from mlcompare.run import runner
-from mlcompare.run import scoring
-from mlcompare.run import stats
-from mlcompare.train import trainer
 from mlcompare.cli import main
+from mlcompare.report import quality as report_quality
+from mlcompare.run import comparison_tests, pairs, quality_stats, runner, scoring, stats
 from mlcompare.run.rundir import curves_path
+from mlcompare.train import trainer
 from tests.test_runner_quality import SYNTH
 
 # what rendering must never call: training, embedding, pair scoring, and the quality statistics

@@ -4,12 +4,12 @@ import csv
 
 import pytest
 
-from mlcompare.config import comparison as config
-from mlcompare.report import render
-from mlcompare.run import saved
-from mlcompare.report import text as report_text
 from mlcompare.config import results_schema
+from mlcompare.config import comparison as config
 from mlcompare.config.results_schema import ResultRow
+from mlcompare.report import render
+from mlcompare.report import text as report_text
+from mlcompare.run import saved
 
 
 def test_every_rankable_metric_is_higher_is_better_and_the_config_ranks_by_them():

@@ -4,10 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from mlcompare import losses
-from mlcompare.backbones import ResNetFace
+from mlcompare.backbones import ResNetFace, embed
 from mlcompare.data.facedata import FaceData
 from mlcompare.run.runner import ANGLE_BINS, angle_histograms
-from mlcompare.backbones import embed
 
 
 @pytest.mark.parametrize("name", ["arcface", "softmax", "subcenter_arcface", "triplet"])

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
-from mlcompare.tune import storage as study_storage
-from mlcompare.tune import heartbeat as trial_heartbeat
-from mlcompare.tune import budget as tune_budget
 from mlcompare.errors import UserError
+from mlcompare.tune import budget as tune_budget
+from mlcompare.tune import heartbeat as trial_heartbeat
+from mlcompare.tune import storage as study_storage
 from mlcompare.tune.heartbeat import STAMP
 
 
@@ -50,7 +50,7 @@ def test_a_journal_trial_with_an_old_stamp_is_failed_once_and_retried_with_its_p
     storage.set_trial_system_attr(lost._trial_id, STAMP, now - 3.5)  # heartbeat 1 s: silent for 3.5 intervals
     storage.set_trial_system_attr(alive._trial_id, STAMP, now - 1.5)
     # `starting` has no stamp yet: it started just now
-    trial_heartbeat.fail_stale(study, interval=1)
+    trial_heartbeat.fail_stale(study, storage, interval=1)
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "RUNNING", "RUNNING", "WAITING"]
     retry = trials[3]
@@ -58,7 +58,8 @@ def test_a_journal_trial_with_an_old_stamp_is_failed_once_and_retried_with_its_p
     assert retry.system_attrs["failed_trial"] == 0 and retry.system_attrs["retry_history"] == [0]  # Optuna's retry
     assert STAMP in trials[0].system_attrs and STAMP not in retry.system_attrs  # it beats for itself, once it runs
     # another worker on the same file (its own clock read later) finds nothing more to fail
-    trial_heartbeat.fail_stale(optuna.load_study(study_name="s", storage=_journal(tmp_path)), interval=1)
+    other = _journal(tmp_path)
+    trial_heartbeat.fail_stale(optuna.load_study(study_name="s", storage=other), other, interval=1)
     assert len(study.get_trials()) == 4
     # the budget: the lost trial costs nothing, its retry holds its place (index 0)
     budget = tune_budget.Budget(total=3, full=1, unit="trials")
@@ -72,20 +73,22 @@ def test_a_journal_trial_with_an_old_stamp_is_failed_once_and_retried_with_its_p
 
 
 def test_workers_seeing_the_same_lost_trial_at_once_retry_it_once(tmp_path):
-    study = optuna.create_study(storage=_journal(tmp_path), study_name="s")
+    storage = _journal(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="s")
     lost = _running(study, 0.01)
-    study._storage.set_trial_system_attr(lost._trial_id, STAMP, time.time() - 10)
-    workers = [optuna.load_study(study_name="s", storage=_journal(tmp_path)) for _ in range(4)]
+    storage.set_trial_system_attr(lost._trial_id, STAMP, time.time() - 10)
+    storages = [_journal(tmp_path) for _ in range(4)]
+    workers = [(optuna.load_study(study_name="s", storage=s), s) for s in storages]
     barrier, errors = threading.Barrier(len(workers)), []
 
-    def check(s):
+    def check(s, storage):
         try:
             barrier.wait()
-            trial_heartbeat.fail_stale(s, interval=1)
+            trial_heartbeat.fail_stale(s, storage, interval=1)
         except Exception as err:  # noqa: BLE001  (reported below)
             errors.append(repr(err))
 
-    threads = [threading.Thread(target=check, args=(s,)) for s in workers]
+    threads = [threading.Thread(target=check, args=w) for w in workers]
     for t in threads:
         t.start()
     for t in threads:
@@ -94,14 +97,15 @@ def test_workers_seeing_the_same_lost_trial_at_once_retry_it_once(tmp_path):
 
 
 def test_a_worker_leaving_its_trial_on_a_journal_enqueues_it_again(tmp_path):
-    study = optuna.create_study(storage=_journal(tmp_path), study_name="s")
+    storage = _journal(tmp_path)
+    study = optuna.create_study(storage=storage, study_name="s")
     trial = _running(study, 0.05)
-    with trial_heartbeat.beating(study._storage, trial._trial_id, 1):
-        assert STAMP in study._storage.get_trial(trial._trial_id).system_attrs  # the first beat is at once
-        trial_heartbeat.abandon(study, trial._trial_id)
+    with trial_heartbeat.beating(storage, trial._trial_id, 1):
+        assert STAMP in storage.get_trial(trial._trial_id).system_attrs  # the first beat is at once
+        trial_heartbeat.abandon(study, storage, trial._trial_id)
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[1].params == {"lr": 0.05}
-    trial_heartbeat.abandon(study, trial._trial_id)  # already failed: nothing more
+    trial_heartbeat.abandon(study, storage, trial._trial_id)  # already failed: nothing more
     assert len(study.get_trials()) == 2
 
 

@@ -7,14 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from mlcompare import losses
-from mlcompare.config import comparison as config
-from mlcompare.run import comparison_tests
-from mlcompare.report import tuning as report_tuning
-from mlcompare.run import runner
-from mlcompare.tune import tuning
 from mlcompare.backbones import ResNetFace, embed
 from mlcompare.cli import main
+from mlcompare.config import comparison as config
 from mlcompare.config.search_space import Dim
+from mlcompare.report import tuning as report_tuning
+from mlcompare.run import comparison_tests, runner
+from mlcompare.tune import tuning
 from tests.conftest import TINY
 
 # digits: 10 identities, 6 to train on; 2 folds of 3; p = 2 so that a fold's 3 identities can train.

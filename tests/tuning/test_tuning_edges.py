@@ -6,12 +6,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from mlcompare.run import comparison_tests
-from mlcompare.report import tuning as report_tuning
-from mlcompare.tune import tuning
 from mlcompare.cli import main
-from mlcompare.report.style import method_styles
 from mlcompare.config.search_space import Dim, at_edges
+from mlcompare.report import tuning as report_tuning
+from mlcompare.report.style import method_styles
+from mlcompare.run import comparison_tests
+from mlcompare.tune import tuning
 from tests.conftest import TINY
 
 LR = Dim(1e-4, 1e-2, log=True)

@@ -13,13 +13,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from mlcompare.config import comparison as config
-from mlcompare.tune import storage as study_storage
-from mlcompare.tune import budget
-from mlcompare.tune import study as tune_study
-from mlcompare.tune import tuning
 from mlcompare.cli import main
+from mlcompare.config import comparison as config
 from mlcompare.errors import UserError
+from mlcompare.tune import budget, tuning
+from mlcompare.tune import storage as study_storage
+from mlcompare.tune import study as tune_study
 from tests.tuning.test_tuning import STEPS, TUNE
 
 ROOT = Path(__file__).resolve().parents[2]
