@@ -1,6 +1,6 @@
-"""The package layout holds: no import cycle, no reach into another module's private names, training code
-imports nothing of the report, and ``miners`` / ``evaluations`` stand alone (the map is in
-``mlcompare/__init__.py``'s docstring).
+"""The package layout holds: no import cycle, no reach into another module's private names, each package
+imports only from the layers below it (so training code imports nothing of the report), and ``miners`` /
+``evaluations`` stand alone (the map is in ``mlcompare/__init__.py``'s docstring).
 
 Read from the source with :mod:`ast`, nothing is imported. Every import counts, a function's lazy one
 too (a lazy import hides a cycle from Python at import time, not from the reader); ``if TYPE_CHECKING:``
@@ -23,6 +23,13 @@ PACKAGES = ("mlcompare", "miners", "evaluations")
 # before the report; the standalone packages know nothing of mlcompare.
 FORBIDDEN = tuple((low, "mlcompare.report") for low in ("mlcompare.run", "mlcompare.train", "mlcompare.tune")) + (
     ("miners", "mlcompare"), ("evaluations", "mlcompare"))
+# mlcompare's layers, bottom first: a module imports from its own package or from a lower layer.
+LAYERS = (("mlcompare",), ("mlcompare.errors", "mlcompare.doctor"), ("mlcompare.config",), ("mlcompare.files",),
+          ("mlcompare.data", "mlcompare.losses", "mlcompare.backbones"), ("mlcompare.train",), ("mlcompare.run",),
+          ("mlcompare.tune", "mlcompare.use", "mlcompare.report"), ("mlcompare.cli",), ("mlcompare.__main__",))
+# The one way up: a comparison file's loss, miner and backbone names are checked against their registries
+# when it is loaded, inside the checks (function-level imports), so that the config itself loads without torch.
+UPWARD = (("mlcompare.config.comparison", "mlcompare.losses"), ("mlcompare.config.comparison", "mlcompare.backbones"))
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class Import:
     importer: str
     target: str  # the module imported (a module of ours)
     line: int
+    lazy: bool = False  # inside a function
 
 
 @dataclass(frozen=True)
@@ -72,20 +80,22 @@ def read_imports(modules: dict[str, Path]) -> tuple[list[Import], list[Reach]]:
     for importer, path in modules.items():
         tree = ast.parse(path.read_text(), filename=str(path))
         bound: dict[str, str] = {}  # local name -> our module it names (for ``module._name``)
+        lazy = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                for n in ast.walk(f)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name in modules:
-                        imports.append(Import(importer, alias.name, node.lineno))
+                        imports.append(Import(importer, alias.name, node.lineno, id(node) in lazy))
                         bound[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
             elif isinstance(node, ast.ImportFrom):
                 source = _absolute(node, importer, modules)
                 for alias in node.names:
                     if f"{source}.{alias.name}" in modules:  # from package import module
-                        imports.append(Import(importer, f"{source}.{alias.name}", node.lineno))
+                        imports.append(Import(importer, f"{source}.{alias.name}", node.lineno, id(node) in lazy))
                         bound[alias.asname or alias.name] = f"{source}.{alias.name}"
                     elif source in modules:
-                        imports.append(Import(importer, source, node.lineno))
+                        imports.append(Import(importer, source, node.lineno, id(node) in lazy))
                         if _private(alias.name) and source != importer:
                             reaches.append(Reach(importer, source, alias.name, node.lineno))
         for node in ast.walk(tree):
@@ -161,13 +171,35 @@ def forbidden(imports: list[Import], rules=FORBIDDEN) -> list[Import]:
     return [i for i in imports for low, high in rules if within(i.importer, low) and within(i.target, high)]
 
 
-def problems(root: Path, packages: Iterable[str] = PACKAGES, rules=FORBIDDEN) -> list[str]:
+def _layer(name: str, layers) -> tuple[int, str] | None:
+    """(layer, package) of the longest prefix of ``name`` that the layers list."""
+    found = [(len(prefix), i, prefix) for i, layer in enumerate(layers) for prefix in layer
+             if name == prefix or name.startswith(prefix + ".")]
+    return max(found)[1:] if found else None
+
+
+def upward(imports: list[Import], layers=LAYERS, allowed=UPWARD) -> list[Import]:
+    """Imports of a module in a higher layer, or in another package of the same layer; ``allowed``
+    (importer, target prefix) pairs only inside functions."""
+    wrong = []
+    for i in imports:
+        low, high = _layer(i.importer, layers), _layer(i.target, layers)
+        if low is None or high is None or low[1] == high[1] or high[0] < low[0]:
+            continue
+        if i.lazy and any(i.importer == a and (i.target == b or i.target.startswith(b + ".")) for a, b in allowed):
+            continue
+        wrong.append(i)
+    return wrong
+
+
+def problems(root: Path, packages: Iterable[str] = PACKAGES, rules=FORBIDDEN, layers=LAYERS) -> list[str]:
     """One line per broken rule in the packages under ``root`` (empty: the layout holds)."""
     modules = find_modules(root, packages)
     imports, reaches = read_imports(modules)
     lines = [f"import cycle: {' <-> '.join(c)}" for c in cycles(dependencies(imports, modules))]
     lines += [f"{r.importer} (line {r.line}) uses {r.owner}.{r.name}, a private name" for r in reaches]
     lines += [f"{i.importer} (line {i.line}) imports {i.target}" for i in forbidden(imports, rules)]
+    lines += [f"{i.importer} (line {i.line}) imports {i.target}, a layer above it" for i in upward(imports, layers)]
     return lines
 
 
@@ -199,10 +231,11 @@ GOOD = {"pkg/__init__.py": "", "pkg/low.py": "def _helper():\n    return 1\n\nVA
         "pkg/report/__init__.py": "", "pkg/report/draw.py": "from pkg.run import a\n",
         "other/__init__.py": "import json\n"}
 RULES = (("pkg.run", "pkg.report"), ("other", "pkg"))
+TOY_LAYERS = (("pkg", "pkg.low"), ("pkg.run",), ("pkg.high", "pkg.report"))
 
 
 def test_a_layout_that_holds_has_no_problems(tmp_path):
-    assert problems(write(tmp_path, GOOD), ("pkg", "other"), RULES) == []
+    assert problems(write(tmp_path, GOOD), ("pkg", "other"), RULES, TOY_LAYERS) == []
 
 
 @pytest.mark.parametrize("changed, problem", [
@@ -216,6 +249,8 @@ def test_a_layout_that_holds_has_no_problems(tmp_path):
     ({"pkg/high.py": "import pkg.low\n\npkg.low._helper()\n"}, "pkg.high (line 3) uses pkg.low._helper, a private name"),
     ({"pkg/run/a.py": "def f():\n    from pkg.report import draw\n"}, "pkg.run.a (line 2) imports pkg.report.draw"),
     ({"other/__init__.py": "from pkg.low import VALUE\n"}, "other (line 1) imports pkg.low"),
+    ({"pkg/run/b.py": "import pkg.high\n"}, "pkg.run.b (line 1) imports pkg.high, a layer above it"),
+    ({"pkg/report/draw.py": "def f():\n    from pkg import high\n"}, "pkg.report.draw (line 2) imports pkg.high, a layer above it"),
 ])
 def test_each_rule_fails_on_a_constructed_violation(tmp_path, changed, problem):
-    assert problem in problems(write(tmp_path, GOOD | changed), ("pkg", "other"), RULES)
+    assert problem in problems(write(tmp_path, GOOD | changed), ("pkg", "other"), RULES, TOY_LAYERS)

@@ -47,7 +47,7 @@ class Loss(nn.Module):
       UniFace, SphereFace2), why Partial FC cannot take it as its margin; Partial FC refuses it with
       this reason (a margin, :class:`~mlcompare.losses.margin_logits.MarginLogits`, declares the same).
     - ``search_space``: ``{parameter: Dim}``, the ranges ``mlcompare tune`` searches by default
-      (a comparison's ``[methods.search]`` narrows, widens, fixes or adds; see ``search_space.py``).
+      (a comparison's ``[methods.search]`` narrows, widens, fixes or adds; see ``mlcompare/config/search_space.py``).
     - ``shown_params``: the parameters that a run's config and report always name (a margin, a
       scale), at the constructor's default when a comparison file leaves them out, so that files
       state only what differs from a default while reports still say what ran.

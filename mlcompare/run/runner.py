@@ -511,7 +511,7 @@ def train_and_score(config: ComparisonConfig, method: MethodConfig, seed: int, t
     if not ctx.is_main:
         return MethodResult(row)
     curves["embeddings"] = embeddings[projection_sample(protocol.labels)].numpy()
-    # Inputs of the report's quality section (report_quality): every test image's feature norm; with
+    # Inputs of the report's quality section (report/quality.py): every test image's feature norm; with
     # ground-truth quality (synthfaces) also the degradation, embeddings and labels, for all-pairs ERCs.
     curves["feature_norms"] = embeddings.norm(dim=1).numpy()
     if config.data.quality and test_set.quality is not None:

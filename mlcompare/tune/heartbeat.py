@@ -112,7 +112,7 @@ def fail_stale(study: Any, storage: Any, *, interval: int) -> None:
     """Fail ``study``'s lost trials and enqueue their retries (``storage``: the one ``study`` was opened on)."""
     import optuna
 
-    if native(storage):  # the storage's own heartbeat, grace period and retry callback (study_storage)
+    if native(storage):  # the storage's own heartbeat, grace period and retry callback (tune/storage.py)
         optuna.storages.fail_stale_trials(study)
         return
     now = time.time()
