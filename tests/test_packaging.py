@@ -69,3 +69,18 @@ def test_ci_runs_the_readme_test_command_verbatim():
     command = blocks[1].strip()
     assert command == 'pip install -e ".[test]" && python -m pytest -q'
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_every_package_and_the_comparison_files_are_installed():
+    """The sub-packages (mlcompare.run, mlcompare.report, ...) and comparisons/*.toml are in the wheel:
+    setuptools' ``find`` takes the packages whose dotted names match ``include`` (fnmatch)."""
+    from fnmatch import fnmatchcase
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    include = setuptools["packages"]["find"]["include"]
+    packages = {".".join(p.parent.relative_to(ROOT).parts) for top in ("mlcompare", "miners", "evaluations")
+                for p in (ROOT / top).rglob("__init__.py")}
+    assert {"mlcompare.run", "mlcompare.report", "mlcompare.config", "mlcompare.use"} <= packages
+    assert [p for p in sorted(packages) if not any(fnmatchcase(p, pattern) for pattern in include)] == []
+    shipped = {path for pattern in setuptools["package-data"]["mlcompare"] for path in (ROOT / "mlcompare").glob(pattern)}
+    assert shipped == set((ROOT / "mlcompare").rglob("*.toml")) and len(shipped) > 10  # every comparison file
