@@ -39,8 +39,8 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path, tes
     spaces = _spaces(run)
     edged: list[str] = []
     ok = results[results.status == "ok"]
-    header = ["Method", "Default setting", "Tuned setting", f"Validation {objective}: default -> tuned",
-              f"Test {objective}: default -> tuned", "Paired t (seeds)", "Trials (pruned, failed)", "Tuning s"]
+    header = ["Method", "Default setting", "Tuned setting", f"Validation {objective}: default → tuned",
+              f"Test {objective}: default → tuned", "Paired t (seeds)", "Trials (pruned, failed)", "Tuning s"]
     rows, points = [], []
     for method, group in trials.groupby("method", sort=False):
         first = group[group.trial == 0]
@@ -55,7 +55,7 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path, tes
         edged += [f"{method} {name}" for name in edges]
         rows.append([method, _setting(first.params.iloc[0]) if len(first) else "-",
                      _setting(best.params, edges) if best is not None else "no trial completed",
-                     f"{val_default:.3f} -> {val_tuned:.3f}", f"{_mean(default)} -> {_mean(tuned)}",
+                     f"{val_default:.3f} → {val_tuned:.3f}", f"{_mean(default)} → {_mean(tuned)}",
                      "n/a" if math.isnan(p) else f"p={p:.3f}" + (" n.s." if p >= stats.ALPHA else ""),
                      f"{len(group)} ({(group.state == 'pruned').sum()}, {(group.state == 'failed').sum()})",
                      f"{group.seconds.sum():.0f}"])
