@@ -103,7 +103,8 @@ def versus_note(primary: str, table: pd.DataFrame) -> str:
     if not tested:
         return text + (" (one seed: no test between methods is possible, since the variation between training "
                        "runs is unknown; only the difference is shown).")
-    return text + (f", with its 95% confidence interval over seeds (t) and the paired t-test's p, Holm-corrected for "
+    return text + (f", with its 95% confidence interval over seeds (t; for this comparison alone, uncorrected, so it "
+                   f"can exclude 0 in a tie) and the paired t-test's p, Holm-corrected for "
                    f"the {report_text.plural(tested, 'comparison')} with the best; \"tie\": not significant at "
                    f"{stats.ALPHA:g} after the correction.")
 

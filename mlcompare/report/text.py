@@ -81,7 +81,8 @@ def difference_clause(winner: str, loser: str, metric: str, d: stats.Difference)
     gap = f"{-d.mean:+.3f} {metric_name(metric)}"
     if d.n < 2:
         return f"{winner} leads {loser} by {gap} on one seed, too few for a test between methods"
-    ci = f"95% CI over {plural(d.n, 'seed')} [{-d.high:+.3f}, {-d.low:+.3f}], Holm-corrected {p_text(d.p_holm)}"
+    # the interval is per comparison, the p corrected for all of them: it can exclude 0 in a tie, so say which is which
+    ci = f"uncorrected 95% CI over {plural(d.n, 'seed')} [{-d.high:+.3f}, {-d.low:+.3f}], Holm-corrected {p_text(d.p_holm)}"
     if d.significant:
         return f"{winner} beats {loser} by {gap} ({ci})"
     return f"{winner} ties with {loser}: the difference of {gap} is not significant ({ci})"

@@ -71,14 +71,14 @@ def test_tie_where_the_corrected_test_is_not_significant():
     ci = ref.confidence_interval(0.95)
     assert (d.mean, d.low, d.high, d.p_holm) == pytest.approx((-0.01 + 0.01 / 3, ci.low, ci.high, ref.pvalue))
     sentence = render.summary_sentence(tie, "accuracy")
-    assert (f"softmax ties with triplet: the difference of +0.007 verification accuracy is not significant (95% CI "
-            f"over 3 seeds [{-ci.high:+.3f}, {-ci.low:+.3f}], Holm-corrected p={ref.pvalue:.3f})") in sentence
+    assert (f"softmax ties with triplet: the difference of +0.007 verification accuracy is not significant (uncorrected "
+            f"95% CI over 3 seeds [{-ci.high:+.3f}, {-ci.low:+.3f}], Holm-corrected p={ref.pvalue:.3f})") in sentence
     assert "beats" not in sentence
     assert tie.set_index("method").vs_best["triplet"] == f"-0.007 [{ci.low:+.3f}, {ci.high:+.3f}] tie (p={ref.pvalue:.3f})"
 
     clear = render.summarise(noisy(0.05, (0.001, -0.002, 0.0015)), "accuracy")
     sentence = render.summary_sentence(clear, "accuracy")
-    assert "softmax beats triplet by +0.050 verification accuracy (95% CI over 3 seeds [" in sentence
+    assert "softmax beats triplet by +0.050 verification accuracy (uncorrected 95% CI over 3 seeds [" in sentence
     assert "ties with" not in sentence and "tie" not in clear.vs_best.iloc[1]
 
     one_seed = render.summarise(noisy(0.05, (0.0,)), "accuracy")
