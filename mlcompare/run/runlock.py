@@ -24,12 +24,18 @@ NAME = ".lock"
 _HELD: list["RunLock"] = []  # this process's locks, oldest first, for release_since
 
 
-def _describe(path: Path) -> str:
-    try:
-        holder = json.loads(path.read_text())
-        return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "a process whose lock file is unreadable"
+def _describe(path: Path, wait: float = 2.0) -> str:
+    # The holder writes its description just after taking the flock, so a refusal that comes in
+    # between finds the file empty: read again for a moment before calling it unreadable.
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            holder = json.loads(path.read_text())
+            return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:
+                return "a process whose lock file is unreadable"
+            time.sleep(0.05)
 
 
 def holder(run: Path) -> str | None:

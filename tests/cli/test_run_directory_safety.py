@@ -130,3 +130,38 @@ def test_a_run_started_on_a_held_directory_refuses_before_loading_data(tiny_run,
     finally:
         held.release()
     assert not (tiny_run / runlock.NAME).exists()
+
+
+def test_a_refusal_in_the_moment_before_the_holder_writes_its_name_still_names_it(tmp_path):
+    # The holder takes the flock, then writes who it is: a second run refused in between used to
+    # read an empty file and say "unreadable" (seen once in CI). The refusal waits for the name.
+    import fcntl
+    import threading
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = os.open(run / runlock.NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, nothing written yet
+    writer = threading.Timer(0.3, lambda: os.write(fd, json.dumps(
+        {"pid": 4242, "host": "elsewhere", "started": "now"}).encode()))
+    writer.start()
+    try:
+        with pytest.raises(runlock.UserError, match=r"in use by another run \(pid 4242 on elsewhere, started now\)"):
+            runlock.RunLock(run)
+    finally:
+        writer.join()
+        os.close(fd)
+
+
+def test_a_lock_file_that_never_says_who_holds_it_is_called_unreadable(tmp_path):
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = os.open(run / runlock.NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(runlock.UserError, match="a process whose lock file is unreadable"):
+            runlock.RunLock(run)
+    finally:
+        os.close(fd)
