@@ -95,7 +95,23 @@ def test_a_resumed_run_adds_up_its_sessions():
     assert [s["started"][11:19] for s in third["earlier"]] == ["10:00:00", "11:00:00"]
     assert third["earlier"][1]["finished"].startswith("interrupted, last result saved")
     assert provenance.total_wall_seconds(third) == 100.0 + 20.5 + 0.5
-    assert "121 s wall time over 3 sessions (--resume) made by different commits" in report_text.provenance_lines(third)[0]
+    third["started"], third["finished"] = "2026-01-01T12:00:00+00:00", "2026-01-01T12:00:01+00:00"
+    line = report_text.provenance_lines(third)[0]
+    assert "121 s wall time over 3 sessions (--resume) made by different commits" in line
+    assert "started 2026-01-01T10:00:00+00:00, finished 2026-01-01T12:00:01+00:00" in line  # first start, last end
+
+
+def test_an_interrupted_sessions_work_ends_at_its_newest_saved_file(tmp_path):
+    # A tune saves trials for hours before results.csv gets a row: the newest file counts, whatever it is,
+    # but not the provenance or the lock, which the next session writes.
+    assert provenance.last_saved(tmp_path / "missing") is None and provenance.last_saved(tmp_path) is None
+    for name, when in (("results.csv", 1000.0), ("tuning/trials.csv", 5000.0), ("curves/a-s0.npz", 3000.0),
+                       ("provenance.json", 9000.0), (".lock", 9500.0)):
+        path = tmp_path / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
+        os.utime(path, (when, when))
+    assert provenance.last_saved(tmp_path) == 5000.0
 
 
 def test_a_run_from_before_provenance_reports_none_and_a_damaged_one_is_refused(tmp_path):

@@ -100,7 +100,8 @@ def provenance_lines(record: dict[str, Any] | None) -> list[str]:
     if r["git_dirty"] == "yes":
         code += " with uncommitted changes"
     sessions = [record, *record.get("earlier", [])]
-    when = f"started {r['started']}, finished {r.get('finished') or 'not yet'}"
+    first = record.get("earlier", [record])[0]  # a resumed run started when its first session did
+    when = f"started {first.get('started', r['started'])}, finished {r.get('finished') or 'not yet'}"
     total = provenance.total_wall_seconds(record)
     if total is not None:
         when += f", {total:,.0f} s wall time"

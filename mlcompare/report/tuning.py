@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 from mlcompare.config.search_space import Dim, EDGE_SHARE, at_edges  # noqa: E402
 from mlcompare.report.section import Figure, Section  # noqa: E402
 from mlcompare.report.style import Styles  # noqa: E402
-from mlcompare.report.text import plural, versus_best  # noqa: E402
+from mlcompare.report.text import p_text, plural, versus_best  # noqa: E402
 from mlcompare.run import stats  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def section(run: Path, results: pd.DataFrame, styles: Styles, figures: Path, tes
         rows.append([method, _setting(first.params.iloc[0]) if len(first) else "-",
                      _setting(best.params, edges) if best is not None else "no trial completed",
                      f"{val_default:.3f} → {val_tuned:.3f}", f"{_mean(default)} → {_mean(tuned)}",
-                     "n/a" if math.isnan(p) else f"p={p:.3f}" + (" n.s." if p >= stats.ALPHA else ""),
+                     "n/a" if math.isnan(p) else p_text(p) + (" n.s." if p >= stats.ALPHA else ""),
                      f"{len(group)} ({(group.state == 'pruned').sum()}, {(group.state == 'failed').sum()})",
                      f"{group.seconds.sum():.0f}"])
         points += [(method, "default", val_default, default.mean()), (method, "tuned", val_tuned, tuned.mean())]

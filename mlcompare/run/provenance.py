@@ -23,6 +23,7 @@ from typing import Any
 
 import mlcompare
 from mlcompare.errors import UserError
+from mlcompare.run import runlock
 
 FILE = "provenance.json"
 UNKNOWN = "unknown"
@@ -144,6 +145,14 @@ def resumed(record: dict[str, Any], previous: dict[str, Any] | None, *, last_sav
         previous["finished"] = "interrupted" + (f", last result saved {_now(saved)}" if saved is not None else "")
         previous["wall_seconds"] = round(max(0.0, saved - begun), 1) if saved is not None else 0.0
     return record | {"earlier": earlier}
+
+
+def last_saved(run: Path) -> float | None:
+    """When ``run``'s newest output was saved (``time.time()``): results, curves, checkpoints, a tune's
+    trials. Where an interrupted session's kept work ends; a tune saves trials, not results.csv rows,
+    for hours. None for an empty or missing folder. Call it before this session writes anything."""
+    times = [p.stat().st_mtime for p in run.rglob("*") if p.is_file() and p.name not in (FILE, runlock.NAME)]
+    return max(times, default=None)
 
 
 def _now(timestamp: float | None = None) -> str:

@@ -323,6 +323,7 @@ def open_session(config: ComparisonConfig, out: Path, *, device: str, force: boo
         tensorboard_log.check_available()
     first = folds[0]
     if ctx.is_main:
+        saved_until = provenance.last_saved(rundir.path) if resume else None  # before this session writes
         rundir.create()
         np.save(rundir.path / "test_labels_sample.npy", first.protocol.labels[projection_sample(first.protocol.labels)].numpy())
         rundir.save_config(config.to_dict() | {
@@ -334,9 +335,7 @@ def open_session(config: ComparisonConfig, out: Path, *, device: str, force: boo
             | ({"shared_names": first.shared_names} if any(first.shared_names.values()) else {})
             | ({"folds": [{"fold": f.number, "train_identities": f.train_set.num_identities,
                            "test_identities": f.test_set.num_identities} for f in folds]} if first.number else {}))
-        results = rundir.path / "results.csv"
-        facts = provenance.resumed(facts, provenance.read(rundir.path) if resume else None,
-                                   last_saved=results.stat().st_mtime if results.exists() else None)
+        facts = provenance.resumed(facts, provenance.read(rundir.path) if resume else None, last_saved=saved_until)
         provenance.write(rundir.path, facts)
     ctx.barrier()
     session = Session(config, dev, ctx, rundir, folds, RunRecords(rundir.path, resume=resume), facts, clock)

@@ -1,5 +1,7 @@
 """`mlcompare tune`: MLRC's protocol on our open-set split, end to end on tiny data and piece by piece."""
+import json
 import math
+from datetime import datetime
 
 import pandas as pd
 import pytest
@@ -137,9 +139,15 @@ def test_an_interrupted_study_resumed_equals_an_uninterrupted_one(tuned_run, tmp
     monkeypatch.setattr(runner, "train_and_score", interrupt_in_the_second_trial)
     assert main(["tune", str(root / "t.toml"), "--out", str(tmp_path / "c"), *STEPS]) == 130
     assert len(pd.read_csv(tmp_path / "c" / "tuning" / "trials.csv")) == 1  # trial 0 was recorded
+    saved = max(p.stat().st_mtime for p in (tmp_path / "c").rglob("*") if p.is_file() and p.name != "provenance.json")
     monkeypatch.setattr(runner, "train_and_score", original)
     assert main(["tune", str(root / "t.toml"), "--out", str(tmp_path / "c"), *STEPS, "--resume"]) == 0
     pd.testing.assert_frame_equal(_stable(tmp_path / "c"), _stable(root / "a"))
+    # the interrupted session counts until its last saved trial (not only until results.csv's raw-pixel row)
+    first = json.loads((tmp_path / "c" / "provenance.json").read_text())["earlier"][0]
+    began = datetime.fromisoformat(first["started"]).timestamp()
+    assert first["finished"].startswith("interrupted, last result saved")
+    assert first["wall_seconds"] == pytest.approx(saved - began, abs=0.15)
 
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
