@@ -26,6 +26,7 @@ from mlcompare.errors import UserError  # noqa: E402
 from mlcompare.report import benchmarks, quality  # noqa: E402
 from mlcompare.report import text as report_text  # noqa: E402
 from mlcompare.report import tuning as report_tuning  # noqa: E402
+from mlcompare.report import sweep as report_sweep  # noqa: E402
 from mlcompare.report.section import Figure, Section, html_figure, md_text  # noqa: E402
 from mlcompare.report.style import LINES, Styles, method_styles  # noqa: E402
 from mlcompare.run import comparison_tests, saved, stats  # noqa: E402
@@ -475,7 +476,8 @@ def render(run: Path, out: Path | None = None, *, force: bool = False) -> Path:
         cols = columns(inputs.results)
         sections = [s for s in (benchmarks.section(inputs.config, inputs.results, styles, staging / "figures", tests),
                                 report_tuning.section(run, inputs.results, styles, staging / "figures", tests),
-                                report_tuning.ranking(run, inputs.results, tests)) if s is not None]
+                                report_tuning.ranking(run, inputs.results, tests),
+                                report_sweep.section(inputs.config, inputs.results, tests)) if s is not None]
         sections += quality.sections(inputs, staging / "figures", tests)  # none for runs without ground truth
         (staging / "report.md").write_text(_markdown(inputs.config, table, figures, staging, cols, sections,
                                                      inputs.provenance))

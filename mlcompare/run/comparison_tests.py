@@ -10,7 +10,11 @@ seed x fold replicates under cross-validation, see :mod:`mlcompare.run.stats`):
   losses) against each other, by benchmark accuracy;
 - ``tuning`` (``mlcompare tune``): tuned against default per method, the tuned settings against the
   best tuned one (Holm-corrected), and the rank correlation of validation and test objective;
-- ``quality``: AUC-ERC by feature norm between every two methods, and QMagFace against the plain score.
+- ``quality``: AUC-ERC by feature norm between every two methods, and QMagFace against the plain score;
+- ``sweep`` (a comparison that sweeps a method field, such as ``train_identities``): at each swept
+  value, every method group against the best group at that value, Holm-corrected within the value
+  (the question a sweep asks is "which is best here, and does that change?", which "vs best" over
+  all rows does not answer).
 
 Run directories written before this file existed have their tests computed at render time by the
 same functions (:func:`compute`), so every report shows the same numbers either way.
@@ -32,6 +36,7 @@ from mlcompare.run import quality_stats, stats
 from mlcompare.run.rundir import write_text_atomic
 
 PATH = Path("stats") / "tests.json"  # in the run directory
+VERSION = 2  # what compute() returns; a tests.json of another version is computed again (2: ``sweep``)
 # the two sides of the comparison: proxy losses (ProxyAnchor, SoftTriple) count as metric learning
 SIDES = {"classification": ("classification",), "pair": ("pair", "proxy")}
 QUALITY_FMR = quality_stats.FMRS[-1]  # the FMR at which the quality section tests AUC-ERC (its strictest)
@@ -61,6 +66,27 @@ def versus_best(results: pd.DataFrame, primary: str) -> tuple[str | None, dict[s
     ok = results[(results.status == "ok") & (results.family != "baseline") & results[primary].notna()]
     scores = {m: dict(zip(g.seed.astype(int), pd.to_numeric(g[primary]))) for m, g in ok.groupby("method", sort=False)}
     return best, stats.versus_best(scores, best)
+
+
+def within_sweep(results: pd.DataFrame, sweep: str, primary: str) -> dict[str, dict[str, Any]]:
+    """Per value of the swept column ``sweep`` (keys: the value as text, in ascending order): the best
+    method group there by ``primary`` and every other group's difference to it (:func:`versus_best`
+    on that value's rows, so Holm-corrected over the groups at that value)."""
+    trained = results[(results.family != "baseline") & results[sweep].notna()]
+    values = sorted(trained[sweep].unique(), key=lambda v: (pd.to_numeric(v, errors="coerce"), str(v)))
+    out = {}
+    for value in values:
+        rows = trained[trained[sweep] == value]
+        best, differences = versus_best(rows.assign(method=rows.group), primary)
+        if best is not None:
+            out[value_text(value)] = {"best": best, "versus_best": differences}
+    return out
+
+
+def value_text(value: Any) -> str:
+    """A swept value as the tests and the report name it: ``100.0`` and ``"100"`` are both ``100``."""
+    number = pd.to_numeric(value, errors="coerce")
+    return f"{number:g}" if pd.notna(number) else str(value)
 
 
 def benchmark(results: pd.DataFrame, bench: str) -> dict[str, Any] | None:
@@ -148,6 +174,9 @@ def compute(run: Path, inputs: Any) -> dict[str, Any]:
     per = quality_stats.by_replicate(inputs)
     if per is not None:
         out["quality"] = quality(*per)
+    sweep = config.get("sweep", "")
+    if sweep and sweep in results and "group" in results:  # a params.NAME sweep has no column: not tested
+        out["sweep"] = within_sweep(results, sweep, primary)
     return out
 
 
@@ -156,19 +185,20 @@ def finish(run: Path, inputs: Any) -> Path:
     they were computed from."""
     out = run / PATH
     out.parent.mkdir(exist_ok=True)
-    saved = {"results_sha256": _digest(run)} | _encode(compute(run, inputs))
+    saved = {"results_sha256": _digest(run), "version": VERSION} | _encode(compute(run, inputs))
     write_text_atomic(out, json.dumps(saved, indent=1))
     return out
 
 
 def load(run: Path) -> dict[str, Any] | None:
-    """The saved tests; None for a run directory written before they were saved, or whose results.csv
-    has changed since (then they are computed again from the results as they are)."""
+    """The saved tests; None for a run directory written before they were saved, by code that saved
+    other tests (another :data:`VERSION`), or whose results.csv has changed since (then they are
+    computed again from the results as they are)."""
     path = run / PATH
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    if saved.pop("results_sha256", None) != _digest(run):
+    if saved.pop("results_sha256", None) != _digest(run) or saved.pop("version", 1) != VERSION:
         return None
     return _decode(saved)
 
