@@ -119,9 +119,10 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return text
 
 
-def summary_sentence(table: pd.DataFrame, primary: str = "accuracy") -> str:
+def summary_sentence(table: pd.DataFrame, primary: str = "accuracy", replicate: str = "seed") -> str:
     """The comparison's answer in one sentence, with numbers: the best method of each side by
-    ``primary`` (named), and the claim between them only as far as the corrected test carries it."""
+    ``primary`` (named), and the claim between them only as far as the corrected test carries it.
+    ``replicate``: what the test pairs over ("seed x fold" under cross-validation)."""
     ok = table[table.status != "failed"]  # best first by primary (summarise's order)
     best = {side: ok[ok.family.isin(fams)].head(1) for side, fams in comparison_tests.SIDES.items()}
     raw = ok[ok.family == "baseline"]
@@ -140,7 +141,8 @@ def summary_sentence(table: pd.DataFrame, primary: str = "accuracy") -> str:
                      f"reaches {scores(winner)}, against {scores(loser, False)} for the best "
                      f"{FAMILY_NAMES[loser.family]} method ({loser.method})")
         if loser.versus is not None:
-            parts.append(report_text.difference_clause(winner.method, loser.method, primary, loser.versus))
+            parts.append(report_text.difference_clause(winner.method, loser.method, primary, loser.versus,
+                                                           replicate))
     else:
         fam = "classification" if not best["classification"].empty else "pair"
         if not best[fam].empty:
@@ -603,6 +605,11 @@ def _results_table(table: pd.DataFrame, cols: list[tuple[str, str, int]], primar
     return header, rows
 
 
+def _replicate(config: dict) -> str:
+    """What one replicate of a paired test is: a seed, or under cross-validation a seed x fold."""
+    return "seed x fold" if config.get("folds") else "seed"
+
+
 def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Path,
               cols: list[tuple[str, str, int]], sections: list[Section] = (), facts: dict | None = None) -> str:
     primary = comparison_tests.primary_metric(config)
@@ -610,7 +617,7 @@ def _markdown(config: dict, table: pd.DataFrame, figures: list[Figure], out: Pat
     # in a renderer that runs raw HTML, and a comparison file is untrusted
     lines = [f"# mlcompare report: {md_text(config['name'])}", "", md_text(config["description"]), "",
              *([f"*Question: {md_text(config['question'])}*", ""] if config.get("question") else []),
-             f"**{md_text(summary_sentence(table, primary))}**", "", "## Setup", ""]
+             f"**{md_text(summary_sentence(table, primary, _replicate(config)))}**", "", "## Setup", ""]
     lines += [f"- {md_text(line)}" for line in _setup_lines(config, facts)]
     header, rows = _results_table(table, cols, primary)
     lines += ["", f"## Results (mean ± std over seeds, best first by {report_text.metric_name(primary)})", "",
@@ -655,7 +662,7 @@ img {{ max-width: 100%; }} .summary {{ font-size: 1.1em; font-weight: bold; }}
 <h1>mlcompare report: {html.escape(config['name'])}</h1>
 <p>{report_text.inline_html(config['description'])}</p>
 {f"<p><em>Question: {report_text.inline_html(config['question'])}</em></p>" if config.get("question") else ""}
-<p class="summary">{html.escape(summary_sentence(table, primary))}</p>
+<p class="summary">{html.escape(summary_sentence(table, primary, _replicate(config)))}</p>
 <h2>Setup</h2><ul>{setup}</ul>
 <h2>Results (mean ± std over seeds, best first by {html.escape(report_text.metric_name(primary))}; click a header to sort)</h2>
 <div class="wide"><table id="results"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>

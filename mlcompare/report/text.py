@@ -74,7 +74,7 @@ def versus_best(d: stats.Difference | None) -> str:
     return f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] {verdict}"
 
 
-def difference_clause(winner: str, loser: str, metric: str, d: stats.Difference) -> str:
+def difference_clause(winner: str, loser: str, metric: str, d: stats.Difference, replicate: str = "seed") -> str:
     """The summary sentence's claim about ``winner`` against ``loser`` (``d``: loser - winner):
     "beats" only where the Holm-corrected test is significant, "ties with" otherwise, and no claim
     beyond the number with one seed."""
@@ -82,7 +82,7 @@ def difference_clause(winner: str, loser: str, metric: str, d: stats.Difference)
     if d.n < 2:
         return f"{winner} leads {loser} by {gap} on one seed, too few for a test between methods"
     # the interval is per comparison, the p corrected for all of them: it can exclude 0 in a tie, so say which is which
-    ci = f"uncorrected 95% CI over {plural(d.n, 'seed')} [{-d.high:+.3f}, {-d.low:+.3f}], Holm-corrected {p_text(d.p_holm)}"
+    ci = f"uncorrected 95% CI over {plural(d.n, replicate)} [{-d.high:+.3f}, {-d.low:+.3f}], Holm-corrected {p_text(d.p_holm)}"
     if d.significant:
         return f"{winner} beats {loser} by {gap} ({ci})"
     return f"{winner} ties with {loser}: the difference of {gap} is not significant ({ci})"

@@ -80,6 +80,8 @@ def test_tie_where_the_corrected_test_is_not_significant():
     sentence = render.summary_sentence(clear, "accuracy")
     assert "softmax beats triplet by +0.050 verification accuracy (uncorrected 95% CI over 3 seeds [" in sentence
     assert "ties with" not in sentence and "tie" not in clear.vs_best.iloc[1]
+    # under cross-validation a replicate is a seed x fold, and the sentence says so
+    assert "(uncorrected 95% CI over 3 seed x folds [" in render.summary_sentence(clear, "accuracy", "seed x fold")
 
     one_seed = render.summarise(noisy(0.05, (0.0,)), "accuracy")
     assert "softmax leads triplet by +0.050 verification accuracy on one seed, too few for a test between methods" \
