@@ -12,7 +12,7 @@ import pandas as pd
 
 from mlcompare.report.section import Section
 from mlcompare.report.text import metric_name, plural, versus_best
-from mlcompare.run import comparison_tests
+from mlcompare.run import comparison_tests, stats
 
 # what the section calls a swept field (mlcompare.config.comparison.SWEEPABLE); others: the field's name
 LABELS = {"p": "P (identities per batch)", "k": "K (images per identity in a batch)",
@@ -40,10 +40,11 @@ def section(config: dict, results: pd.DataFrame, tests: dict) -> Section | None:
             cells.append(f"{means[(value, group)]:.3f} ({verdict})")
         rows.append([value, *cells])
         winners.append(f"{tested['best']} at {value}")
-    comparisons = max(len(t["versus_best"]) for t in by_value.values())
+    counts = {len(t["versus_best"]) for t in by_value.values()}  # one count unless a method lacks a value
+    comparisons = plural(counts.pop(), "comparison") if len(counts) == 1 else "comparisons"
     text = [f"At each value of {label}, each method's mean {metric_name(primary)} over seeds and its difference to "
             f"the best method at that value (method − best, uncorrected 95% CI over seeds, paired t-test's p "
-            f"Holm-corrected over the {plural(comparisons, 'comparison')} at that value; \"tie\": not significant "
-            "at 0.05 after the correction). Whether the winner changes with the setting is read down the "
+            f"Holm-corrected over the {comparisons} at that value; \"tie\": not significant "
+            f"at {stats.ALPHA:g} after the correction). Whether the winner changes with the setting is read down the "
             f"columns: best by {metric_name(primary)}: {'; '.join(winners)}."]
     return Section(f"By {label}", text, [label, *groups], rows)
